@@ -24,9 +24,11 @@
 //!
 //! Nothing here does I/O beyond reading a file being hashed, and nothing
 //! panics on input: every malformed proof gives a [`DecodeError`] naming the
-//! problem and its offset. Decoding allocates at most the format's limits
-//! per item (4 KiB per message), and at most a few hundred times the input's
-//! size in all: a 10 kB calendar reply can never cost more than a few MB.
+//! problem and its offset. Every length is checked before anything is
+//! allocated, each message is at most 4 KiB, and each node costs at least one
+//! byte of input, so decoding needs at most about 4,100 bytes of memory per
+//! input byte (adversarial worst case; real proofs need about ten): see
+//! `docs/proof-format.md`.
 #![warn(missing_docs)]
 
 pub mod attestation;
