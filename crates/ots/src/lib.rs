@@ -1,0 +1,13 @@
+//! The OpenTimestamps client as a library: calendars, the reply cache, the
+//! whitelist, and the stamp, upgrade, verify and prune operations behind the
+//! `ots` binary.
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod calendar;
+pub mod log;
+pub mod prune;
+pub mod stamp;
+pub mod upgrade;
+pub mod verify;
+pub mod whitelist;

@@ -1,0 +1,137 @@
+//! Verifying Bitcoin attestations against the block headers of a node the
+//! user trusts, and saying when the data existed.
+
+use ots_bitcoin::{RpcClient, RpcError};
+use ots_proof::verify::verify_bitcoin_header;
+use ots_proof::{Attestation, Timestamp};
+
+use crate::log::Log;
+
+/// What checking one Bitcoin attestation found.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The attested message is the block's merkle root: the data existed as
+    /// of the block's time.
+    Verified {
+        /// Block height.
+        height: u64,
+        /// The header's nTime.
+        time: u32,
+    },
+    /// The node has no block at that height.
+    NoSuchBlock {
+        /// Block height.
+        height: u64,
+        /// The node's best height.
+        best: u64,
+    },
+    /// The header does not match.
+    Mismatch {
+        /// Block height.
+        height: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Checks the Bitcoin attestation `(msg, height)` against the node.
+pub async fn check(rpc: &RpcClient, msg: &[u8], height: u64) -> Result<Outcome, RpcError> {
+    let best = rpc.block_count().await?;
+    let Some(hash) = rpc.block_hash(height).await? else {
+        return Ok(Outcome::NoSuchBlock { height, best });
+    };
+    let Some(header) = rpc.block_header(&hash).await? else {
+        return Ok(Outcome::NoSuchBlock { height, best });
+    };
+    Ok(match verify_bitcoin_header(msg, &header) {
+        Ok(time) => Outcome::Verified { height, time },
+        Err(e) => Outcome::Mismatch {
+            height,
+            reason: e.to_string(),
+        },
+    })
+}
+
+/// The Bitcoin attestations of `timestamp`, lowest height first (the
+/// earliest proof of existence is the one worth reporting).
+pub fn bitcoin_attestations(timestamp: &Timestamp) -> Vec<(Vec<u8>, u64)> {
+    let mut out: Vec<_> = timestamp
+        .all_attestations()
+        .into_iter()
+        .filter_map(|(msg, a)| match a {
+            Attestation::Bitcoin { height } => Some((msg.to_vec(), *height)),
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|(_, h)| *h);
+    out
+}
+
+/// Verifies `timestamp`: the first Bitcoin attestation that checks out is
+/// reported and ends the search. `rpc` is `None` with `--no-bitcoin`.
+/// Returns the verified (height, time), if any.
+pub async fn verify(
+    timestamp: &Timestamp,
+    rpc: Option<&RpcClient>,
+    log: &Log,
+) -> Option<(u64, u32)> {
+    for (msg, height) in bitcoin_attestations(timestamp) {
+        let Some(rpc) = rpc else {
+            log.warn("Not checking Bitcoin attestation; Bitcoin disabled");
+            let mut root = msg.clone();
+            root.reverse();
+            log.info(format!(
+                "To verify manually, check that Bitcoin block {height} has merkleroot {}",
+                hex::encode(root)
+            ));
+            continue;
+        };
+        match check(rpc, &msg, height).await {
+            Ok(Outcome::Verified { height, time }) => {
+                log.info(format!(
+                    "Success! Bitcoin block {height} attests existence as of {}",
+                    utc_date(time)
+                ));
+                return Some((height, time));
+            }
+            Ok(Outcome::NoSuchBlock { height, best }) => log.error(format!(
+                "Bitcoin block height {height} not found; {best} is highest known block"
+            )),
+            Ok(Outcome::Mismatch { reason, .. }) => {
+                log.error(format!("Bitcoin verification failed: {reason}"))
+            }
+            Err(e) => log.error(format!("Could not connect to Bitcoin node: {e}")),
+        }
+    }
+    None
+}
+
+/// `YYYY-MM-DD UTC` for a unix time (the reference prints the local date;
+/// we print UTC, the same on every machine).
+pub fn utc_date(time: u32) -> String {
+    // Howard Hinnant's civil-from-days.
+    let days = i64::from(time) / 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date(0), "1970-01-01 UTC");
+        assert_eq!(utc_date(1_432_827_678), "2015-05-28 UTC");
+        assert_eq!(utc_date(951_782_400), "2000-02-29 UTC");
+        assert_eq!(utc_date(u32::MAX), "2106-02-07 UTC");
+    }
+}
