@@ -1,0 +1,425 @@
+//! The `ots` binary end to end, against calendars and a Bitcoin node served
+//! on 127.0.0.1 by the test: every command, and every error case with its
+//! message and exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ots_proof::op::sha256;
+use ots_proof::{Attestation, DetachedTimestampFile, Op, Timestamp};
+use serde_json::{json, Value};
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ots-proof/tests/data")
+}
+
+fn ots(args: &[&str], cwd: &Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ots"))
+        .args(["--no-cache"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// What the test calendar does.
+#[derive(Default)]
+struct CalendarState {
+    url: Mutex<String>,
+    /// Every commitment handed out, in order.
+    commitments: Mutex<Vec<Vec<u8>>>,
+    /// Reply to POST /digest with this instead of a proof.
+    override_reply: Mutex<Option<Vec<u8>>>,
+    /// Whether GET /timestamp has the Bitcoin part yet.
+    confirmed: Mutex<bool>,
+}
+
+/// The Bitcoin part the calendar hands out: sha256, then the attestation
+/// at height 1 on the resulting "merkle root".
+const HEIGHT: u64 = 1;
+
+async fn post_digest(State(s): State<Arc<CalendarState>>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    if let Some(reply) = s.override_reply.lock().unwrap().clone() {
+        return (StatusCode::OK, reply);
+    }
+    let mut t = Timestamp::new(body.to_vec()).unwrap();
+    let end = t
+        .add_path([
+            Op::prepend(b"\x65\x00\x00\x00".to_vec()).unwrap(),
+            Op::append(vec![7; 8]).unwrap(),
+        ])
+        .unwrap();
+    s.commitments.lock().unwrap().push(end.msg().to_vec());
+    end.add_attestation(Attestation::pending(s.url.lock().unwrap().clone()).unwrap());
+    (StatusCode::OK, t.serialize().unwrap())
+}
+
+async fn get_timestamp(
+    State(s): State<Arc<CalendarState>>,
+    UrlPath(hex_c): UrlPath<String>,
+) -> (StatusCode, Vec<u8>) {
+    let commitment = hex::decode(hex_c).unwrap_or_default();
+    if !s.commitments.lock().unwrap().contains(&commitment) {
+        return (StatusCode::NOT_FOUND, b"Not found".to_vec());
+    }
+    if !*s.confirmed.lock().unwrap() {
+        return (
+            StatusCode::NOT_FOUND,
+            b"Pending confirmation in Bitcoin blockchain\n".to_vec(),
+        );
+    }
+    let mut t = Timestamp::new(commitment).unwrap();
+    t.add_op(Op::Sha256)
+        .unwrap()
+        .add_attestation(Attestation::Bitcoin { height: HEIGHT });
+    (StatusCode::OK, t.serialize().unwrap())
+}
+
+async fn calendar() -> (String, Arc<CalendarState>) {
+    let state = Arc::new(CalendarState::default());
+    let app = Router::new()
+        .route("/digest", post(post_digest))
+        .route("/timestamp/{c}", get(get_timestamp))
+        .with_state(state.clone());
+    let url = serve(app).await;
+    *state.url.lock().unwrap() = url.clone();
+    (url, state)
+}
+
+/// A node answering getblockcount/getblockhash/getblockheader with one
+/// header at `height`, as Bitcoin Core does (error -8 past the tip).
+async fn node(height: u64, header: Vec<u8>) -> String {
+    let header = Arc::new(header);
+    let app = Router::new().route(
+        "/",
+        post(move |Json(body): Json<Value>| {
+            let header = header.clone();
+            async move {
+                let id = body["id"].clone();
+                let result = match body["method"].as_str() {
+                    Some("getblockcount") => json!(height),
+                    Some("getblockhash") if body["params"][0] == json!(height) => {
+                        json!("00000000000000000000000000000000000000000000000000000000000000aa")
+                    }
+                    Some("getblockhash") => {
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            Json(json!({"result": null, "error": {"code": -8, "message": "Block height out of range"}, "id": id})),
+                        )
+                    }
+                    Some("getblockheader") => json!(hex::encode(header.as_slice())),
+                    _ => {
+                        return (
+                            StatusCode::NOT_FOUND,
+                            Json(json!({"result": null, "error": {"code": -32601, "message": "Method not found"}, "id": id})),
+                        )
+                    }
+                };
+                (StatusCode::OK, Json(json!({"result": result, "error": null, "id": id})))
+            }
+        }),
+    );
+    serve(app).await
+}
+
+fn header_with_root(root: &[u8], time: u32) -> Vec<u8> {
+    let mut h = vec![0u8; 80];
+    h[0] = 2;
+    h[36..68].copy_from_slice(root);
+    h[68..72].copy_from_slice(&time.to_le_bytes());
+    h
+}
+
+#[test]
+fn info_prints_the_reference_text_for_every_example() {
+    let dir = vectors();
+    for entry in std::fs::read_dir(dir.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ots") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let out = ots(&["info", path.to_str().unwrap()], &dir);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let expected =
+            std::fs::read_to_string(dir.join("expected-info").join(format!("{name}.txt"))).unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), expected, "{name}");
+    }
+}
+
+#[test]
+fn info_errors() {
+    let dir = vectors();
+    let out = ots(&["info", "examples/invalid/bad-major-version.ots"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Invalid timestamp file")
+            && stderr(&out).contains("unsupported major version 255")
+    );
+    let out = ots(&["info", "examples/hello-world.txt"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a timestamp file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ots(&["info", "no-such-file.ots"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Could not read no-such-file.ots"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_hello_world_against_block_358391() {
+    let dir = vectors();
+    let header = hex::decode(
+        std::fs::read_to_string(dir.join("block-358391.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let url = node(358_391, header.clone()).await;
+    let out = ots(
+        &[
+            "--bitcoin-node",
+            &url,
+            "verify",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out)
+        .contains("Success! Bitcoin block 358391 attests existence as of 2015-05-28 UTC"));
+
+    // The wrong header: verification fails, exit 1.
+    let mut wrong = header;
+    wrong[40] ^= 1;
+    let url = node(358_391, wrong).await;
+    let out = ots(
+        &[
+            "--bitcoin-node",
+            &url,
+            "verify",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Bitcoin verification failed: digest"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A node that does not have the block yet.
+    let url = node(1000, vec![0; 80]).await;
+    let out = ots(
+        &[
+            "--bitcoin-node",
+            &url,
+            "verify",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Bitcoin block height 358391 not found; 1000 is highest known block")
+    );
+
+    // No node at all.
+    let out = ots(
+        &[
+            "--bitcoin-node",
+            "http://127.0.0.1:9/",
+            "verify",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Could not connect to Bitcoin node"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --no-bitcoin: nothing verified, the manual check is explained.
+    let out = ots(
+        &["--no-bitcoin", "verify", "examples/hello-world.txt.ots"],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("check that Bitcoin block 358391 has merkleroot 8a1b66ec"));
+
+    // Digest and file mismatches.
+    let out = ots(
+        &[
+            "--no-bitcoin",
+            "verify",
+            "-d",
+            "00",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Digest provided does not match digest in timestamp"));
+    let out = ots(
+        &[
+            "--no-bitcoin",
+            "verify",
+            "-f",
+            "examples/empty",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("File does not match original!"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stamp_upgrade_verify_prune() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.txt"), b"first").unwrap();
+    std::fs::write(work.path().join("b.txt"), b"second").unwrap();
+    let (url, state) = calendar().await;
+
+    let out = ots(&["stamp", "-c", &url, "a.txt", "b.txt"], work.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["a.txt", "b.txt"] {
+        let proof = DetachedTimestampFile::deserialize(
+            &std::fs::read(work.path().join(format!("{name}.ots"))).unwrap(),
+        )
+        .unwrap();
+        let data = std::fs::read(work.path().join(name)).unwrap();
+        assert_eq!(proof.file_digest(), sha256(&data));
+        let pending: Vec<_> = proof
+            .timestamp()
+            .all_attestations()
+            .into_iter()
+            .map(|(_, a)| a.clone())
+            .collect();
+        assert_eq!(pending, vec![Attestation::pending(url.clone()).unwrap()]);
+    }
+    // Stamping again would overwrite: refused.
+    let out = ots(&["stamp", "-c", &url, "a.txt"], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Failed to create timestamp \"a.txt.ots\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // Not whitelisted: the calendar is not contacted.
+    let out = ots(&["upgrade", "a.txt.ots"], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Calendar not in whitelist"));
+    // Whitelisted but pending: its reason is shown.
+    let out = ots(&["-l", &url, "upgrade", "a.txt.ots"], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Pending confirmation in Bitcoin blockchain"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Failed! Timestamp not complete"));
+
+    *state.confirmed.lock().unwrap() = true;
+    let out = ots(&["-l", &url, "upgrade", "-n", "a.txt.ots"], work.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !work.path().join("a.txt.ots.bak").exists(),
+        "dry run wrote nothing"
+    );
+    let out = ots(&["-l", &url, "upgrade", "a.txt.ots"], work.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Success! Timestamp complete"));
+    assert!(work.path().join("a.txt.ots.bak").exists());
+
+    // Verify against a node whose block 1 has the calendar's root.
+    // a.txt and b.txt were stamped together: the first commitment.
+    let root = sha256(&state.commitments.lock().unwrap()[0]);
+    let node_url = node(HEIGHT, header_with_root(&root, 1_700_000_000)).await;
+    let out = ots(
+        &["--bitcoin-node", &node_url, "verify", "a.txt.ots"],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Success! Bitcoin block 1 attests existence as of 2023-11-14 UTC")
+    );
+
+    // Prune drops the pending attestation; a second backup is refused.
+    let out = ots(
+        &["--bitcoin-node", &node_url, "prune", "a.txt.ots"],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    std::fs::remove_file(work.path().join("a.txt.ots.bak")).unwrap();
+    let out = ots(
+        &["--bitcoin-node", &node_url, "prune", "a.txt.ots"],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pruned =
+        DetachedTimestampFile::deserialize(&std::fs::read(work.path().join("a.txt.ots")).unwrap())
+            .unwrap();
+    let all = pruned.timestamp().all_attestations();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].1, &Attestation::Bitcoin { height: HEIGHT });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stamp_errors() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.txt"), b"x").unwrap();
+    // Unreachable calendar.
+    let out = ots(&["stamp", "-c", "http://127.0.0.1:9", "a.txt"], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("need at least 1 attestation but received 0"));
+    // m larger than the calendars given.
+    let out = ots(
+        &["stamp", "-c", "http://127.0.0.1:9", "-m", "2", "a.txt"],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("m (2) cannot be greater than available calendars (1)"));
+    // Oversized and malformed replies.
+    let (url, state) = calendar().await;
+    *state.override_reply.lock().unwrap() = Some(vec![0; 10_001]);
+    let out = ots(&["stamp", "-c", &url, "a.txt"], work.path());
+    assert!(
+        stderr(&out).contains("reply exceeds 10000 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    *state.override_reply.lock().unwrap() = Some(vec![0xff, 0x42]);
+    let out = ots(&["stamp", "-c", &url, "a.txt"], work.path());
+    assert!(stderr(&out).contains("malformed reply"), "{}", stderr(&out));
+    assert!(!work.path().join("a.txt.ots").exists());
+    // A missing file.
+    let out = ots(&["stamp", "-c", &url, "nope.txt"], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Could not read \"nope.txt\""));
+}
