@@ -423,3 +423,79 @@ async fn stamp_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("Could not read \"nope.txt\""));
 }
+
+/// The reference Python client, when `OTS_REFERENCE_CLIENT` names its `ots`
+/// executable (`.ci/run` installs it from PyPI into a virtual environment).
+fn reference_client() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("OTS_REFERENCE_CLIENT")?);
+    path.is_file().then_some(path)
+}
+
+fn reference(client: &Path, args: &[&str], cwd: &Path) -> Output {
+    std::process::Command::new(client)
+        .arg("--no-cache")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_client_interoperates() {
+    let Some(python_ots) = reference_client() else {
+        eprintln!(
+            "skipped: set OTS_REFERENCE_CLIENT to the reference client's `ots` to run this test"
+        );
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("ours.txt"), b"stamped by us").unwrap();
+    std::fs::write(work.path().join("theirs.txt"), b"stamped by the reference").unwrap();
+    let (url, state) = calendar().await;
+
+    // Ours stamps, theirs reads the pending proof.
+    let out = ots(&["stamp", "-c", &url, "ours.txt"], work.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let theirs_info = reference(&python_ots, &["info", "ours.txt.ots"], work.path());
+    let ours_info = ots(&["info", "ours.txt.ots"], work.path());
+    assert!(theirs_info.status.success(), "{}", stderr(&theirs_info));
+    assert_eq!(theirs_info.stdout, ours_info.stdout);
+
+    // Theirs stamps against the same calendar.
+    let out = reference(
+        &python_ots,
+        &["stamp", "-c", &url, "-m", "1", "theirs.txt"],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The calendar confirms; ours upgrades both, theirs verifies ours and
+    // ours verifies theirs, against the same node.
+    *state.confirmed.lock().unwrap() = true;
+    for proof in ["ours.txt.ots", "theirs.txt.ots"] {
+        let out = ots(&["-l", &url, "upgrade", proof], work.path());
+        assert!(out.status.success(), "{proof}: {}", stderr(&out));
+    }
+    let commitments = state.commitments.lock().unwrap().clone();
+    assert_eq!(commitments.len(), 2);
+    for (i, proof) in ["ours.txt.ots", "theirs.txt.ots"].iter().enumerate() {
+        let node_url = node(
+            HEIGHT,
+            header_with_root(&sha256(&commitments[i]), 1_700_000_000),
+        )
+        .await;
+        let theirs = reference(
+            &python_ots,
+            &["--bitcoin-node", &node_url, "verify", proof],
+            work.path(),
+        );
+        assert!(
+            String::from_utf8_lossy(&theirs.stderr)
+                .contains("Success! Bitcoin block 1 attests existence"),
+            "reference verify of {proof}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let ours = ots(&["--bitcoin-node", &node_url, "verify", proof], work.path());
+        assert!(ours.status.success(), "{proof}: {}", stderr(&ours));
+    }
+}
