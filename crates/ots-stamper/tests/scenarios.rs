@@ -1,0 +1,365 @@
+//! The stamper's decisions, event by event, without a node: rounds, fee
+//! bumps, rejections, the fee cap, confirmations, reorgs, restarts.
+// Lists of one journal range are sets with one interval.
+#![allow(clippy::single_range_in_vec_init)]
+
+use bitcoin::hashes::Hash;
+use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
+use ots_stamper::stamper::{
+    Action, BroadcastResult, Config, Stamper, State, Status, Utxo, Warning,
+};
+use ots_stamper::tx::op_return;
+
+const RELAY: u64 = 1_000; // 1 sat/vB
+
+fn config() -> Config {
+    Config {
+        min_confirmations: 2,
+        min_tx_interval_secs: 600,
+        relay_feerate: RELAY,
+        max_fee: Amount::from_sat(100_000),
+        max_pending: 1_000,
+    }
+}
+
+fn wallet_script() -> ScriptBuf {
+    ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([3; 20]))
+}
+
+fn utxo(value: u64, confirmations: u64, n: u32) -> Utxo {
+    Utxo {
+        outpoint: OutPoint::new(Txid::from_byte_array([n as u8; 32]), n),
+        value: Amount::from_sat(value),
+        script: wallet_script(),
+        confirmations,
+    }
+}
+
+fn block(n: u8) -> BlockHash {
+    BlockHash::from_byte_array([n; 32])
+}
+
+fn only<T: std::fmt::Debug>(mut v: Vec<T>) -> T {
+    assert_eq!(v.len(), 1, "{v:?}");
+    v.remove(0)
+}
+
+fn sign_of(action: Action) -> Transaction {
+    match action {
+        Action::Sign(tx) => tx,
+        other => panic!("expected Sign, got {other:?}"),
+    }
+}
+
+/// Starts a round over `journal_len` commitments and gets its first version
+/// broadcast; returns the stamper and the version's transaction.
+fn first_version(journal_len: u64) -> (Stamper, Transaction) {
+    let mut s = Stamper::new(config(), State::default());
+    assert_eq!(
+        only(s.on_tick(1_000, journal_len)),
+        Action::Fund(vec![0..journal_len])
+    );
+    let tx = sign_of(only(s.on_funding(
+        1_000,
+        &[
+            utxo(50_000, 3, 1),
+            utxo(90_000, 1, 2),
+            utxo(10_000_000, 0, 3),
+        ],
+        Some(2_000),
+        wallet_script(),
+        100,
+        [7; 32],
+        vec![0..journal_len],
+    )));
+    assert_eq!(only(s.on_signed(tx.clone())), Action::Broadcast(tx.clone()));
+    assert!(s.on_broadcast(1_000, BroadcastResult::Accepted).is_empty());
+    (s, tx)
+}
+
+#[test]
+fn a_round_spends_the_largest_confirmed_output_at_the_estimated_rate() {
+    let (s, tx) = first_version(3);
+    // The unconfirmed 10 BTC output is not used; the largest confirmed is.
+    assert_eq!(tx.input[0].previous_output, utxo(90_000, 1, 2).outpoint);
+    assert_eq!(tx.output[0].script_pubkey, op_return(&[7; 32]));
+    // 2 sat/vB × 153 vB.
+    assert_eq!(tx.output[1].value, Amount::from_sat(90_000 - 306));
+    assert_eq!(tx.lock_time.to_consensus_u32(), 100);
+    assert_eq!(s.state().journal_end, 3);
+    assert_eq!(s.pending(5), vec![3..5]);
+    assert_eq!(s.status(1), Status::Pending);
+}
+
+#[test]
+fn nothing_to_do_before_time_or_without_commitments() {
+    let mut s = Stamper::new(config(), State::default());
+    assert!(s.on_tick(1_000, 0).is_empty());
+    let state = State {
+        next_round_at: 2_000,
+        ..State::default()
+    };
+    let mut s = Stamper::new(config(), state);
+    assert!(s.on_tick(1_999, 10).is_empty());
+    assert!(!s.on_tick(2_000, 10).is_empty());
+    // Asked once until answered.
+    assert!(s.on_tick(2_001, 10).is_empty());
+}
+
+#[test]
+fn max_pending_limits_a_round() {
+    let mut s = Stamper::new(
+        Config {
+            max_pending: 4,
+            ..config()
+        },
+        State::default(),
+    );
+    assert_eq!(only(s.on_tick(1_000, 10)), Action::Fund(vec![0..4]));
+}
+
+#[test]
+fn empty_wallet_warns_and_retries_later() {
+    let mut s = Stamper::new(config(), State::default());
+    s.on_tick(1_000, 3);
+    let action = only(s.on_funding(
+        1_000,
+        &[utxo(100, 5, 1)],
+        None,
+        wallet_script(),
+        100,
+        [7; 32],
+        vec![0..3],
+    ));
+    assert!(matches!(
+        action,
+        Action::Warn(Warning::WalletTooSmall { .. })
+    ));
+    assert!(s.state().round.is_none());
+    assert!(s.on_tick(1_030, 3).is_empty());
+    assert_eq!(only(s.on_tick(1_060, 3)), Action::Fund(vec![0..3]));
+}
+
+#[test]
+fn every_block_without_confirmation_brings_one_higher_paying_replacement() {
+    let (mut s, first) = first_version(3);
+    let first_fee = 90_000 - first.output[1].value.to_sat();
+    // A block without our transaction: replace, covering new commitments.
+    let bump = only(s.on_block(1_100, 101, block(1), &[], 5));
+    assert_eq!(bump, Action::Bump(vec![0..3, 3..5]));
+    let second = sign_of(only(s.on_bump([8; 32], vec![0..3, 3..5], 101)));
+    assert_eq!(
+        second.input[0].previous_output, first.input[0].previous_output,
+        "same input: no double spend"
+    );
+    let second_fee = 90_000 - second.output[1].value.to_sat();
+    assert_eq!(second_fee, first_fee + 153, "old fee + 1 sat/vB × vsize");
+    assert_eq!(second.output[0].script_pubkey, op_return(&[8; 32]));
+    s.on_signed(second.clone());
+    s.on_broadcast(1_100, BroadcastResult::Accepted);
+    assert_eq!(s.state().round.as_ref().unwrap().versions.len(), 2);
+    assert_eq!(s.state().journal_end, 5);
+}
+
+#[test]
+fn a_fee_rejection_raises_the_fee_by_a_quarter() {
+    let mut s = Stamper::new(config(), State::default());
+    s.on_tick(1_000, 1);
+    let tx = sign_of(only(s.on_funding(
+        1_000,
+        &[utxo(90_000, 1, 2)],
+        None,
+        wallet_script(),
+        100,
+        [7; 32],
+        vec![0..1],
+    )));
+    s.on_signed(tx);
+    let refused = BroadcastResult::Refused {
+        code: -26,
+        message: "min relay fee not met, 153 < 200".into(),
+    };
+    let retry = sign_of(only(s.on_broadcast(1_000, refused)));
+    assert_eq!(
+        90_000 - retry.output[1].value.to_sat(),
+        153 + 153 * 25 / 100 + 1
+    );
+}
+
+#[test]
+fn the_fee_cap_stops_bumping_with_one_warning() {
+    let cap = Config {
+        max_fee: Amount::from_sat(400),
+        ..config()
+    };
+    let mut s = Stamper::new(cap, State::default());
+    s.on_tick(1_000, 1);
+    let tx = sign_of(only(s.on_funding(
+        1_000,
+        &[utxo(90_000, 1, 2)],
+        Some(2_000),
+        wallet_script(),
+        100,
+        [7; 32],
+        vec![0..1],
+    )));
+    s.on_signed(tx);
+    s.on_broadcast(1_000, BroadcastResult::Accepted);
+    // 306 → 459 would exceed 400.
+    let Action::Bump(covered) = only(s.on_block(1_100, 101, block(1), &[], 1)) else {
+        panic!()
+    };
+    let warn = only(s.on_bump([7; 32], covered.clone(), 101));
+    assert_eq!(
+        warn,
+        Action::Warn(Warning::FeeCapReached {
+            fee: Amount::from_sat(459),
+            max: Amount::from_sat(400)
+        })
+    );
+    let Action::Bump(covered) = only(s.on_block(1_200, 102, block(2), &[], 1)) else {
+        panic!()
+    };
+    assert!(s.on_bump([7; 32], covered, 102).is_empty(), "warned once");
+    // The round stays: its transaction may still confirm.
+    assert_eq!(s.state().round.as_ref().unwrap().versions.len(), 1);
+}
+
+#[test]
+fn a_mined_version_is_final_after_min_confirmations() {
+    let (mut s, first) = first_version(3);
+    let Action::Bump(covered) = only(s.on_block(1_100, 101, block(1), &[], 5)) else {
+        panic!()
+    };
+    let second = sign_of(only(s.on_bump([8; 32], covered, 101)));
+    s.on_signed(second);
+    s.on_broadcast(1_100, BroadcastResult::Accepted);
+
+    // The FIRST version gets mined: its 3 commitments are in it, the 2 added
+    // by the replacement go back to pending.
+    let txid = first.compute_txid();
+    assert!(s.on_block(1_200, 102, block(2), &[txid], 5).is_empty());
+    assert!(s.state().round.is_none());
+    assert_eq!(s.pending(5), vec![3..5]);
+    assert_eq!(
+        s.status(0),
+        Status::Mined {
+            txid,
+            waiting_for: 1
+        }
+    );
+    assert_eq!(s.state().next_round_at, 1_200 + 600);
+
+    let complete = only(s.on_block(1_300, 103, block(3), &[], 5));
+    let Action::Complete(mined) = complete else {
+        panic!("{complete:?}")
+    };
+    assert_eq!(mined.version.txid, txid);
+    assert_eq!(mined.version.ranges, vec![0..3]);
+    assert_eq!((mined.height, mined.block), (102, block(2)));
+    // Not asked twice while the runtime works on it.
+    assert!(s.on_block(1_400, 104, block(4), &[], 5).is_empty());
+    s.on_completed(txid);
+    assert!(s.state().mined.is_empty());
+}
+
+#[test]
+fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
+    let (mut s, first) = first_version(3);
+    let txid = first.compute_txid();
+    s.on_block(1_100, 101, block(1), &[txid], 3);
+    assert!(s.state().round.is_none());
+    assert!(s.on_reorg(100).is_empty());
+    assert!(s.state().mined.is_empty());
+    assert_eq!(s.state().round.as_ref().unwrap().versions[0].txid, txid);
+    assert_eq!(s.status(0), Status::Pending);
+    // The new branch's next block: the transaction is bumped again...
+    assert!(matches!(
+        only(s.on_block(1_200, 101, block(9), &[], 3)),
+        Action::Bump(_)
+    ));
+    // ...or found in the new branch.
+    s.on_block(1_300, 102, block(10), &[txid], 3);
+    assert_eq!(s.state().mined[0].block, block(10));
+}
+
+#[test]
+fn a_reorg_with_a_new_round_underway_keeps_the_old_transaction_watched() {
+    let (mut s, first) = first_version(3);
+    let txid = first.compute_txid();
+    s.on_block(1_100, 101, block(1), &[txid], 3);
+    // A new round starts (its interval passed) with commitments 3..6.
+    s.on_tick(10_000, 6);
+    let tx = sign_of(only(s.on_funding(
+        10_000,
+        &[utxo(80_000, 1, 5)],
+        None,
+        wallet_script(),
+        101,
+        [9; 32],
+        vec![3..6],
+    )));
+    s.on_signed(tx);
+    s.on_broadcast(10_000, BroadcastResult::Accepted);
+    s.on_reorg(100);
+    assert_eq!(s.pending(6), vec![0..3]);
+    assert_eq!(s.state().orphans.len(), 1);
+    s.on_block(10_100, 101, block(7), &[txid], 6);
+    assert!(s.state().orphans.is_empty());
+    assert_eq!(s.pending(6), Vec::<std::ops::Range<u64>>::new());
+}
+
+#[test]
+fn state_survives_a_restart_mid_broadcast() {
+    let mut s = Stamper::new(config(), State::default());
+    s.on_tick(1_000, 2);
+    let tx = sign_of(only(s.on_funding(
+        1_000,
+        &[utxo(90_000, 1, 2)],
+        None,
+        wallet_script(),
+        100,
+        [7; 32],
+        vec![0..2],
+    )));
+    let broadcast = only(s.on_signed(tx));
+    // Crash after persisting, before the broadcast was answered.
+    let saved = serde_json::to_string(s.state()).unwrap();
+    let restored: State = serde_json::from_str(&saved).unwrap();
+    assert_eq!(&restored, s.state());
+    let mut again = Stamper::new(config(), restored);
+    assert_eq!(
+        only(again.on_start()),
+        broadcast,
+        "the same signed tx, so no second spend"
+    );
+}
+
+#[test]
+fn a_foreign_signed_transaction_is_not_broadcast() {
+    let mut s = Stamper::new(config(), State::default());
+    s.on_tick(1_000, 2);
+    let mut tx = sign_of(only(s.on_funding(
+        1_000,
+        &[utxo(90_000, 1, 2)],
+        None,
+        wallet_script(),
+        100,
+        [7; 32],
+        vec![0..2],
+    )));
+    tx.output[1].value = Amount::from_sat(1);
+    assert!(matches!(only(s.on_signed(tx)), Action::Warn(_)));
+}
+
+#[test]
+fn merkle_tip_covers_the_commitments() {
+    let commitments = [[1u8; 44], [2u8; 44], [3u8; 44]];
+    let tip = ots_stamper::merkle_tip(&commitments).unwrap();
+    let leaves: Vec<[u8; 32]> = commitments
+        .iter()
+        .map(|c| ots_proof::op::sha256(c))
+        .collect();
+    assert_eq!(tip, ots_proof::MerkleTree::new(leaves).unwrap().root());
+    assert_eq!(ots_stamper::merkle_tip::<[u8; 44]>(&[]), None);
+}
