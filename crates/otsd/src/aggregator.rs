@@ -1,0 +1,265 @@
+//! The aggregator: collects the digests submitted during one interval,
+//! nonces them, builds one Merkle tree, turns its tip into a calendar
+//! commitment, journals it with one fsync (group commit) and only then
+//! answers every waiting request with its proof.
+//!
+//! Failure rule: if the journal write or fsync fails, every request of the
+//! round gets [`SubmitError::Unavailable`] and no reply names the
+//! commitment. On shutdown the current round is flushed the same way, then
+//! new submissions are refused.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ots_proof::merkle::{nonce_ops, NONCE_LEN};
+use ots_proof::op::sha256;
+use ots_proof::{Attestation, MerkleTree, Op};
+use rand::RngCore;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::calendar::{Commitment, KeyDeriver};
+use crate::journal::Journal;
+use crate::status::PendingIndex;
+
+/// Default aggregation interval (the reference's one second).
+pub const DEFAULT_AGGREGATION_INTERVAL: Duration = Duration::from_millis(1000);
+/// The largest digest accepted (PROTOCOL §2: "at most 64 bytes").
+pub const MAX_DIGEST_LEN: usize = 64;
+
+/// Why a submission got no proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The round's commitment could not be made durable (disk full, I/O
+    /// error), or the server is shutting down.
+    #[error("calendar unavailable")]
+    Unavailable,
+    /// The digest is longer than [`MAX_DIGEST_LEN`].
+    #[error("digest too long")]
+    TooLong,
+}
+
+struct Submission {
+    digest: Vec<u8>,
+    reply: oneshot::Sender<Result<Vec<u8>, SubmitError>>,
+}
+
+/// The handle the HTTP layer submits digests through; cheap to clone.
+///
+/// The queue is unbounded on purpose: every queued digest is a request
+/// holding a connection, and connections are capped by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct AggregatorHandle {
+    tx: mpsc::UnboundedSender<Submission>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission").finish_non_exhaustive()
+    }
+}
+
+impl AggregatorHandle {
+    /// Submits `digest`; resolves to the serialized proof (rooted at
+    /// `digest`, ending in the pending attestation) once the round's
+    /// commitment is on disk.
+    pub async fn submit(&self, digest: Vec<u8>) -> Result<Vec<u8>, SubmitError> {
+        if digest.len() > MAX_DIGEST_LEN {
+            return Err(SubmitError::TooLong);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Submission { digest, reply })
+            .map_err(|_| SubmitError::Unavailable)?;
+        rx.await.unwrap_or(Err(SubmitError::Unavailable))
+    }
+}
+
+/// What the aggregator needs.
+#[derive(Debug)]
+pub struct AggregatorConfig {
+    /// Time between rounds.
+    pub interval: Duration,
+    /// The calendar's attestation.
+    pub attestation: Attestation,
+    /// Derives the MAC keys.
+    pub deriver: KeyDeriver,
+}
+
+/// Starts the aggregator task. It runs until `shutdown` turns true, then
+/// flushes the digests already queued and exits, returning the journal.
+pub fn spawn(
+    config: AggregatorConfig,
+    journal: Journal,
+    index: Arc<PendingIndex>,
+    mut shutdown: watch::Receiver<bool>,
+) -> (AggregatorHandle, tokio::task::JoinHandle<Journal>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Submission>();
+    let task = tokio::spawn(async move {
+        let mut round = Round {
+            config,
+            journal: Some(journal),
+            index,
+        };
+        let mut ticker = tokio::time::interval(round.config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            while let Ok(s) = rx.try_recv() {
+                batch.push(s);
+            }
+            round.run(std::mem::take(&mut batch)).await;
+        }
+        // Shutdown: refuse new submissions, flush what is queued.
+        rx.close();
+        while let Some(s) = rx.recv().await {
+            batch.push(s);
+        }
+        round.run(batch).await;
+        round
+            .journal
+            .take()
+            .expect("journal returned by every round")
+    });
+    (AggregatorHandle { tx }, task)
+}
+
+struct Round {
+    config: AggregatorConfig,
+    /// Taken while a blocking append runs.
+    journal: Option<Journal>,
+    index: Arc<PendingIndex>,
+}
+
+/// The calendar's clock as a 4-byte unix time.
+pub fn unix_time() -> u32 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // The 4-byte field wraps in 2106; the reference packs '>L' too.
+    secs as u32
+}
+
+impl Round {
+    async fn run(&mut self, batch: Vec<Submission>) {
+        // Requests whose client went away are dropped before aggregation.
+        let batch: Vec<Submission> = batch.into_iter().filter(|s| !s.reply.is_closed()).collect();
+        if batch.is_empty() {
+            return;
+        }
+        let mut nonces = vec![0u8; NONCE_LEN * batch.len()];
+        rand::rngs::OsRng.fill_bytes(&mut nonces);
+        let leaves: Vec<[u8; 32]> = batch
+            .iter()
+            .zip(nonces.chunks_exact(NONCE_LEN))
+            .map(|(s, n)| sha256(&[s.digest.as_slice(), n].concat()))
+            .collect();
+        let tree = MerkleTree::new(leaves).expect("batch is not empty");
+        let tip = tree.root();
+        let t = unix_time();
+        let commitment = self.config.deriver.commitment(t, &tip);
+
+        let mut journal = self.journal.take().expect("journal present between rounds");
+        let (journal, result) = tokio::task::spawn_blocking(move || {
+            let r = journal.append(&[commitment]);
+            (journal, r)
+        })
+        .await
+        .expect("journal append does not panic");
+        self.journal = Some(journal);
+        let index = match result {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::error!(error = %e, digests = batch.len(), "journal append failed; round refused");
+                for s in batch {
+                    let _ = s.reply.send(Err(SubmitError::Unavailable));
+                }
+                return;
+            }
+        };
+        // Indexed before any reply: a GET right after the POST finds it.
+        self.index.insert(&commitment, index);
+        tracing::info!(
+            digests = batch.len(),
+            commitment = %hex::encode(commitment),
+            index,
+            "aggregated"
+        );
+        let tail = commitment_tail(t, &commitment, &self.config.attestation);
+        for (i, (s, nonce)) in batch
+            .into_iter()
+            .zip(nonces.chunks_exact(NONCE_LEN))
+            .enumerate()
+        {
+            let mut nonce_arr = [0u8; NONCE_LEN];
+            nonce_arr.copy_from_slice(nonce);
+            let path = tree.path(i).expect("leaf in range");
+            let proof = linear_proof(nonce_ops(nonce_arr).iter().chain(&path), &tail);
+            let _ = s.reply.send(Ok(proof));
+        }
+    }
+}
+
+/// The serialized steps shared by every proof of a round: prepend the
+/// time, append the MAC, then the pending attestation.
+fn commitment_tail(t: u32, commitment: &Commitment, attestation: &Attestation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    Op::Prepend(t.to_be_bytes().to_vec()).encode(&mut out);
+    Op::Append(commitment[36..].to_vec()).encode(&mut out);
+    // A node holding only an attestation: 0x00 then the attestation.
+    out.push(0x00);
+    attestation.encode(&mut out);
+    out
+}
+
+/// Serializes a chain of ops ending in `tail`. A chain has one item per
+/// node, so the format's `0xff` separators never appear and each op is
+/// written as `tag [varbytes arg]` followed directly by its child; this
+/// avoids building a tree per request. Tests check it against
+/// `Timestamp::serialize`.
+fn linear_proof<'a>(ops: impl Iterator<Item = &'a Op>, tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 * 16);
+    for op in ops {
+        op.encode(&mut out);
+    }
+    out.extend_from_slice(tail);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ots_proof::Timestamp;
+
+    #[test]
+    fn linear_proof_matches_the_tree_serialization() {
+        let att = Attestation::pending("https://cal.example").unwrap();
+        let digest = vec![0xab; 32];
+        let ops = vec![
+            Op::Append(vec![1; 16]),
+            Op::Sha256,
+            Op::Prepend(vec![2; 32]),
+            Op::Sha256,
+        ];
+        let mut ts = Timestamp::new(digest.clone()).unwrap();
+        let tip_node = ts.add_path(ops.clone()).unwrap();
+        let tip: [u8; 32] = tip_node.msg().try_into().unwrap();
+        let mut d = KeyDeriver::new(crate::calendar::HmacKey::new(vec![1; 32]));
+        let c = d.commitment(42, &tip);
+        let end = tip_node
+            .add_path([
+                Op::Prepend(42u32.to_be_bytes().to_vec()),
+                Op::Append(c[36..].to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(end.msg(), c.as_slice());
+        end.add_attestation(att.clone());
+        let tail = commitment_tail(42, &c, &att);
+        assert_eq!(linear_proof(ops.iter(), &tail), ts.serialize().unwrap());
+    }
+}

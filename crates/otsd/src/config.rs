@@ -1,0 +1,213 @@
+//! The command line: flags compatible with the reference `otsd`, the
+//! `init` step, and this server's own limits. Every default is a named
+//! constant.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::aggregator::DEFAULT_AGGREGATION_INTERVAL;
+use crate::http::{
+    Limits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+};
+use crate::info::DEFAULT_EXPLORER_URL;
+
+/// Default HTTP port (the reference's).
+pub const DEFAULT_RPC_PORT: u16 = 14788;
+/// Default listen address (the reference's).
+pub const DEFAULT_RPC_ADDRESS: &str = "localhost";
+/// Default calendar directory, under `$HOME`.
+pub const DEFAULT_CALENDAR_DIR: &str = ".otsd/calendar";
+/// Default most commitments per stamper transaction.
+pub const DEFAULT_MAX_PENDING: u64 = 100_000;
+/// Default confirmation target for fee estimation, blocks.
+pub const DEFAULT_BTC_CONF_TARGET: u32 = 2;
+/// Default minimum relay fee rate, sat/vB.
+pub const DEFAULT_BTC_MIN_RELAY_FEERATE: f64 = 1.0;
+/// Default maximum fee per transaction, BTC.
+pub const DEFAULT_BTC_MAX_FEE: f64 = 0.001;
+/// Default confirmations before a proof is saved for good.
+pub const DEFAULT_BTC_MIN_CONFIRMATIONS: u32 = 6;
+/// Default minimum seconds between timestamp transactions (6 h).
+pub const DEFAULT_BTC_MIN_TX_INTERVAL: u64 = 6 * 3600;
+
+/// The OpenTimestamps calendar server.
+#[derive(Debug, Parser)]
+#[command(name = "otsd", version, about)]
+pub struct Cli {
+    /// Calendar directory [default: ~/.otsd/calendar].
+    #[arg(short = 'c', long = "calendar", global = true)]
+    pub calendar: Option<PathBuf>,
+    /// More logging (repeatable).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less logging (repeatable).
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+    /// Also write debug-level logs to this file.
+    #[arg(long = "debug-file", global = true)]
+    pub debug_file: Option<PathBuf>,
+    /// Server settings.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// An optional step instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Steps other than serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the calendar directory: `uri`, `donation_addr` and a fresh
+    /// `hmac-key` (never overwritten).
+    Init {
+        /// The calendar's public URI (goes into every pending attestation).
+        #[arg(long)]
+        uri: String,
+        /// Bitcoin donation address shown on the info page.
+        #[arg(long = "donation-addr", default_value = "")]
+        donation_addr: String,
+    },
+}
+
+/// Flags of the server proper.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long = "rpc-address", default_value = DEFAULT_RPC_ADDRESS)]
+    pub rpc_address: String,
+    /// Port to listen on (0: any free port, printed at start-up).
+    #[arg(long = "rpc-port", default_value_t = DEFAULT_RPC_PORT)]
+    pub rpc_port: u16,
+    /// Aggregation interval, milliseconds.
+    #[arg(long = "aggregation-interval", default_value_t = DEFAULT_AGGREGATION_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub aggregation_interval_ms: u64,
+    /// Block explorer base URL for the info page.
+    #[arg(long = "explorer-url", default_value = DEFAULT_EXPLORER_URL)]
+    pub explorer_url: String,
+    /// File holding a Lightning invoice for the info page.
+    #[arg(long = "lightning-invoice-file")]
+    pub lightning_invoice_file: Option<PathBuf>,
+    /// Most commitments per timestamp transaction.
+    #[arg(long = "max-pending", default_value_t = DEFAULT_MAX_PENDING)]
+    pub max_pending: u64,
+    /// Check only the MACs of the last N journal records at start-up
+    /// [default: all].
+    #[arg(long = "journal-verify-last")]
+    pub journal_verify_last: Option<u64>,
+    /// Hostile-client limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Bitcoin settings (used by the stamper).
+    #[command(flatten)]
+    pub bitcoin: BitcoinArgs,
+}
+
+/// Limits on clients.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Concurrent connections; over it new connections get 503.
+    #[arg(long = "max-connections", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to send request headers (and idle keep-alive time).
+    #[arg(long = "header-timeout", default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body.
+    #[arg(long = "body-timeout", default_value_t = DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    pub body_timeout_secs: u64,
+    /// Largest request head in bytes (at least 8192); 431 beyond it.
+    #[arg(long = "max-header-bytes", default_value_t = DEFAULT_MAX_HEADER_BYTES as u64, value_parser = clap::value_parser!(u64).range(8192..))]
+    pub max_header_bytes: u64,
+}
+
+impl LimitArgs {
+    /// As [`Limits`].
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// The reference's Bitcoin flags; the stamper reads them.
+#[derive(Debug, Args)]
+pub struct BitcoinArgs {
+    /// Use Bitcoin testnet.
+    #[arg(long = "btc-testnet", conflicts_with = "btc_regtest")]
+    pub btc_testnet: bool,
+    /// Use Bitcoin regtest.
+    #[arg(long = "btc-regtest")]
+    pub btc_regtest: bool,
+    /// Confirmation target for fee estimation, blocks.
+    #[arg(long = "btc-conf-target", default_value_t = DEFAULT_BTC_CONF_TARGET)]
+    pub btc_conf_target: u32,
+    /// Minimum relay fee rate, sat/vB.
+    #[arg(long = "btc-min-relay-feerate", default_value_t = DEFAULT_BTC_MIN_RELAY_FEERATE)]
+    pub btc_min_relay_feerate: f64,
+    /// Maximum fee per transaction, BTC.
+    #[arg(long = "btc-max-fee", default_value_t = DEFAULT_BTC_MAX_FEE)]
+    pub btc_max_fee: f64,
+    /// Confirmations before a proof is final (at least 2).
+    #[arg(long = "btc-min-confirmations", default_value_t = DEFAULT_BTC_MIN_CONFIRMATIONS, value_parser = clap::value_parser!(u32).range(2..))]
+    pub btc_min_confirmations: u32,
+    /// Minimum seconds between timestamp transactions.
+    #[arg(long = "btc-min-tx-interval", default_value_t = DEFAULT_BTC_MIN_TX_INTERVAL)]
+    pub btc_min_tx_interval: u64,
+}
+
+impl Cli {
+    /// The calendar directory, defaulting to `~/.otsd/calendar`.
+    pub fn calendar_dir(&self) -> PathBuf {
+        self.calendar.clone().unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(DEFAULT_CALENDAR_DIR)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_reference_flags_parse() {
+        let cli = Cli::try_parse_from(["otsd"]).unwrap();
+        assert_eq!(cli.server.rpc_port, DEFAULT_RPC_PORT);
+        assert_eq!(cli.server.aggregation_interval_ms, 1000);
+        assert!(cli.calendar_dir().ends_with(DEFAULT_CALENDAR_DIR));
+        let cli = Cli::try_parse_from([
+            "otsd",
+            "-c",
+            "/tmp/x",
+            "--rpc-address",
+            "127.0.0.1",
+            "--rpc-port",
+            "0",
+            "-vv",
+            "--btc-regtest",
+            "--explorer-url",
+            "http://e",
+            "--max-pending",
+            "5",
+            "--btc-min-confirmations",
+            "3",
+            "--aggregation-interval",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbose, 2);
+        assert!(cli.server.bitcoin.btc_regtest);
+        assert_eq!(cli.server.aggregation_interval_ms, 10);
+        assert!(Cli::try_parse_from(["otsd", "--btc-testnet", "--btc-regtest"]).is_err());
+        assert!(Cli::try_parse_from(["otsd", "--btc-min-confirmations", "1"]).is_err());
+        assert!(Cli::try_parse_from(["otsd", "--max-header-bytes", "100"]).is_err());
+        let cli =
+            Cli::try_parse_from(["otsd", "-c", "/tmp/c", "init", "--uri", "https://x"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Init { .. })));
+    }
+}

@@ -1,0 +1,22 @@
+//! `otsd`, the OpenTimestamps calendar server, as a library: the binary is
+//! a thin wrapper around [`server::serve`], and tests start the same server
+//! on `127.0.0.1:0`.
+//!
+//! Data flow: [`http`] hands each POSTed digest to the [`aggregator`],
+//! which once per interval builds a Merkle tree, makes the [`calendar`]
+//! commitment, appends it to the [`journal`] with one fsync, records it in
+//! the pending index ([`status`]) and answers every request. Completed
+//! proofs live in the [`store`] (filled by the stamper), served by
+//! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`.
+#![warn(missing_docs)]
+
+pub mod aggregator;
+pub mod backup;
+pub mod calendar;
+pub mod config;
+pub mod http;
+pub mod info;
+pub mod journal;
+pub mod server;
+pub mod status;
+pub mod store;

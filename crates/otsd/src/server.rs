@@ -1,0 +1,147 @@
+//! Start-up and shutdown: opens the calendar, recovers the journal, builds
+//! the pending index, opens the store, runs the aggregator and the HTTP
+//! server, and on shutdown flushes the last round before returning.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::aggregator::{self, AggregatorConfig, DEFAULT_AGGREGATION_INTERVAL};
+use crate::calendar::{Calendar, CalendarError, KeyDeriver};
+use crate::http::{self, AppState, Limits};
+use crate::info::{InfoConfig, DEFAULT_EXPLORER_URL};
+use crate::journal::{Journal, JournalError, Verify};
+use crate::status::{key_of, PendingIndex, StamperView};
+use crate::store::{commitment_bytes, Store, StoreError};
+
+/// Records read at a time when filtering completed commitments out of the
+/// pending index at start-up.
+const STARTUP_SCAN_RECORDS: usize = 65_536;
+
+/// Everything the server needs besides the calendar directory.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Aggregation interval.
+    pub aggregation_interval: Duration,
+    /// Hostile-client limits.
+    pub limits: Limits,
+    /// Block explorer base URL.
+    pub explorer_url: String,
+    /// Lightning invoice file for the info page.
+    pub lightning_invoice_file: Option<PathBuf>,
+    /// Journal verification at start-up.
+    pub journal_verify: Verify,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
+            limits: Limits::default(),
+            explorer_url: DEFAULT_EXPLORER_URL.to_owned(),
+            lightning_invoice_file: None,
+            journal_verify: Verify::All,
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The calendar directory.
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
+    /// The journal.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The proof store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The socket.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
+/// Returns after the last round is on disk and answered.
+pub async fn serve(
+    listener: TcpListener,
+    dir: &Path,
+    settings: Settings,
+    stamper: Arc<dyn StamperView>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let calendar = Calendar::open(dir)?;
+    let mut keys = Vec::new();
+    let (journal, reader, recovery) =
+        Journal::open(dir, &calendar.key, settings.journal_verify, |i, c| {
+            keys.push((key_of(c), i))
+        })?;
+    tracing::info!(
+        records = recovery.records,
+        truncated_bytes = recovery.truncated_bytes,
+        "journal open"
+    );
+    let pending = Arc::new(PendingIndex::from_keys(reader.clone(), keys));
+    let store = Arc::new(Store::open(dir, reader.clone())?);
+    if !store.is_empty()? {
+        let mut start = 0;
+        loop {
+            let recs = reader.read_range(start, STARTUP_SCAN_RECORDS)?;
+            if recs.is_empty() {
+                break;
+            }
+            for (i, rec) in recs.iter().enumerate() {
+                if store.contains(commitment_bytes(rec))? {
+                    pending.remove_at(rec, start + i as u64);
+                }
+            }
+            start += recs.len() as u64;
+        }
+    }
+    tracing::info!(pending = pending.len(), "pending index built");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (handle, aggregator_task) = aggregator::spawn(
+        AggregatorConfig {
+            interval: settings.aggregation_interval,
+            attestation: calendar.pending_attestation(),
+            deriver: KeyDeriver::new(calendar.key.clone()),
+        },
+        journal,
+        pending.clone(),
+        stop_rx,
+    );
+    let state = AppState {
+        aggregator: handle,
+        store,
+        pending,
+        stamper,
+        journal: reader,
+        info: Arc::new(InfoConfig {
+            donation_addr: calendar.donation_addr.clone(),
+            explorer_url: settings.explorer_url.clone(),
+            lightning_invoice_file: settings.lightning_invoice_file.clone(),
+        }),
+        limits: settings.limits.clone(),
+    };
+    let served = http::run(listener, state, async move {
+        shutdown.await;
+        tracing::info!("shutting down: flushing the current round");
+        // The aggregator flushes what is queued while in-flight requests
+        // wait for their answers.
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    // If the HTTP loop failed, dropping its sender stopped the aggregator.
+    if aggregator_task.await.is_err() {
+        tracing::error!("aggregator task failed");
+    }
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The proof store: completed proofs, added a batch at a time by the
+//! stamper and served one commitment at a time, compactly.
+//!
+//! Commitments stamped together share everything from their batch's Merkle
+//! root (over `sha256(commitment)` leaves, PROTOCOL §4) down to the Bitcoin
+//! attestation, so the store keeps, per batch, in one `redb` database
+//! (`store.redb` in the calendar directory):
+//!
+//! * `batches`: batch id → `varuint n`, the batch's journal indices as runs
+//!   (`varuint #runs`, then `varuint start, varuint len` each), the 32-byte
+//!   root, then the shared tail (the serialized timestamp rooted at the
+//!   root);
+//! * `levels`: (batch, level, chunk) → up to [`LEVEL_CHUNK_NODES`] 32-byte
+//!   nodes of the batch's tree, for levels [`GROUP_BITS`] and up (levels
+//!   below are recomputed from the commitments themselves, read from the
+//!   journal: 8 records, one `pread`);
+//! * `index`: the first 12 bytes of the commitment's tip → (batch, leaf
+//!   position). The tip is a hash nobody chooses; a lookup recomputes the
+//!   path to the stored root, so a key shared by an unrelated commitment
+//!   answers "not here", never a wrong proof.
+//!
+//! That is about 8 bytes of tree plus one index entry per commitment; see
+//! the `store_size` example for the measured figure.
+
+use std::path::Path;
+
+use ots_proof::codec::{write_varuint, Reader};
+use ots_proof::op::sha256;
+use ots_proof::{MerkleTree, Op, Timestamp};
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::calendar::{has_no_mac, Commitment, COMMITMENT_LEN, MAC_LEN, TIME_LEN};
+use crate::journal::JournalReader;
+
+/// Name of the store database in the calendar directory.
+pub const STORE_FILE: &str = "store.redb";
+/// Tree levels below this one are rebuilt from the journal (a group of
+/// `2^GROUP_BITS` commitments) instead of being stored.
+pub const GROUP_BITS: u32 = 3;
+/// Nodes per stored row of a level (4 KiB rows).
+pub const LEVEL_CHUNK_NODES: u64 = 128;
+
+const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
+const LEVELS: TableDefinition<(u64, u8, u64), &[u8]> = TableDefinition::new("levels");
+const INDEX: TableDefinition<(u64, u32), (u64, u32)> = TableDefinition::new("index");
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("proof store: {0}")]
+    Db(String),
+    /// Reading the journal failed.
+    #[error("proof store: reading the journal: {0}")]
+    Journal(#[from] std::io::Error),
+    /// A batch handed to [`Store::add_batch`] is inconsistent.
+    #[error("proof store: rejected batch: {0}")]
+    BadBatch(&'static str),
+    /// Stored data does not decode or does not lead to its root.
+    #[error("proof store: corrupt batch {batch}: {what}")]
+    Corrupt {
+        /// The batch.
+        batch: u64,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// The completed proofs of one stamper batch.
+#[derive(Debug, Clone)]
+pub struct CompletedBatch {
+    /// The batch's commitments in leaf order, each with its journal index.
+    pub commitments: Vec<(u64, Commitment)>,
+    /// The proof from the Merkle root of `sha256(commitment)` leaves to
+    /// its attestation(s).
+    pub tail: Timestamp,
+}
+
+/// The bytes a commitment is known by: a record without MAC (reference
+/// legacy) is the 36-byte commitment `time ‖ tip`.
+pub fn commitment_bytes(record: &Commitment) -> &[u8] {
+    if has_no_mac(record) {
+        &record[..COMMITMENT_LEN - MAC_LEN]
+    } else {
+        record
+    }
+}
+
+/// The leaf of a commitment in a stamper tree: `sha256(commitment)`.
+pub fn leaf(record: &Commitment) -> [u8; 32] {
+    sha256(commitment_bytes(record))
+}
+
+fn index_key(c: &[u8]) -> (u64, u32) {
+    let tip = &c[TIME_LEN..];
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&tip[..8]);
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&tip[8..12]);
+    (u64::from_be_bytes(a), u32::from_be_bytes(b))
+}
+
+/// Every level of a tree, leaves first (same rule as `ots_proof::merkle`).
+fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
+    let mut out = vec![leaves];
+    while out.last().map_or(0, Vec::len) > 1 {
+        let next = out
+            .last()
+            .expect("non-empty")
+            .chunks(2)
+            .map(|p| match p {
+                [l, r] => sha256(&[l.as_slice(), r.as_slice()].concat()),
+                _ => p[0],
+            })
+            .collect();
+        out.push(next);
+    }
+    out
+}
+
+/// The proof store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    journal: JournalReader,
+}
+
+impl Store {
+    /// Opens (or creates) the store of the calendar in `dir`.
+    pub fn open(dir: &Path, journal: JournalReader) -> Result<Store, StoreError> {
+        let db = Database::create(dir.join(STORE_FILE)).map_err(dberr)?;
+        let txn = db.begin_write().map_err(dberr)?;
+        txn.open_table(BATCHES).map_err(dberr)?;
+        txn.open_table(LEVELS).map_err(dberr)?;
+        txn.open_table(INDEX).map_err(dberr)?;
+        txn.commit().map_err(dberr)?;
+        Ok(Store { db, journal })
+    }
+
+    /// Adds the completed proofs of a batch in one transaction (one fsync).
+    /// Checks that the commitments are the journal's records and that their
+    /// tree leads to the tail's message.
+    pub fn add_batch(&self, batch: CompletedBatch) -> Result<(), StoreError> {
+        let n = batch.commitments.len();
+        if n == 0 || n > u32::MAX as usize {
+            return Err(StoreError::BadBatch("batch size out of range"));
+        }
+        // Journal indices as runs.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &(i, _) in &batch.commitments {
+            match runs.last_mut() {
+                Some((s, l)) if *s + *l == i => *l += 1,
+                _ => runs.push((i, 1)),
+            }
+        }
+        let mut pos = 0;
+        for &(start, len) in &runs {
+            let recs = self.journal.read_range(start, len as usize)?;
+            if recs.len() as u64 != len
+                || recs
+                    .iter()
+                    .zip(&batch.commitments[pos..])
+                    .any(|(r, (_, c))| r != c)
+            {
+                return Err(StoreError::BadBatch("commitments differ from the journal"));
+            }
+            pos += len as usize;
+        }
+        let levels = levels(batch.commitments.iter().map(|(_, c)| leaf(c)).collect());
+        let root = levels.last().expect("non-empty")[0];
+        if batch.tail.msg() != root {
+            return Err(StoreError::BadBatch(
+                "tail is not rooted at the batch's merkle root",
+            ));
+        }
+        let mut value = Vec::new();
+        write_varuint(&mut value, n as u64);
+        write_varuint(&mut value, runs.len() as u64);
+        for (s, l) in &runs {
+            write_varuint(&mut value, *s);
+            write_varuint(&mut value, *l);
+        }
+        value.extend_from_slice(&root);
+        batch
+            .tail
+            .serialize_into(&mut value)
+            .map_err(|_| StoreError::BadBatch("tail cannot be serialized"))?;
+
+        let txn = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut batches = txn.open_table(BATCHES).map_err(dberr)?;
+            let id = batches
+                .last()
+                .map_err(dberr)?
+                .map_or(0, |(k, _)| k.value() + 1);
+            batches.insert(id, value.as_slice()).map_err(dberr)?;
+            let mut lv = txn.open_table(LEVELS).map_err(dberr)?;
+            for (k, level) in levels.iter().enumerate().skip(GROUP_BITS as usize) {
+                if level.len() < 2 {
+                    break;
+                }
+                for (chunk, nodes) in level.chunks(LEVEL_CHUNK_NODES as usize).enumerate() {
+                    lv.insert((id, k as u8, chunk as u64), nodes.concat().as_slice())
+                        .map_err(dberr)?;
+                }
+            }
+            let mut index = txn.open_table(INDEX).map_err(dberr)?;
+            let mut keys: Vec<((u64, u32), u32)> = batch
+                .commitments
+                .iter()
+                .enumerate()
+                .map(|(p, (_, c))| (index_key(c), p as u32))
+                .collect();
+            keys.sort_unstable();
+            for (key, p) in keys {
+                index.insert(key, (id, p)).map_err(dberr)?;
+            }
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(())
+    }
+
+    /// Whether no batch has been added yet.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let batches = txn.open_table(BATCHES).map_err(dberr)?;
+        let empty = batches.last().map_err(dberr)?.is_none();
+        Ok(empty)
+    }
+
+    /// Whether the index knows `commitment` (by its 12-byte key; [`get`]
+    /// confirms).
+    ///
+    /// [`get`]: Store::get
+    pub fn contains(&self, commitment: &[u8]) -> Result<bool, StoreError> {
+        if commitment.len() < TIME_LEN + 12 {
+            return Ok(false);
+        }
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let index = txn.open_table(INDEX).map_err(dberr)?;
+        Ok(index.get(index_key(commitment)).map_err(dberr)?.is_some())
+    }
+
+    /// The full proof of `commitment` (44 bytes, or 36 for a reference
+    /// legacy commitment), from the commitment down to its attestations.
+    pub fn get(&self, commitment: &[u8]) -> Result<Option<Timestamp>, StoreError> {
+        let mut record = [0u8; COMMITMENT_LEN];
+        match commitment.len() {
+            COMMITMENT_LEN => record.copy_from_slice(commitment),
+            n if n == COMMITMENT_LEN - MAC_LEN => record[..n].copy_from_slice(commitment),
+            _ => return Ok(None),
+        }
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let index = txn.open_table(INDEX).map_err(dberr)?;
+        let Some((batch, pos)) = index
+            .get(index_key(&record))
+            .map_err(dberr)?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let batches = txn.open_table(BATCHES).map_err(dberr)?;
+        let Some(value) = batches.get(batch).map_err(dberr)? else {
+            return Err(corrupt(batch, "indexed batch missing"));
+        };
+        let value = value.value();
+        let mut r = Reader::new(value);
+        let bad = |e: ots_proof::DecodeError| corrupt(batch, e.to_string());
+        let n = r.read_varuint().map_err(bad)?;
+        let mut runs = Vec::new();
+        for _ in 0..r.read_varuint().map_err(bad)? {
+            runs.push((
+                r.read_varuint().map_err(bad)?,
+                r.read_varuint().map_err(bad)?,
+            ));
+        }
+        let root: [u8; 32] = r.read_array().map_err(bad)?;
+        let pos = u64::from(pos);
+        if pos >= n {
+            return Err(corrupt(batch, "leaf position out of range"));
+        }
+        // Levels 0..GROUP_BITS: rebuilt from the group's records.
+        let group_start = pos >> GROUP_BITS << GROUP_BITS;
+        let group_end = n.min(group_start + (1 << GROUP_BITS));
+        let mut group = Vec::new();
+        for p in group_start..group_end {
+            let j = journal_index(&runs, p).ok_or_else(|| corrupt(batch, "runs too short"))?;
+            let rec = self
+                .journal
+                .get(j)?
+                .ok_or_else(|| corrupt(batch, "journal record missing"))?;
+            group.push(leaf(&rec));
+        }
+        let local = (pos - group_start) as usize;
+        if group[local] != leaf(&record) {
+            return Ok(None); // Another commitment with the same index key.
+        }
+        let mini = MerkleTree::new(group).expect("group is not empty");
+        let mut ops = vec![Op::Sha256];
+        ops.extend(mini.path(local).expect("local index in range"));
+        // Levels GROUP_BITS and up: stored.
+        let levels = txn.open_table(LEVELS).map_err(dberr)?;
+        let mut size = n;
+        for _ in 0..GROUP_BITS {
+            size = size.div_ceil(2);
+        }
+        let mut k = GROUP_BITS;
+        while size > 1 {
+            let i = pos >> k;
+            let sib = i ^ 1;
+            if sib < size {
+                let row = levels
+                    .get((batch, k as u8, sib / LEVEL_CHUNK_NODES))
+                    .map_err(dberr)?
+                    .ok_or_else(|| corrupt(batch, "level row missing"))?;
+                let off = ((sib % LEVEL_CHUNK_NODES) * 32) as usize;
+                let node = row
+                    .value()
+                    .get(off..off + 32)
+                    .ok_or_else(|| corrupt(batch, "level row too short"))?
+                    .to_vec();
+                ops.push(if i % 2 == 1 {
+                    Op::Prepend(node)
+                } else {
+                    Op::Append(node)
+                });
+                ops.push(Op::Sha256);
+            }
+            size = size.div_ceil(2);
+            k += 1;
+        }
+        let tail = Timestamp::decode(&mut r, &root).map_err(bad)?;
+        r.expect_end().map_err(bad)?;
+        let mut ts = Timestamp::new(commitment_bytes(&record).to_vec())
+            .map_err(|e| corrupt(batch, e.to_string()))?;
+        let end = ts
+            .add_path(ops)
+            .map_err(|e| corrupt(batch, e.to_string()))?;
+        if end.msg() != root {
+            return Err(corrupt(batch, "path does not reach the root"));
+        }
+        end.merge(tail).map_err(|e| corrupt(batch, e.to_string()))?;
+        Ok(Some(ts))
+    }
+}
+
+fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        batch,
+        what: what.into(),
+    }
+}
+
+/// The journal index of leaf `pos` of a batch stored as `runs`.
+fn journal_index(runs: &[(u64, u64)], mut pos: u64) -> Option<u64> {
+    for &(start, len) in runs {
+        if pos < len {
+            return Some(start + pos);
+        }
+        pos -= len;
+    }
+    None
+}
