@@ -59,15 +59,17 @@ impl TestServer {
         self.dir.path().join("calendar")
     }
 
-    /// Signals shutdown; returns the serve() result.
-    pub async fn stop(mut self) -> Result<(), ServeError> {
+    /// Signals shutdown; returns the serve() result and the calendar's
+    /// temp dir (kept alive for inspection).
+    pub async fn stop(mut self) -> Result<tempfile::TempDir, ServeError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         tokio::time::timeout(IO_LIMIT, &mut self.task)
             .await
             .expect("server stops")
-            .unwrap()
+            .unwrap()?;
+        Ok(self.dir)
     }
 }
 
