@@ -1,0 +1,440 @@
+//! `Chain`, the sans-I/O core: chain state, mempool and wallets tied
+//! together, with a clock (`setmocktime`), mining, fee estimation and a
+//! journal of what must be persisted. No file or network access happens here.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::{Amount, Block, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{self, COINBASE_RESERVED_WEIGHT, MAX_BLOCK_WEIGHT};
+use crate::chainstate::{ChainChange, ChainState};
+use crate::error::{Error, Result, TxReject};
+use crate::mempool::{fee_rate, AcceptOptions, Accepted, Mempool, MIN_RELAY_FEE_SAT_PER_KVB};
+use crate::wallet::{Wallet, WalletSnapshot};
+
+/// Version of the persisted [`ChainSnapshot`] format.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Blocks of history the fee estimator looks at.
+pub const FEE_ESTIMATE_WINDOW: u32 = 1_008;
+/// Confirmed samples needed before the estimator answers.
+pub const FEE_ESTIMATE_MIN_SAMPLES: usize = 3;
+/// Largest `conf_target` Core accepts.
+pub const MAX_CONF_TARGET: u32 = 1_008;
+
+/// What changed since the last persist: new blocks to append and whether
+/// the state file needs rewriting.
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// Blocks accepted since the last drain, in arrival order.
+    pub blocks: Vec<Arc<Block>>,
+    /// Wallets, mempool, invalidations or mock time changed.
+    pub dirty: bool,
+}
+
+/// The persisted non-block state (see the `store` module for the format).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChainSnapshot {
+    /// [`SNAPSHOT_FORMAT`].
+    pub format: u32,
+    /// Blocks marked invalid, hex.
+    pub invalid: Vec<String>,
+    /// Mock time, 0 when off.
+    pub mock_time: u64,
+    /// Every wallet ever created.
+    pub wallets: Vec<WalletSnapshot>,
+    /// Names of loaded wallets.
+    pub loaded: Vec<String>,
+    /// Mempool transactions, hex, arrival order.
+    pub mempool: Vec<String>,
+}
+
+/// A fee-estimator sample: fee rate (sat/kvB) and blocks it took to confirm.
+#[derive(Debug, Clone, Copy)]
+struct FeeSample {
+    height: u32,
+    rate: u64,
+    blocks: u32,
+}
+
+/// The whole simulated node.
+#[derive(Debug)]
+pub struct Chain {
+    pub(crate) state: ChainState,
+    pub(crate) mempool: Mempool,
+    pub(crate) wallets: BTreeMap<String, Wallet>,
+    pub(crate) unloaded: BTreeMap<String, WalletSnapshot>,
+    mock_time: u64,
+    fee_samples: VecDeque<FeeSample>,
+    journal: Journal,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Chain {
+    /// A chain holding only the regtest genesis block, no wallets.
+    pub fn new() -> Self {
+        Chain {
+            state: ChainState::new(),
+            mempool: Mempool::new(),
+            wallets: BTreeMap::new(),
+            unloaded: BTreeMap::new(),
+            mock_time: 0,
+            fee_samples: VecDeque::new(),
+            journal: Journal::default(),
+        }
+    }
+
+    /// Block tree, active chain and UTXO set.
+    pub fn state(&self) -> &ChainState {
+        &self.state
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Current time: the mock time if set, else the system clock.
+    pub fn now(&self) -> u64 {
+        if self.mock_time != 0 {
+            return self.mock_time;
+        }
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// `setmocktime`; 0 returns to the system clock.
+    pub fn set_mock_time(&mut self, t: u64) {
+        self.mock_time = t;
+        self.journal.dirty = true;
+    }
+
+    /// Flags the state file for rewriting.
+    pub(crate) fn mark_dirty(&mut self) {
+        self.journal.dirty = true;
+    }
+
+    /// Takes what must be persisted since the last call.
+    pub fn drain_journal(&mut self) -> Journal {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Submits a block (`submitblock`, and the miner).
+    pub fn submit_block(&mut self, block: Block) -> Result<BlockHash> {
+        let (hash, change) = self.state.add_block(block)?;
+        if let Some(e) = self.state.entry(&hash) {
+            self.journal.blocks.push(e.block.clone());
+        }
+        self.after_change(&change);
+        Ok(hash)
+    }
+
+    fn after_change(&mut self, change: &ChainChange) {
+        for b in &change.connected {
+            let height = self.state.entry(&b.block_hash()).map_or(0, |e| e.height);
+            for tx in b.txdata.iter().skip(1) {
+                if let Some(e) = self.mempool.get(&tx.compute_txid()) {
+                    let rate = fee_rate(e.fee, e.vsize);
+                    self.fee_samples.push_back(FeeSample {
+                        height,
+                        rate,
+                        blocks: height - e.height,
+                    });
+                }
+            }
+        }
+        let tip = self.state.height();
+        while self
+            .fee_samples
+            .front()
+            .is_some_and(|s| s.height + FEE_ESTIMATE_WINDOW <= tip)
+        {
+            self.fee_samples.pop_front();
+        }
+        self.mempool.update_for_chain_change(&self.state, change);
+        let now = self.now();
+        for b in &change.connected {
+            for tx in &b.txdata {
+                self.note_wallet_tx(tx, now);
+            }
+        }
+        if !change.disconnected.is_empty() {
+            self.journal.dirty = true;
+        }
+    }
+
+    /// Looks a transaction up in the active chain or the mempool.
+    pub fn lookup_tx(&self, txid: &Txid) -> Option<Transaction> {
+        if let Some(e) = self.mempool.get(txid) {
+            return Some(e.tx.clone());
+        }
+        let (entry, pos) = self.state.find_tx(txid)?;
+        entry.block.txdata.get(pos).cloned()
+    }
+
+    /// Records `tx` in every wallet it pays or spends from.
+    pub(crate) fn note_wallet_tx(&mut self, tx: &Transaction, now: u64) {
+        let txid = tx.compute_txid();
+        let prev_scripts: Vec<Option<ScriptBuf>> = tx
+            .input
+            .iter()
+            .map(|i| {
+                if tx.is_coinbase() {
+                    return None;
+                }
+                let prev = self.lookup_tx(&i.previous_output.txid)?;
+                prev.output
+                    .get(i.previous_output.vout as usize)
+                    .map(|o| o.script_pubkey.clone())
+            })
+            .collect();
+        for w in self.wallets.values_mut() {
+            let relevant = tx.output.iter().any(|o| w.is_mine(&o.script_pubkey))
+                || prev_scripts.iter().flatten().any(|s| w.is_mine(s));
+            if relevant && w.note_tx(txid, now) {
+                self.journal.dirty = true;
+            }
+        }
+    }
+
+    /// Fees a list of block transactions pays, spending the UTXO set and
+    /// earlier transactions of the same list.
+    fn fees_of(&self, txs: &[Transaction]) -> Result<Amount> {
+        let mut created: BTreeMap<OutPoint, Amount> = BTreeMap::new();
+        let mut fees = Amount::ZERO;
+        for tx in txs {
+            let mut value_in = Amount::ZERO;
+            for i in &tx.input {
+                let v = match self.state.coin(&i.previous_output) {
+                    Some(c) => c.output.value,
+                    None => created.remove(&i.previous_output).ok_or_else(|| {
+                        Error::BlockInvalid("bad-txns-inputs-missingorspent".into())
+                    })?,
+                };
+                value_in += v;
+            }
+            let out: Amount = tx.output.iter().map(|o| o.value).sum();
+            fees += value_in
+                .checked_sub(out)
+                .ok_or_else(|| Error::BlockInvalid("bad-txns-in-belowout".into()))?;
+            let txid = tx.compute_txid();
+            for (vout, o) in tx.output.iter().enumerate() {
+                created.insert(
+                    OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    },
+                    o.value,
+                );
+            }
+        }
+        Ok(fees)
+    }
+
+    /// Builds the next block paying `script`: the given transactions, or
+    /// the mempool's best by ancestor fee rate. Does not submit it.
+    pub fn build_block(&self, script: &ScriptBuf, txs: Option<Vec<Transaction>>) -> Result<Block> {
+        let txs = txs.unwrap_or_else(|| {
+            self.mempool
+                .block_template(MAX_BLOCK_WEIGHT - COINBASE_RESERVED_WEIGHT)
+        });
+        let fees = self.fees_of(&txs)?;
+        let tip = self.state.tip();
+        let height = tip.height + 1;
+        let mut time = (self.now() as u32).max(self.state.median_time_past() + 1);
+        loop {
+            let value = block::subsidy(height) + fees;
+            let cb = block::coinbase_tx(height, script.clone(), value);
+            let blk = block::assemble(tip.hash, time, cb, txs.clone());
+            // Two identical templates (e.g. re-mining after invalidateblock in
+            // the same second) would collide; roll the time like a miner.
+            if self.state.entry(&blk.block_hash()).is_none() {
+                return Ok(blk);
+            }
+            time += 1;
+        }
+    }
+
+    /// Mines one block paying `script` and submits it.
+    pub fn mine_block(
+        &mut self,
+        script: &ScriptBuf,
+        txs: Option<Vec<Transaction>>,
+    ) -> Result<BlockHash> {
+        let blk = self.build_block(script, txs)?;
+        self.submit_block(blk)
+    }
+
+    /// `generatetoaddress`: mines `n` blocks paying `script`.
+    pub fn generate(&mut self, n: u32, script: &ScriptBuf) -> Result<Vec<BlockHash>> {
+        (0..n).map(|_| self.mine_block(script, None)).collect()
+    }
+
+    /// Submits a transaction to the mempool under `opts`.
+    pub fn accept_tx(
+        &mut self,
+        tx: Transaction,
+        opts: &AcceptOptions,
+    ) -> Result<Accepted, TxReject> {
+        let now = self.now();
+        if opts.test_only {
+            let mut scratch = self.mempool.clone();
+            return scratch.accept(&self.state, tx, now, opts);
+        }
+        let accepted = self.mempool.accept(&self.state, tx.clone(), now, opts)?;
+        self.note_wallet_tx(&tx, now);
+        self.journal.dirty = true;
+        Ok(accepted)
+    }
+
+    /// Checks a package in order against a scratch copy of the mempool
+    /// (`testmempoolaccept` with several transactions).
+    pub fn test_accept_many(
+        &self,
+        txs: Vec<Transaction>,
+        opts: &AcceptOptions,
+    ) -> Vec<Result<Accepted, TxReject>> {
+        let mut scratch = self.mempool.clone();
+        let now = self.now();
+        let commit = AcceptOptions {
+            test_only: false,
+            ..opts.clone()
+        };
+        txs.into_iter()
+            .map(|tx| scratch.accept(&self.state, tx, now, &commit))
+            .collect()
+    }
+
+    /// `invalidateblock`.
+    pub fn invalidate(&mut self, hash: &BlockHash) -> Result<()> {
+        let change = self.state.invalidate(hash)?;
+        self.after_change(&change);
+        self.journal.dirty = true;
+        Ok(())
+    }
+
+    /// `reconsiderblock`.
+    pub fn reconsider(&mut self, hash: &BlockHash) -> Result<()> {
+        let change = self.state.reconsider(hash)?;
+        self.after_change(&change);
+        self.journal.dirty = true;
+        Ok(())
+    }
+
+    /// `estimatesmartfee`: the median fee rate (sat/kvB) of transactions
+    /// that confirmed within `target` blocks over the last
+    /// [`FEE_ESTIMATE_WINDOW`] blocks, never below the minimum relay fee;
+    /// `None` with too few samples (Core's "Insufficient data").
+    pub fn estimate_fee(&self, target: u32) -> Option<u64> {
+        let mut rates: Vec<u64> = self
+            .fee_samples
+            .iter()
+            .filter(|s| s.blocks <= target)
+            .map(|s| s.rate)
+            .collect();
+        if rates.len() < FEE_ESTIMATE_MIN_SAMPLES {
+            return None;
+        }
+        rates.sort_unstable();
+        Some(rates[rates.len() / 2].max(MIN_RELAY_FEE_SAT_PER_KVB))
+    }
+
+    /// The persisted form of everything but blocks.
+    pub fn snapshot(&self) -> ChainSnapshot {
+        let mut wallets: Vec<WalletSnapshot> = self.unloaded.values().cloned().collect();
+        wallets.extend(self.wallets.values().map(Wallet::snapshot));
+        ChainSnapshot {
+            format: SNAPSHOT_FORMAT,
+            invalid: self
+                .state
+                .invalid_blocks()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            mock_time: self.mock_time,
+            wallets,
+            loaded: self.wallets.keys().cloned().collect(),
+            mempool: self
+                .mempool
+                .entries()
+                .iter()
+                .map(|e| bitcoin::consensus::encode::serialize_hex(&e.tx))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a chain from stored blocks and a snapshot.
+    pub fn restore(blocks: Vec<Block>, snap: &ChainSnapshot) -> Result<Self> {
+        let mut chain = Chain::new();
+        chain.mock_time = snap.mock_time;
+        for b in blocks {
+            match chain.state.add_block(b) {
+                Ok((_, change)) => chain.mempool.update_for_chain_change(&chain.state, &change),
+                Err(Error::DuplicateBlock(_)) => {}
+                // A block that failed validation stays stored; it is re-rejected here.
+                Err(Error::BlockInvalid(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for h in &snap.invalid {
+            let hash: BlockHash = h
+                .parse()
+                .map_err(|_| Error::Key(format!("bad block hash {h}")))?;
+            if chain.state.entry(&hash).is_some() {
+                let _ = chain.state.invalidate(&hash);
+            }
+        }
+        for w in &snap.wallets {
+            if snap.loaded.contains(&w.name) {
+                let wallet = Wallet::from_snapshot(w)?;
+                chain.wallets.insert(w.name.clone(), wallet);
+            } else {
+                chain.unloaded.insert(w.name.clone(), w.clone());
+            }
+        }
+        chain.rescan_wallets();
+        let opts = AcceptOptions {
+            verify_scripts: false,
+            ..AcceptOptions::default()
+        };
+        for hex_tx in &snap.mempool {
+            if let Ok(tx) = bitcoin::consensus::encode::deserialize_hex::<Transaction>(hex_tx) {
+                let _ = chain.accept_tx(tx, &opts);
+            }
+        }
+        chain.journal = Journal::default();
+        Ok(chain)
+    }
+
+    /// Scans the active chain and mempool into every loaded wallet.
+    pub(crate) fn rescan_wallets(&mut self) {
+        let hashes: Vec<BlockHash> = self.state.active_hashes().iter().skip(1).copied().collect();
+        for h in hashes {
+            let Some(e) = self.state.entry(&h) else {
+                continue;
+            };
+            let (block, time) = (e.block.clone(), u64::from(e.block.header.time));
+            for tx in &block.txdata {
+                self.note_wallet_tx(tx, time);
+            }
+        }
+        let now = self.now();
+        let txs: Vec<Transaction> = self
+            .mempool
+            .entries()
+            .iter()
+            .map(|e| e.tx.clone())
+            .collect();
+        for tx in txs {
+            self.note_wallet_tx(&tx, now);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! devchain: an embedded Bitcoin regtest chain that answers the subset of
+//! Bitcoin Core's JSON-RPC that `otsd` and OpenTimestamps clients use.
+//!
+//! A development and test chain, never a production one. Blocks, headers
+//! and transactions are real (rust-bitcoin consensus encoding, regtest
+//! proof of work, merkle roots, witness commitments, secp256k1 signatures).
+//!
+//! Layers: [`Chain`] is the sans-I/O core (block tree, UTXO set, mempool,
+//! wallets); [`store`] persists it; [`rpc::serve`] answers JSON-RPC over
+//! HTTP; [`DevChain::start`] runs everything in-process for `otsd --dev`.
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod chain;
+pub mod chainstate;
+pub mod descriptor;
+pub mod error;
+pub mod json;
+pub mod mempool;
+pub mod verify;
+pub mod wallet;
+pub mod walletops;
+
+pub use chain::Chain;
+pub use error::{Error, RejectClass, Result, TxReject};
+pub mod store;
