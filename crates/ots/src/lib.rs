@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod calendar;
 pub mod log;
+pub mod progress;
 pub mod prune;
 pub mod stamp;
 pub mod upgrade;

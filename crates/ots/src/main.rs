@@ -399,7 +399,9 @@ async fn stamp_command(
     }
     let tip_timestamp =
         ots_proof::Timestamp::new(tip.to_vec()).map_err(|e| fail(log, e.to_string()))?;
+    let spinner = ots::progress::Spinner::start(format!("waiting for {n} calendar(s)"));
     let submission = stamp::submit(tip_timestamp, &calendars, Duration::from_secs(timeout)).await;
+    drop(spinner);
     for failure in &submission.failures {
         log.warn(failure.to_string());
     }
@@ -512,8 +514,7 @@ async fn verify_command(
         let file = std::fs::File::open(&target)
             .map_err(|e| fail(log, format!("Could not open target: {e}")))?;
         log.debug(format!("Hashing file, algorithm {}", hash.name()));
-        let actual = hash
-            .digest_reader(std::io::BufReader::new(file))
+        let actual = ots::progress::hash_file(hash, file, &target)
             .map_err(|e| fail(log, format!("Could not read target: {e}")))?;
         if actual != proof.file_digest() {
             log.debug(format!(

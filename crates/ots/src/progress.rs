@@ -1,0 +1,71 @@
+//! Progress on stderr, only when stderr is a terminal: a bar while hashing
+//! large files, a spinner while waiting for calendars. Scripts and tests
+//! (stderr not a terminal) see nothing of it.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ots_proof::HashOp;
+
+/// Files smaller than this hash too fast to need a bar.
+pub const BAR_THRESHOLD: u64 = 64 << 20;
+
+/// A reader that advances a progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Hashes `file`, with a bar when it is large and stderr is a terminal.
+pub fn hash_file(hash: HashOp, file: File, path: &Path) -> io::Result<Vec<u8>> {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len < BAR_THRESHOLD || !io::stderr().is_terminal() {
+        return hash.digest_reader(file);
+    }
+    let bar = ProgressBar::new(len).with_message(format!("hashing {}", path.display()));
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
+    {
+        bar.set_style(style);
+    }
+    let digest = hash.digest_reader(Counting {
+        inner: file,
+        bar: bar.clone(),
+    });
+    bar.finish_and_clear();
+    digest
+}
+
+/// A spinner shown until dropped (on a terminal only).
+pub struct Spinner(Option<ProgressBar>);
+
+impl Spinner {
+    /// Starts a spinner with `message`.
+    pub fn start(message: String) -> Spinner {
+        if !io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        let spinner = ProgressBar::new_spinner().with_message(message);
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        Spinner(Some(spinner))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.finish_and_clear();
+        }
+    }
+}
