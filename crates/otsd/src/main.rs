@@ -42,7 +42,6 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind((s.rpc_address.as_str(), s.rpc_port))
             .await
             .with_context(|| format!("binding {}:{}", s.rpc_address, s.rpc_port))?;
-        tracing::info!("listening on {}", listener.local_addr()?);
         serve(
             listener,
             &dir,

@@ -104,6 +104,8 @@ pub async fn serve(
         }
     }
     tracing::info!(pending = pending.len(), "pending index built");
+    // Logged once the calendar is ready: scripts and tests wait for it.
+    tracing::info!("listening on {}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (handle, aggregator_task) = aggregator::spawn(
