@@ -36,7 +36,10 @@ pub const UNFUNDED_RETRY_SECS: u64 = 60;
 pub struct Config {
     /// Confirmations before a proof is final (at least 2).
     pub min_confirmations: u64,
-    /// Minimum seconds between rounds (the runtime adds the randomness).
+    /// Minimum seconds between rounds. The actual interval is drawn
+    /// between this and twice this (as the reference does), from the hash
+    /// of the block that confirmed the previous round: unpredictable to
+    /// outsiders, reproducible in tests.
     pub min_tx_interval_secs: u64,
     /// Minimum relay (and incremental relay) fee rate, sat/kvB.
     pub relay_feerate: u64,
@@ -577,7 +580,7 @@ impl Stamper {
             self.state.returned =
                 ranges::normalize([self.state.returned.clone(), leftover].concat());
             self.state.round = None;
-            self.state.next_round_at = now + self.config.min_tx_interval_secs;
+            self.state.next_round_at = now + self.round_interval(&hash);
             self.state.mined.push(Mined {
                 version,
                 block: hash,
@@ -615,6 +618,15 @@ impl Stamper {
             }
         }
         actions
+    }
+
+    /// `min_tx_interval × random(1..2)`, the randomness from `block`.
+    fn round_interval(&self, block: &BlockHash) -> u64 {
+        use bitcoin::hashes::Hash;
+        let min = self.config.min_tx_interval_secs;
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&block.as_byte_array()[..8]);
+        min + u64::from_le_bytes(first) % (min + 1)
     }
 
     fn final_completions(&mut self) -> Vec<Action> {
