@@ -8,7 +8,9 @@
 // mistaken attempt at a vector of the range's numbers.
 #![allow(clippy::single_range_in_vec_init)]
 
+pub mod persist;
 pub mod ranges;
+pub mod runner;
 pub mod stamper;
 pub mod tx;
 

@@ -671,6 +671,18 @@ impl Stamper {
         Vec::new()
     }
 
+    /// Gathering a round's funding failed (the node is unreachable): ask
+    /// again at the next tick.
+    pub fn on_funding_failed(&mut self) {
+        self.funding_requested = false;
+    }
+
+    /// Completing `txid` failed (block unavailable, store error): ask again
+    /// at the next block or restart.
+    pub fn on_complete_failed(&mut self, txid: Txid) {
+        self.completing.retain(|t| *t != txid);
+    }
+
     /// The proofs of `txid` are stored for good.
     pub fn on_completed(&mut self, txid: Txid) {
         self.state.mined.retain(|m| m.version.txid != txid);

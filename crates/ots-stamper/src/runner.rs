@@ -1,0 +1,474 @@
+//! Runs the [`Stamper`] against a Bitcoin Core node: polls the chain
+//! (detecting reorgs by re-checking the hashes of recent blocks), feeds the
+//! state machine, carries out its actions over JSON-RPC, builds and stores
+//! the completed proofs, and persists the state after every change —
+//! before any broadcast. A node outage pauses stamping (logged once per
+//! outage) and never stops the calendar from accepting digests.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bitcoin::{Address, Amount, BlockHash, ScriptBuf, Txid};
+use ots_bitcoin::{timestamp_from_block, RpcClient, RpcError};
+use ots_proof::Timestamp;
+
+use crate::persist::{self, PersistError};
+use crate::stamper::{Action, BroadcastResult, Config, Stamper, Status, Utxo, Warning};
+use crate::{merkle_tip, ranges};
+
+/// Recent blocks remembered for reorg detection (a day of blocks).
+pub const KNOWN_BLOCKS: usize = 144;
+
+/// The journal, as the stamper reads it.
+pub trait CommitmentSource: Send + Sync {
+    /// How many commitments are durably in the journal.
+    fn len(&self) -> u64;
+    /// Whether the journal is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The commitments at `ranges`, in order, each with its position, as
+    /// the bytes whose `sha256` is its leaf.
+    fn read(&self, ranges: &[Range<u64>]) -> std::io::Result<Vec<(u64, Vec<u8>)>>;
+}
+
+/// Where completed proofs go.
+pub trait ProofSink: Send + Sync {
+    /// Stores the proofs of `commitments` (in leaf order): `tail` is the
+    /// proof from the Merkle root of their `sha256` leaves to the block.
+    /// Durable when it returns.
+    fn add_batch(&self, commitments: Vec<(u64, Vec<u8>)>, tail: Timestamp) -> Result<(), String>;
+}
+
+/// How the runner runs.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The state machine's settings.
+    pub stamper: Config,
+    /// Where the state is persisted.
+    pub state_path: PathBuf,
+    /// How often the chain is polled and the stamper ticked.
+    pub poll: Duration,
+    /// `estimatesmartfee` target, in blocks.
+    pub conf_target: u32,
+}
+
+/// What the server shows of the stamper (info page, 404 reasons).
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Best block seen.
+    pub best: Option<(u64, BlockHash)>,
+    /// Mined transactions not yet final: positions, txid, height.
+    pub mined: Vec<(Vec<Range<u64>>, Txid, u64)>,
+    /// Confirmations a proof needs.
+    pub min_confirmations: u64,
+    /// The tip of the latest unconfirmed transaction.
+    pub tip: Option<[u8; 32]>,
+    /// The latest unconfirmed transaction and how many versions it replaced.
+    pub unconfirmed: Option<(Txid, usize)>,
+    /// Confirmed wallet balance.
+    pub balance: Option<Amount>,
+    /// Conditions the operator should see.
+    pub warnings: Vec<String>,
+    /// The node's last error, while it is unreachable.
+    pub node_error: Option<String>,
+    /// Recently completed transactions: txid, fee, vsize, height.
+    pub completed: VecDeque<(Txid, Amount, u64, u64)>,
+}
+
+impl View {
+    /// Where journal position `position` stands.
+    pub fn status(&self, position: u64) -> Status {
+        let best = self.best.map_or(0, |b| b.0);
+        for (covered, txid, height) in &self.mined {
+            if ranges::contains(covered, position) {
+                let confirmations = best.saturating_sub(*height) + 1;
+                return Status::Mined {
+                    txid: *txid,
+                    waiting_for: self.min_confirmations.saturating_sub(confirmations),
+                };
+            }
+        }
+        Status::Pending
+    }
+}
+
+/// Why a step did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The node.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The state file.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// The journal or the proof store.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// The runner.
+pub struct Runner {
+    stamper: Stamper,
+    config: RunnerConfig,
+    rpc: RpcClient,
+    source: Arc<dyn CommitmentSource>,
+    sink: Arc<dyn ProofSink>,
+    view: Arc<RwLock<View>>,
+    known: Vec<(u64, BlockHash)>,
+    redo_start: bool,
+    outage: bool,
+    saved: Vec<u8>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Runner {
+    /// A runner resuming from the state at `config.state_path`.
+    pub fn new(
+        config: RunnerConfig,
+        rpc: RpcClient,
+        source: Arc<dyn CommitmentSource>,
+        sink: Arc<dyn ProofSink>,
+    ) -> Result<(Runner, Arc<RwLock<View>>), PersistError> {
+        let state = persist::load(&config.state_path)?;
+        let view = Arc::new(RwLock::new(View {
+            min_confirmations: config.stamper.min_confirmations,
+            ..View::default()
+        }));
+        let runner = Runner {
+            stamper: Stamper::new(config.stamper.clone(), state),
+            config,
+            rpc,
+            source,
+            sink,
+            view: view.clone(),
+            known: Vec::new(),
+            redo_start: true,
+            outage: false,
+            saved: Vec::new(),
+        };
+        Ok((runner, view))
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            match self.step().await {
+                Ok(()) if self.outage => {
+                    tracing::info!("Bitcoin node reachable again; stamping resumes");
+                    self.outage = false;
+                    self.set_view(|v| v.node_error = None);
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !self.outage {
+                        tracing::warn!("stamper paused: {e}; digests are still accepted, retrying");
+                    }
+                    self.outage = true;
+                    self.redo_start = true;
+                    self.set_view(|v| v.node_error = Some(e.to_string()));
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+
+    /// One pass: resume interrupted work, follow the chain, tick.
+    pub async fn step(&mut self) -> Result<(), StepError> {
+        if self.redo_start {
+            let actions = self.stamper.on_start();
+            self.redo_start = false;
+            self.execute(actions).await?;
+        }
+        self.sync_chain().await?;
+        let actions = self.stamper.on_tick(now(), self.source.len());
+        self.execute(actions).await?;
+        self.refresh_view();
+        Ok(())
+    }
+
+    async fn sync_chain(&mut self) -> Result<(), StepError> {
+        let best = self.rpc.best_block_hash().await?;
+        if self.known.last().map(|k| k.1) == Some(best) {
+            return Ok(());
+        }
+        if self.known.is_empty() {
+            // After a restart: a mined transaction whose block is no longer
+            // at its height was reorged out while we were away.
+            let mined: Vec<_> = self
+                .stamper
+                .state()
+                .mined
+                .iter()
+                .map(|m| (m.height, m.block))
+                .collect();
+            for (height, block) in mined {
+                if self.rpc.block_hash(height).await? != Some(block) {
+                    let actions = self.stamper.on_reorg(height.saturating_sub(1));
+                    self.execute(actions).await?;
+                }
+            }
+        }
+        // Walk back to the last block still in the best chain.
+        let mut reorged = false;
+        while let Some(&(height, hash)) = self.known.last() {
+            if self.rpc.block_hash(height).await? == Some(hash) {
+                break;
+            }
+            self.known.pop();
+            reorged = true;
+        }
+        if reorged {
+            let fork = self.known.last().map_or(0, |k| k.0);
+            tracing::warn!(fork_height = fork, "chain reorganisation");
+            let actions = self.stamper.on_reorg(fork);
+            self.execute(actions).await?;
+        }
+        let tip = self.rpc.block_count().await?;
+        let from = match self.known.last() {
+            Some(&(height, _)) => height + 1,
+            None if self.stamper.state().best_height > 0 => self.stamper.state().best_height + 1,
+            None => tip,
+        };
+        for height in from..=tip {
+            let Some(hash) = self.rpc.block_hash(height).await? else {
+                break;
+            };
+            let Some(block) = self.rpc.block(&hash).await? else {
+                break;
+            };
+            let txids: Vec<Txid> = block.txdata.iter().map(|tx| tx.compute_txid()).collect();
+            let actions = self
+                .stamper
+                .on_block(now(), height, hash, &txids, self.source.len());
+            self.known.push((height, hash));
+            if self.known.len() > KNOWN_BLOCKS {
+                self.known.remove(0);
+            }
+            self.execute(actions).await?;
+        }
+        if let Ok(balances) = self.rpc.balances().await {
+            self.set_view(|v| v.balance = Some(balances.trusted));
+        }
+        Ok(())
+    }
+
+    fn persist(&mut self) -> Result<(), StepError> {
+        let bytes = serde_json::to_vec(self.stamper.state()).unwrap_or_default();
+        if bytes != self.saved {
+            persist::save(&self.config.state_path, self.stamper.state())?;
+            self.saved = bytes;
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) -> Result<(), StepError> {
+        let mut queue: VecDeque<Action> = actions.into();
+        self.persist()?;
+        while let Some(action) = queue.pop_front() {
+            let more = self.perform(action).await?;
+            self.persist()?;
+            queue.extend(more);
+        }
+        Ok(())
+    }
+
+    async fn perform(&mut self, action: Action) -> Result<Vec<Action>, StepError> {
+        match action {
+            Action::Fund(covered) => match self.gather_funding(&covered).await {
+                Ok((utxos, rate, change, height, tip)) => {
+                    Ok(self
+                        .stamper
+                        .on_funding(now(), &utxos, rate, change, height, tip, covered))
+                }
+                Err(e) => {
+                    self.stamper.on_funding_failed();
+                    Err(e)
+                }
+            },
+            Action::Bump(covered) => {
+                let tip = self.tip_of(&covered)?;
+                let height = self.rpc.block_count().await?;
+                Ok(self.stamper.on_bump(tip, covered, height))
+            }
+            Action::Sign(tx) => {
+                let signed = self.rpc.sign_raw_transaction_with_wallet(&tx).await?;
+                Ok(self.stamper.on_signed(signed))
+            }
+            Action::Broadcast(tx) => {
+                // The signed transaction is in the persisted state already
+                // (execute persists after every action).
+                let result = match self.rpc.send_raw_transaction(&tx).await {
+                    Ok(_) => BroadcastResult::Accepted,
+                    Err(RpcError::Rpc { code, message }) => {
+                        BroadcastResult::Refused { code, message }
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if result == BroadcastResult::Accepted {
+                    tracing::info!(txid = %tx.compute_txid(), "timestamp transaction sent");
+                }
+                Ok(self.stamper.on_broadcast(now(), result))
+            }
+            Action::Complete(mined) => {
+                let txid = mined.version.txid;
+                match self.complete(&mined).await {
+                    Ok(count) => {
+                        tracing::info!(%txid, height = mined.height, commitments = count, "timestamps complete");
+                        self.stamper.on_completed(txid);
+                        self.set_view(|v| {
+                            v.completed.push_front((
+                                txid,
+                                mined.version.fee,
+                                mined.version.vsize,
+                                mined.height,
+                            ));
+                            v.completed.truncate(20);
+                        });
+                        Ok(Vec::new())
+                    }
+                    Err(e) => {
+                        self.stamper.on_complete_failed(txid);
+                        Err(e)
+                    }
+                }
+            }
+            Action::Warn(warning) => {
+                let text = describe(&warning);
+                tracing::warn!("{text}");
+                self.set_view(|v| {
+                    if !v.warnings.contains(&text) {
+                        v.warnings.push(text);
+                    }
+                });
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn tip_of(&self, covered: &[Range<u64>]) -> Result<[u8; 32], StepError> {
+        let commitments = self
+            .source
+            .read(covered)
+            .map_err(|e| StepError::Storage(e.to_string()))?;
+        let bytes: Vec<&Vec<u8>> = commitments.iter().map(|(_, c)| c).collect();
+        merkle_tip(&bytes)
+            .ok_or_else(|| StepError::Storage("no commitments at the requested positions".into()))
+    }
+
+    async fn gather_funding(
+        &mut self,
+        covered: &[Range<u64>],
+    ) -> Result<(Vec<Utxo>, Option<u64>, ScriptBuf, u64, [u8; 32]), StepError> {
+        let tip = self.tip_of(covered)?;
+        let unspent = self.rpc.list_unspent(0).await?;
+        let utxos = unspent
+            .into_iter()
+            .filter(|u| u.spendable && u.safe)
+            .filter_map(|u| {
+                Some(Utxo {
+                    outpoint: bitcoin::OutPoint::new(u.txid, u.vout),
+                    value: u.amount,
+                    script: ScriptBuf::from_hex(&u.script_pubkey).ok()?,
+                    confirmations: u.confirmations,
+                })
+            })
+            .collect();
+        let estimate = self.rpc.estimate_smart_fee(self.config.conf_target).await?;
+        // BTC/kvB → sat/kvB, rounded up.
+        let rate = estimate
+            .feerate
+            .map(|r| (r * 1e8).ceil().clamp(0.0, 1e12) as u64);
+        let change = self.rpc.raw_change_address().await?;
+        let change = Address::from_str(&change)
+            .map_err(|e| {
+                StepError::Storage(format!(
+                    "the wallet gave an unusable change address {change}: {e}"
+                ))
+            })?
+            .assume_checked()
+            .script_pubkey();
+        let height = self.rpc.block_count().await?;
+        Ok((utxos, rate, change, height, tip))
+    }
+
+    async fn complete(&self, mined: &crate::stamper::Mined) -> Result<usize, StepError> {
+        let version = &mined.version;
+        let block = self
+            .rpc
+            .block(&mined.block)
+            .await?
+            .ok_or_else(|| StepError::Storage(format!("block {} is gone", mined.block)))?;
+        let tail = timestamp_from_block(&version.tip, version.txid, &block, mined.height)
+            .map_err(|e| StepError::Storage(e.to_string()))?;
+        let commitments = self
+            .source
+            .read(&version.ranges)
+            .map_err(|e| StepError::Storage(e.to_string()))?;
+        let bytes: Vec<&Vec<u8>> = commitments.iter().map(|(_, c)| c).collect();
+        if merkle_tip(&bytes) != Some(version.tip) {
+            return Err(StepError::Storage(format!(
+                "the journal's commitments for {} do not give its tip; refusing to store proofs",
+                version.txid
+            )));
+        }
+        let count = commitments.len();
+        self.sink
+            .add_batch(commitments, tail)
+            .map_err(StepError::Storage)?;
+        Ok(count)
+    }
+
+    fn refresh_view(&self) {
+        let state = self.stamper.state();
+        let mined = state
+            .mined
+            .iter()
+            .map(|m| (m.version.ranges.clone(), m.version.txid, m.height))
+            .collect();
+        let latest = state
+            .round
+            .as_ref()
+            .and_then(|r| r.versions.last().map(|v| (v, r.versions.len())));
+        let best = self.known.last().copied();
+        self.set_view(|v| {
+            v.mined = mined;
+            v.tip = latest.map(|(l, _)| l.tip);
+            v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));
+            v.best = best;
+        });
+    }
+
+    fn set_view(&self, f: impl FnOnce(&mut View)) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut view);
+    }
+}
+
+fn describe(w: &Warning) -> String {
+    match w {
+        Warning::WalletTooSmall { needed } => format!(
+            "the wallet has no confirmed output that can pay a timestamp transaction (needs about {needed}); digests are still accepted"
+        ),
+        Warning::FeeCapReached { fee, max } => {
+            format!("fee bumping stopped: the next fee {fee} would exceed --btc-max-fee {max}")
+        }
+        Warning::BroadcastRefused { code, message } => {
+            format!("the node refused a timestamp transaction ({code}): {message}")
+        }
+    }
+}
