@@ -14,13 +14,16 @@
 //!   nodes of the batch's tree, for levels [`GROUP_BITS`] and up (levels
 //!   below are recomputed from the commitments themselves, read from the
 //!   journal: 8 records, one `pread`);
-//! * `index`: the first 12 bytes of the commitment's tip → (batch, leaf
-//!   position). The tip is a hash nobody chooses; a lookup recomputes the
-//!   path to the stored root, so a key shared by an unrelated commitment
-//!   answers "not here", never a wrong proof.
+//! * `index`: (time, first 8 bytes of the tip) of the commitment → `batch
+//!   << 32 | leaf position`. The tip is a hash nobody chooses; a lookup
+//!   recomputes the path to the stored root, so a key shared by an
+//!   unrelated commitment answers "not here", never a wrong proof. Time
+//!   first keeps each batch's keys together, so a transaction rewrites few
+//!   B-tree pages (random keys doubled the file through copy-on-write).
 //!
-//! That is about 8 bytes of tree plus one index entry per commitment; see
-//! the `store_size` example for the measured figure.
+//! That is about 8 bytes of tree plus one 20-byte index entry per
+//! commitment: 67.9 bytes per commitment on disk at 1,000,000 commitments
+//! in batches of 10,000 (the `store_size` example).
 
 use std::path::Path;
 
@@ -42,7 +45,8 @@ pub const LEVEL_CHUNK_NODES: u64 = 128;
 
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 const LEVELS: TableDefinition<(u64, u8, u64), &[u8]> = TableDefinition::new("levels");
-const INDEX: TableDefinition<(u64, u32), (u64, u32)> = TableDefinition::new("index");
+/// Value: `batch << 32 | leaf position` (both below 2^32).
+const INDEX: TableDefinition<(u32, u64), u64> = TableDefinition::new("index");
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -95,13 +99,15 @@ pub fn leaf(record: &Commitment) -> [u8; 32] {
     sha256(commitment_bytes(record))
 }
 
-fn index_key(c: &[u8]) -> (u64, u32) {
-    let tip = &c[TIME_LEN..];
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&tip[..8]);
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&tip[8..12]);
-    (u64::from_be_bytes(a), u32::from_be_bytes(b))
+/// The index key: the commitment's time, then 8 bytes of its tip. Time
+/// first keeps a batch's keys together at the end of the B-tree (batches
+/// complete recent commitments), so each transaction rewrites few pages.
+fn index_key(c: &[u8]) -> (u32, u64) {
+    let mut t = [0u8; TIME_LEN];
+    t.copy_from_slice(&c[..TIME_LEN]);
+    let mut tip = [0u8; 8];
+    tip.copy_from_slice(&c[TIME_LEN..TIME_LEN + 8]);
+    (u32::from_be_bytes(t), u64::from_be_bytes(tip))
 }
 
 /// Every level of a tree, leaves first (same rule as `ots_proof::merkle`).
@@ -197,6 +203,9 @@ impl Store {
                 .last()
                 .map_err(dberr)?
                 .map_or(0, |(k, _)| k.value() + 1);
+            if id > u64::from(u32::MAX) {
+                return Err(StoreError::BadBatch("too many batches"));
+            }
             batches.insert(id, value.as_slice()).map_err(dberr)?;
             let mut lv = txn.open_table(LEVELS).map_err(dberr)?;
             for (k, level) in levels.iter().enumerate().skip(GROUP_BITS as usize) {
@@ -209,7 +218,7 @@ impl Store {
                 }
             }
             let mut index = txn.open_table(INDEX).map_err(dberr)?;
-            let mut keys: Vec<((u64, u32), u32)> = batch
+            let mut keys: Vec<((u32, u64), u32)> = batch
                 .commitments
                 .iter()
                 .enumerate()
@@ -217,11 +226,20 @@ impl Store {
                 .collect();
             keys.sort_unstable();
             for (key, p) in keys {
-                index.insert(key, (id, p)).map_err(dberr)?;
+                index
+                    .insert(key, (id << 32) | u64::from(p))
+                    .map_err(dberr)?;
             }
         }
         txn.commit().map_err(dberr)?;
         Ok(())
+    }
+
+    /// Rewrites the database without free pages (redb keeps the pages freed
+    /// by copy-on-write for reuse; this returns them to the file system).
+    /// Needs exclusive access: call it with the server stopped.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        self.db.compact().map_err(dberr)
     }
 
     /// Whether no batch has been added yet.
@@ -259,7 +277,7 @@ impl Store {
         let Some((batch, pos)) = index
             .get(index_key(&record))
             .map_err(dberr)?
-            .map(|v| v.value())
+            .map(|v| (v.value() >> 32, v.value() as u32))
         else {
             return Ok(None);
         };
