@@ -418,6 +418,29 @@ async fn stamp_errors() {
     let out = ots(&["stamp", "-c", &url, "a.txt"], work.path());
     assert!(stderr(&out).contains("malformed reply"), "{}", stderr(&out));
     assert!(!work.path().join("a.txt.ots").exists());
+    // A calendar that never answers in time.
+    let slow = serve(Router::new().route(
+        "/digest",
+        post(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Vec::<u8>::new()
+        }),
+    ))
+    .await;
+    let out = ots(
+        &["stamp", "-c", &slow, "--timeout", "1", "a.txt"],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("calendar {slow}/: timed out")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the timeout bounds the wait"
+    );
     // A missing file.
     let out = ots(&["stamp", "-c", &url, "nope.txt"], work.path());
     assert_eq!(out.status.code(), Some(1));
