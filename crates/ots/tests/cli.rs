@@ -437,10 +437,6 @@ async fn stamp_errors() {
         "{}",
         stderr(&out)
     );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "the timeout bounds the wait"
-    );
     // A missing file.
     let out = ots(&["stamp", "-c", &url, "nope.txt"], work.path());
     assert_eq!(out.status.code(), Some(1));
