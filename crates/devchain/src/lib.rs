@@ -6,8 +6,10 @@
 //! proof of work, merkle roots, witness commitments, secp256k1 signatures).
 //!
 //! Layers: [`Chain`] is the sans-I/O core (block tree, UTXO set, mempool,
-//! wallets); [`store`] persists it; [`rpc::serve`] answers JSON-RPC over
-//! HTTP; [`DevChain::start`] runs everything in-process for `otsd --dev`.
+//! wallets); [`store`] persists it; [`rpcchain`] implements the node RPC
+//! methods over it with Core's reply shapes. Still to come: the HTTP
+//! JSON-RPC server, the wallet RPC methods and the in-process start used
+//! by `otsd --dev`.
 #![warn(missing_docs)]
 
 pub mod block;
@@ -23,4 +25,7 @@ pub mod walletops;
 
 pub use chain::Chain;
 pub use error::{Error, RejectClass, Result, TxReject};
+pub mod rpcchain;
+pub mod rpcparams;
 pub mod store;
+pub mod txjson;
