@@ -158,6 +158,65 @@ pub struct BitcoinArgs {
     /// Minimum seconds between timestamp transactions.
     #[arg(long = "btc-min-tx-interval", default_value_t = DEFAULT_BTC_MIN_TX_INTERVAL)]
     pub btc_min_tx_interval: u64,
+    /// Bitcoin Core JSON-RPC URL (`http://user:pass@host:port/`); default:
+    /// the local node of the chosen network (`~/.bitcoin`: bitcoin.conf or
+    /// the cookie file, the network's default port).
+    #[arg(long = "bitcoin-node", value_name = "URL")]
+    pub bitcoin_node: Option<String>,
+    /// Wallet to use (`/wallet/<name>`), when the node has several.
+    #[arg(long = "btc-wallet", value_name = "NAME")]
+    pub btc_wallet: Option<String>,
+    /// Run without a Bitcoin node: accept and journal digests, never stamp.
+    #[arg(long = "no-bitcoin")]
+    pub no_bitcoin: bool,
+    /// Seconds between polls of the node for new blocks.
+    #[arg(long = "btc-poll-interval", default_value_t = DEFAULT_BTC_POLL_INTERVAL)]
+    pub btc_poll_interval: u64,
+}
+
+/// Seconds between polls of the node for new blocks.
+pub const DEFAULT_BTC_POLL_INTERVAL: u64 = 5;
+
+impl BitcoinArgs {
+    /// The node and stamper settings, or `None` with `--no-bitcoin`.
+    pub fn settings(&self) -> Option<crate::server::Bitcoin> {
+        if self.no_bitcoin {
+            return None;
+        }
+        let chain = if self.btc_testnet {
+            ots_bitcoin::Chain::Testnet
+        } else if self.btc_regtest {
+            ots_bitcoin::Chain::Regtest
+        } else {
+            ots_bitcoin::Chain::Main
+        };
+        let mut rpc = match &self.bitcoin_node {
+            Some(url) => ots_bitcoin::RpcConfig::new(url.clone(), ots_bitcoin::Auth::None),
+            None => {
+                ots_bitcoin::network::local_node(chain, &ots_bitcoin::network::default_datadir())
+            }
+        };
+        rpc.wallet = self.btc_wallet.clone();
+        // sat/vB → sat/kvB, rounded up; BTC → sat, clamped to what Bitcoin
+        // can hold, so no flag value can overflow the fee arithmetic.
+        let relay = (self.btc_min_relay_feerate.max(0.0) * 1000.0)
+            .ceil()
+            .min(1e12) as u64;
+        let max_fee =
+            bitcoin::Amount::from_sat((self.btc_max_fee.max(0.0) * 1e8).round().min(21e14) as u64);
+        Some(crate::server::Bitcoin {
+            rpc,
+            stamper: ots_stamper::Config {
+                min_confirmations: u64::from(self.btc_min_confirmations),
+                min_tx_interval_secs: self.btc_min_tx_interval,
+                relay_feerate: relay,
+                max_fee,
+                max_pending: 0,
+            },
+            conf_target: self.btc_conf_target,
+            poll: std::time::Duration::from_secs(self.btc_poll_interval.max(1)),
+        })
+    }
 }
 
 impl Cli {

@@ -8,6 +8,8 @@
 //! the pending index ([`status`]) and answers every request. Completed
 //! proofs live in the [`store`] (filled by the stamper), served by
 //! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`.
+//! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
+//! runner over the journal and the store.
 #![warn(missing_docs)]
 
 pub mod aggregator;
@@ -18,5 +20,6 @@ pub mod http;
 pub mod info;
 pub mod journal;
 pub mod server;
+pub mod stamping;
 pub mod status;
 pub mod store;

@@ -33,6 +33,10 @@ fn main() -> anyhow::Result<()> {
         explorer_url: s.explorer_url.clone(),
         lightning_invoice_file: s.lightning_invoice_file.clone(),
         journal_verify: s.journal_verify_last.map_or(Verify::All, Verify::Last),
+        bitcoin: s.bitcoin.settings().map(|mut b| {
+            b.stamper.max_pending = s.max_pending;
+            b
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

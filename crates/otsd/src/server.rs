@@ -15,8 +15,12 @@ use crate::calendar::{Calendar, CalendarError, KeyDeriver};
 use crate::http::{self, AppState, Limits};
 use crate::info::{InfoConfig, DEFAULT_EXPLORER_URL};
 use crate::journal::{Journal, JournalError, Verify};
+use crate::stamping::{JournalSource, Stamping, StoreSink};
 use crate::status::{key_of, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
+
+/// The stamper's state file in the calendar directory.
+pub const STAMPER_STATE_FILE: &str = "stamper.json";
 
 /// Records read at a time when filtering completed commitments out of the
 /// pending index at start-up.
@@ -35,6 +39,22 @@ pub struct Settings {
     pub lightning_invoice_file: Option<PathBuf>,
     /// Journal verification at start-up.
     pub journal_verify: Verify,
+    /// The Bitcoin node and stamper settings; `None` runs the calendar
+    /// without stamping (commitments stay pending).
+    pub bitcoin: Option<Bitcoin>,
+}
+
+/// How to reach the Bitcoin node and how to stamp.
+#[derive(Debug, Clone)]
+pub struct Bitcoin {
+    /// The node's JSON-RPC endpoint and credentials.
+    pub rpc: ots_bitcoin::RpcConfig,
+    /// The stamper's settings.
+    pub stamper: ots_stamper::Config,
+    /// `estimatesmartfee` target.
+    pub conf_target: u32,
+    /// How often the chain is polled.
+    pub poll: Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +65,7 @@ impl Default for Settings {
             explorer_url: DEFAULT_EXPLORER_URL.to_owned(),
             lightning_invoice_file: None,
             journal_verify: Verify::All,
+            bitcoin: None,
         }
     }
 }
@@ -64,6 +85,9 @@ pub enum ServeError {
     /// The socket.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    /// The stamper's state or node configuration.
+    #[error("stamper: {0}")]
+    Stamper(String),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -108,6 +132,39 @@ pub async fn serve(
     tracing::info!("listening on {}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (stamper, stamper_task): (Arc<dyn StamperView>, _) = match &settings.bitcoin {
+        None => (stamper, None),
+        Some(btc) => {
+            let rpc = ots_bitcoin::RpcClient::new(btc.rpc.clone())
+                .map_err(|e| ServeError::Stamper(e.to_string()))?;
+            let (runner, view) = ots_stamper::runner::Runner::new(
+                ots_stamper::runner::RunnerConfig {
+                    stamper: btc.stamper.clone(),
+                    state_path: dir.join(STAMPER_STATE_FILE),
+                    poll: btc.poll,
+                    conf_target: btc.conf_target,
+                },
+                rpc,
+                Arc::new(JournalSource(reader.clone())),
+                Arc::new(StoreSink {
+                    store: store.clone(),
+                    journal: reader.clone(),
+                    pending: pending.clone(),
+                }),
+            )
+            .map_err(|e| ServeError::Stamper(e.to_string()))?;
+            tracing::info!(node = %btc.rpc.url, "stamper started");
+            let mut stop = stop_rx.clone();
+            let task = tokio::spawn(runner.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+            let view: Arc<dyn StamperView> = Arc::new(Stamping {
+                view,
+                pending: pending.clone(),
+            });
+            (view, Some(task))
+        }
+    };
     let (handle, aggregator_task) = aggregator::spawn(
         AggregatorConfig {
             interval: settings.aggregation_interval,
@@ -142,6 +199,9 @@ pub async fn serve(
     // If the HTTP loop failed, dropping its sender stopped the aggregator.
     if aggregator_task.await.is_err() {
         tracing::error!("aggregator task failed");
+    }
+    if let Some(task) = stamper_task {
+        let _ = task.await;
     }
     served?;
     tracing::info!("stopped");

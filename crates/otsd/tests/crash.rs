@@ -30,7 +30,7 @@ async fn start(cal: &Path) -> (Child, SocketAddr) {
         .arg("-c")
         .arg(cal)
         .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
-        .args(["--aggregation-interval", "20"])
+        .args(["--aggregation-interval", "20", "--no-bitcoin"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -197,7 +197,7 @@ fn backup_chunks_list_every_node_sorted() {
     while !r.is_at_end() {
         let k = r.read_varbytes("key", 0, 4096).unwrap().to_vec();
         let v = r.read_varbytes("value", 0, 1 << 20).unwrap().to_vec();
-        assert!(last.as_ref().map_or(true, |l| *l < k), "sorted, unique");
+        assert!(last.as_ref().is_none_or(|l| *l < k), "sorted, unique");
         last = Some(k.clone());
         map.insert(k, v);
     }

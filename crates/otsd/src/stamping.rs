@@ -1,0 +1,146 @@
+//! The stamper inside the calendar: adapters from the journal, the proof
+//! store and the pending index to `ots-stamper`'s runner, and the
+//! [`StamperView`] that the HTTP layer reads (404 reasons, `/tip`, the info
+//! page) built from the runner's view.
+
+use std::ops::Range;
+use std::sync::{Arc, RwLock};
+
+use ots_proof::Timestamp;
+use ots_stamper::runner::{CommitmentSource, ProofSink, View};
+use ots_stamper::Status;
+
+use crate::journal::JournalReader;
+use crate::status::{ChainInfo, MinedTx, PendingIndex, StamperView, Waiting};
+use crate::store::{commitment_bytes, CompletedBatch, Store};
+
+/// Journal records read per request when gathering a round.
+const READ_CHUNK: usize = 65_536;
+
+/// The journal as the stamper reads it.
+pub struct JournalSource(pub JournalReader);
+
+impl CommitmentSource for JournalSource {
+    fn len(&self) -> u64 {
+        self.0.durable_len()
+    }
+
+    fn read(&self, ranges: &[Range<u64>]) -> std::io::Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for range in ranges {
+            let mut at = range.start;
+            while at < range.end {
+                let want = ((range.end - at) as usize).min(READ_CHUNK);
+                let records = self.0.read_range(at, want)?;
+                if records.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("journal has no record {at}"),
+                    ));
+                }
+                for record in &records {
+                    out.push((at, commitment_bytes(record).to_vec()));
+                    at += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The proof store as the stamper fills it; completed commitments leave the
+/// pending index.
+pub struct StoreSink {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The journal, to get back each commitment's record.
+    pub journal: JournalReader,
+    /// The pending index.
+    pub pending: Arc<PendingIndex>,
+}
+
+impl ProofSink for StoreSink {
+    fn add_batch(&self, commitments: Vec<(u64, Vec<u8>)>, tail: Timestamp) -> Result<(), String> {
+        let mut records = Vec::with_capacity(commitments.len());
+        for (index, bytes) in commitments {
+            let record = self
+                .journal
+                .get(index)
+                .map_err(|e| format!("journal record {index}: {e}"))?
+                .ok_or_else(|| format!("journal has no record {index}"))?;
+            if commitment_bytes(&record) != bytes.as_slice() {
+                return Err(format!("journal record {index} changed under the stamper"));
+            }
+            records.push((index, record));
+        }
+        let done: Vec<_> = records.clone();
+        self.store
+            .add_batch(CompletedBatch {
+                commitments: records,
+                tail,
+            })
+            .map_err(|e| e.to_string())?;
+        for (index, record) in &done {
+            self.pending.remove_at(record, *index);
+        }
+        Ok(())
+    }
+}
+
+/// What the HTTP layer sees of the running stamper.
+pub struct Stamping {
+    /// The runner's view.
+    pub view: Arc<RwLock<View>>,
+    /// The pending index (commitment → journal position).
+    pub pending: Arc<PendingIndex>,
+}
+
+impl Stamping {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StamperView for Stamping {
+    fn waiting(&self, commitment: &[u8]) -> Option<Waiting> {
+        let position = self.pending.lookup(commitment)?;
+        match self.read().status(position) {
+            Status::Mined { txid, waiting_for } => Some(Waiting {
+                txid: txid.to_string(),
+                confirmations_needed: u32::try_from(waiting_for).unwrap_or(u32::MAX),
+            }),
+            Status::Pending => None,
+        }
+    }
+
+    fn tip(&self) -> Option<Vec<u8>> {
+        self.read().tip.map(|t| t.to_vec())
+    }
+
+    fn chain_info(&self) -> ChainInfo {
+        let v = self.read();
+        let best_height = v.best.map(|b| b.0);
+        ChainInfo {
+            txs_waiting_for_confirmation: Some(v.mined.len() as u64),
+            most_recent_tx: v.unconfirmed.map(|(txid, _)| txid.to_string()),
+            prior_versions: v.unconfirmed.map(|(_, n)| n as u64),
+            best_block: v.best.map(|b| b.1.to_string()),
+            block_height: best_height,
+            balance_sats: v.balance.map(|b| b.to_sat()),
+            hours_between_transactions: None,
+            fees_in_last_week_sats: None,
+            transactions: v
+                .completed
+                .iter()
+                .map(|(txid, fee, vsize, height)| MinedTx {
+                    txid: txid.to_string(),
+                    fee_sats: fee.to_sat(),
+                    fee_rate: fee.to_sat() as f64 / (*vsize).max(1) as f64,
+                    confirmations: best_height.map_or(0, |b| {
+                        u32::try_from(b.saturating_sub(*height) + 1).unwrap_or(u32::MAX)
+                    }),
+                })
+                .collect(),
+        }
+    }
+}

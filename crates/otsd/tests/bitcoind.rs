@@ -1,0 +1,182 @@
+//! The calendar end to end against a real Bitcoin Core node (regtest), when
+//! `BITCOIND_EXE` points at a `bitcoind` binary; skipped with a notice
+//! otherwise: digests posted → a timestamp transaction → blocks mined →
+//! the 404 reasons follow the real state → complete proofs served by
+//! `GET /timestamp` that verify against the node's block headers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::{check_proof, get, post_digest, random_digest, TestServer};
+use ots_bitcoin::{Auth, RpcClient, RpcConfig};
+use ots_proof::{Attestation, Timestamp};
+use otsd::server::{Bitcoin, Settings};
+use serde_json::{json, Value};
+
+/// Bounded waits: polls of the server or node, 200 ms apart.
+const POLLS: usize = 300;
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rpc(url: &str, cookie: &Path, wallet: Option<&str>) -> RpcConfig {
+    let mut config = RpcConfig::new(url.to_string(), Auth::CookieFile(cookie.to_path_buf()));
+    config.wallet = wallet.map(str::to_string);
+    config
+}
+
+async fn bitcoind(exe: &Path, dir: &Path) -> (Node, String, PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(exe)
+        .args([
+            "-regtest",
+            "-listen=0",
+            "-server",
+            "-printtoconsole=0",
+            "-rpcbind=127.0.0.1",
+        ])
+        .arg(format!("-datadir={}", dir.display()))
+        .arg(format!("-rpcport={port}"))
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let cookie = dir.join("regtest/.cookie");
+    for _ in 0..POLLS {
+        if cookie.exists() {
+            if let Ok(client) = RpcClient::new(rpc(&url, &cookie, None)) {
+                if client.block_count().await.is_ok() {
+                    return (Node(child), url, cookie);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("bitcoind did not start");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn digests_get_complete_proofs_from_bitcoin_core() {
+    let Some(exe) = std::env::var_os("BITCOIND_EXE").map(PathBuf::from) else {
+        eprintln!("skipped: set BITCOIND_EXE to a bitcoind binary to run the Bitcoin Core tier");
+        return;
+    };
+    let node_dir = tempfile::tempdir().unwrap();
+    let (_node, url, cookie) = bitcoind(&exe, node_dir.path()).await;
+    let node = RpcClient::new(rpc(&url, &cookie, None)).unwrap();
+    let _: Value = node.call("createwallet", json!(["ots"])).await.unwrap();
+    let wallet = RpcClient::new(rpc(&url, &cookie, Some("ots"))).unwrap();
+    let addr = wallet.new_address().await.unwrap();
+    let _: Value = node
+        .call("generatetoaddress", json!([101, addr]))
+        .await
+        .unwrap();
+
+    let server = TestServer::start(Settings {
+        aggregation_interval: Duration::from_millis(50),
+        bitcoin: Some(Bitcoin {
+            rpc: rpc(&url, &cookie, Some("ots")),
+            stamper: ots_stamper::Config {
+                min_confirmations: 2,
+                min_tx_interval_secs: 0,
+                relay_feerate: 1_000,
+                max_fee: bitcoin::Amount::from_sat(100_000),
+                max_pending: 100_000,
+            },
+            conf_target: 2,
+            poll: Duration::from_millis(200),
+        }),
+        ..Settings::default()
+    })
+    .await;
+
+    let mut commitments = Vec::new();
+    for _ in 0..3 {
+        let digest = random_digest();
+        let reply = post_digest(server.addr, &digest).await;
+        assert_eq!(reply.status, 200);
+        commitments.push(check_proof(&digest, &reply.body));
+    }
+    let path = |c: &[u8]| format!("/timestamp/{}", hex::encode(c));
+    let reply = get(server.addr, &path(&commitments[0]), "").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(
+        reply.text().trim(),
+        "Pending confirmation in Bitcoin blockchain"
+    );
+
+    // The stamper sends a transaction.
+    let mut mempool: Vec<String> = Vec::new();
+    for _ in 0..POLLS {
+        mempool = node.call("getrawmempool", json!([])).await.unwrap();
+        if !mempool.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(mempool.len(), 1, "a timestamp transaction was sent");
+
+    // One confirmation: the reason names the transaction.
+    let _: Value = node
+        .call("generatetoaddress", json!([1, addr]))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..POLLS {
+        text = get(server.addr, &path(&commitments[0]), "").await.text();
+        if text.starts_with("Timestamped by transaction") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        text.trim(),
+        format!(
+            "Timestamped by transaction {}; waiting for 1 confirmations",
+            mempool[0]
+        )
+    );
+
+    // Two confirmations: complete proofs, verified against the headers.
+    let _: Value = node
+        .call("generatetoaddress", json!([1, addr]))
+        .await
+        .unwrap();
+    for commitment in &commitments {
+        let mut reply = get(server.addr, &path(commitment), "").await;
+        for _ in 0..POLLS {
+            if reply.status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            reply = get(server.addr, &path(commitment), "").await;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let proof = Timestamp::deserialize(&reply.body, commitment).unwrap();
+        let attestations = proof.all_attestations();
+        let (msg, attestation) = attestations
+            .iter()
+            .find(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
+            .copied()
+            .expect("a Bitcoin attestation");
+        let Attestation::Bitcoin { height } = attestation else {
+            unreachable!()
+        };
+        let hash = node.block_hash(*height).await.unwrap().unwrap();
+        let header = node.block_header(&hash).await.unwrap().unwrap();
+        assert!(ots_proof::verify::verify_bitcoin_header(msg, &header).is_ok());
+    }
+    server.stop().await.unwrap();
+}
