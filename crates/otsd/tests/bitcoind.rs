@@ -40,25 +40,27 @@ async fn bitcoind(exe: &Path, dir: &Path) -> (Node, String, PathBuf) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(exe)
-        .args([
-            "-regtest",
-            "-listen=0",
-            "-server",
-            "-printtoconsole=0",
-            "-rpcbind=127.0.0.1",
-        ])
-        .arg(format!("-datadir={}", dir.display()))
-        .arg(format!("-rpcport={port}"))
-        .spawn()
-        .unwrap();
+    let child = Node(
+        Command::new(exe)
+            .args([
+                "-regtest",
+                "-listen=0",
+                "-server",
+                "-printtoconsole=0",
+                "-rpcbind=127.0.0.1",
+            ])
+            .arg(format!("-datadir={}", dir.display()))
+            .arg(format!("-rpcport={port}"))
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}/");
     let cookie = dir.join("regtest/.cookie");
     for _ in 0..POLLS {
         if cookie.exists() {
             if let Ok(client) = RpcClient::new(rpc(&url, &cookie, None)) {
                 if client.block_count().await.is_ok() {
-                    return (Node(child), url, cookie);
+                    return (child, url, cookie);
                 }
             }
         }
