@@ -28,7 +28,7 @@ start() { # $1 = aggregation interval ms
   rm -rf "$WORK/cal"
   "$OTSD" -c "$WORK/cal" init --uri https://bench.invalid >/dev/null
   "$OTSD" -c "$WORK/cal" --rpc-address 127.0.0.1 --rpc-port 0 \
-    --aggregation-interval "$1" 2>"$WORK/log" &
+    --aggregation-interval "$1" --no-bitcoin 2>"$WORK/log" &
   PID=$!
   for _ in $(seq 200); do
     ADDR=$(grep -o 'listening on [0-9.:]*' "$WORK/log" | awk '{print $3}' || true)
