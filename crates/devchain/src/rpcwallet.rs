@@ -1,0 +1,656 @@
+//! Wallet RPC methods, served on `/` (when exactly one wallet is loaded)
+//! and `/wallet/<name>`. Reply shapes follow `bitcoin-cli help <method>` of
+//! Bitcoin Core 28-29 descriptor wallets.
+
+use bitcoin::consensus::encode::serialize_hex;
+use bitcoin::sighash::EcdsaSighashType;
+use bitcoin::{Amount, OutPoint, ScriptBuf, TxOut};
+use serde_json::Value;
+
+use crate::chain::Chain;
+use crate::error::Error;
+use crate::json::Json;
+use crate::obj;
+use crate::rpcchain::parse_address;
+use crate::rpcparams::{
+    amount_from_value, code, decode_tx, parse_hash, Params, RpcError, RpcResult,
+};
+use crate::wallet::AddressType;
+use crate::walletops::{Detail, WalletTxView};
+
+/// Core's `walletversion` for descriptor wallets (`FEATURE_LATEST`).
+pub const WALLET_VERSION: i64 = 169_900;
+/// Default `listunspent` maxconf.
+pub const LISTUNSPENT_MAX_CONF: i64 = 9_999_999;
+/// Default `listtransactions` count.
+pub const LISTTRANSACTIONS_DEFAULT_COUNT: i64 = 10;
+/// Keypool size Core reports for a fresh descriptor wallet (`-keypool`).
+pub const KEYPOOL_SIZE: i64 = 1_000;
+
+/// Methods that need a wallet.
+pub const WALLET_METHODS: &[&str] = &[
+    "getnewaddress",
+    "getrawchangeaddress",
+    "getaddressinfo",
+    "getbalance",
+    "getbalances",
+    "listunspent",
+    "gettransaction",
+    "listtransactions",
+    "signrawtransactionwithwallet",
+    "getwalletinfo",
+    "sendtoaddress",
+    "unloadwallet",
+    "setlabel",
+];
+
+/// Core's `GetWalletForJSONRPCRequest`.
+fn resolve(chain: &Chain, uri_wallet: Option<&str>) -> RpcResult<String> {
+    if let Some(name) = uri_wallet {
+        return chain
+            .wallet(name)
+            .map(|w| w.name().to_string())
+            .ok_or_else(|| {
+                RpcError::new(
+                    code::WALLET_NOT_FOUND,
+                    "Requested wallet does not exist or is not loaded",
+                )
+            });
+    }
+    let names = chain.wallet_names();
+    match names.len() {
+        1 => Ok(names[0].clone()),
+        0 => Err(RpcError::new(
+            code::WALLET_NOT_FOUND,
+            "No wallet is loaded. Load a wallet using loadwallet or create a new one with createwallet. (Note: A default wallet is no longer automatically created)",
+        )),
+        _ => Err(RpcError::new(
+            code::WALLET_NOT_SPECIFIED,
+            "Wallet file not specified (must request wallet RPC through /wallet/<filename> uri-path).",
+        )),
+    }
+}
+
+fn address_type(p: &Params, i: usize) -> RpcResult<AddressType> {
+    match p.str(i)? {
+        None => Ok(AddressType::Bech32),
+        Some(s) => match AddressType::parse(s) {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(())) => Err(RpcError::new(
+                code::WALLET_KEYPOOL_RAN_OUT,
+                "Error: This wallet has no available keys",
+            )),
+            None => Err(RpcError::new(
+                code::INVALID_ADDRESS_OR_KEY,
+                format!("Unknown address type '{s}'"),
+            )),
+        },
+    }
+}
+
+/// Dispatches a wallet method; `None` if the name is not one of them.
+pub fn dispatch(
+    chain: &mut Chain,
+    method: &str,
+    params: &Value,
+    uri_wallet: Option<&str>,
+) -> Option<RpcResult<Json>> {
+    let p = |names: &[&str], req: usize| Params::new(method, names, req, params);
+    let lifecycle = match method {
+        "createwallet" => Some(
+            p(&["wallet_name", "disable_private_keys", "blank", "passphrase", "avoid_reuse", "descriptors", "load_on_startup", "external_signer"], 1)
+                .and_then(|p| {
+                    let name = p.req_str(0)?.to_string();
+                    match chain.create_wallet(&name, None) {
+                        Ok(()) => Ok(obj! { "name" => name }),
+                        Err(Error::WalletExists(_)) => Err(RpcError::new(
+                            code::WALLET_ERROR,
+                            format!("Wallet file verification failed. Failed to create database path '{name}'. Database already exists."),
+                        )),
+                        Err(e) => Err(e.into()),
+                    }
+                }),
+        ),
+        "loadwallet" => Some(p(&["filename", "load_on_startup"], 1).and_then(|p| {
+            let name = p.req_str(0)?.to_string();
+            match chain.load_wallet(&name) {
+                Ok(()) => Ok(obj! { "name" => name }),
+                Err(Error::WalletNotFound(_)) => Err(RpcError::new(
+                    code::WALLET_NOT_FOUND,
+                    format!("Wallet file verification failed. Failed to load database path '{name}'. Path does not exist."),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        })),
+        "listwallets" => Some(p(&[], 0).map(|_| Json::from(chain.wallet_names()))),
+        "listwalletdir" => Some(p(&[], 0).map(|_| {
+            let mut names = chain.wallet_names();
+            names.extend(chain.unloaded_wallet_names());
+            names.sort();
+            obj! { "wallets" => names.into_iter().map(|n| obj! { "name" => n }).collect::<Vec<_>>() }
+        })),
+        _ => None,
+    };
+    if lifecycle.is_some() {
+        return lifecycle;
+    }
+    if !WALLET_METHODS.contains(&method) {
+        return None;
+    }
+    let uri_or_param = if method == "unloadwallet" {
+        match params {
+            Value::Array(a) => a.first().and_then(Value::as_str).or(uri_wallet),
+            Value::Object(o) => o.get("wallet_name").and_then(Value::as_str).or(uri_wallet),
+            _ => uri_wallet,
+        }
+    } else {
+        uri_wallet
+    };
+    let name = match resolve(chain, uri_or_param) {
+        Ok(n) => n,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(call(chain, method, &name, &p))
+}
+
+fn call(
+    chain: &mut Chain,
+    method: &str,
+    w: &str,
+    p: &dyn Fn(&[&str], usize) -> RpcResult<Params>,
+) -> RpcResult<Json> {
+    match method {
+        "getnewaddress" => {
+            let p = p(&["label", "address_type"], 0)?;
+            let label = p.str(0)?.unwrap_or("").to_string();
+            let kind = address_type(&p, 1)?;
+            Ok(Json::from(
+                chain.new_address(w, kind, false, &label)?.to_string(),
+            ))
+        }
+        "getrawchangeaddress" => {
+            let p = p(&["address_type"], 0)?;
+            let kind = address_type(&p, 0)?;
+            Ok(Json::from(
+                chain.new_address(w, kind, true, "")?.to_string(),
+            ))
+        }
+        "setlabel" => {
+            let p = p(&["address", "label"], 2)?;
+            let addr = parse_address(p.req_str(0)?).ok_or_else(|| {
+                RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid Bitcoin address")
+            })?;
+            let label = p.req_str(1)?.to_string();
+            let wallet = chain.wallet_mut(w).ok_or_else(|| {
+                RpcError::new(
+                    code::WALLET_NOT_FOUND,
+                    "Requested wallet does not exist or is not loaded",
+                )
+            })?;
+            wallet.set_label(&addr.script_pubkey(), &label);
+            Ok(Json::Null)
+        }
+        "getaddressinfo" => {
+            let p = p(&["address"], 1)?;
+            address_info(chain, w, p.req_str(0)?)
+        }
+        "getbalance" => {
+            let p = p(&["dummy", "minconf", "include_watchonly", "avoid_reuse"], 0)?;
+            if let Some(d) = p.get(0) {
+                if d.as_str() != Some("*") {
+                    return Err(RpcError::new(
+                        -32,
+                        "dummy first argument must be excluded or set to \"*\".",
+                    ));
+                }
+            }
+            let minconf = p.int(1)?.unwrap_or(0);
+            let coins = chain.wallet_coins(w);
+            let total: Amount = coins
+                .iter()
+                .filter(|c| !c.is_immature() && c.safe && i64::from(c.confirmations) >= minconf)
+                .map(|c| c.output.value)
+                .sum();
+            Ok(Json::from(total))
+        }
+        "getbalances" => {
+            p(&[], 0)?;
+            let b = chain.balances(w);
+            let tip = chain.state().tip();
+            Ok(obj! {
+                "mine" => obj! { "trusted" => b.trusted, "untrusted_pending" => b.untrusted_pending, "immature" => b.immature },
+                "lastprocessedblock" => obj! { "hash" => tip.hash.to_string(), "height" => tip.height },
+            })
+        }
+        "listunspent" => {
+            let p = p(
+                &[
+                    "minconf",
+                    "maxconf",
+                    "addresses",
+                    "include_unsafe",
+                    "query_options",
+                ],
+                0,
+            )?;
+            list_unspent(chain, w, &p)
+        }
+        "gettransaction" => {
+            let p = p(&["txid", "include_watchonly", "verbose"], 1)?;
+            let txid = p.txid(0, "txid")?;
+            let v = chain.wallet_tx(w, &txid).ok_or_else(|| {
+                RpcError::new(
+                    code::INVALID_ADDRESS_OR_KEY,
+                    "Invalid or non-wallet transaction id",
+                )
+            })?;
+            Ok(transaction_json(&v, p.bool(2)?.unwrap_or(false)))
+        }
+        "listtransactions" => {
+            let p = p(&["label", "count", "skip", "include_watchonly"], 0)?;
+            let label = p.str(0)?.filter(|l| *l != "*").map(str::to_string);
+            let count = p.int(1)?.unwrap_or(LISTTRANSACTIONS_DEFAULT_COUNT);
+            let skip = p.int(2)?.unwrap_or(0);
+            if count < 0 {
+                return Err(RpcError::new(code::INVALID_PARAMETER, "Negative count"));
+            }
+            if skip < 0 {
+                return Err(RpcError::new(code::INVALID_PARAMETER, "Negative from"));
+            }
+            let txids = chain.wallet(w).map(|x| x.txids()).unwrap_or_default();
+            let mut rows = Vec::new();
+            for t in txids {
+                let Some(v) = chain.wallet_tx(w, &t) else {
+                    continue;
+                };
+                for d in &v.details {
+                    if label
+                        .as_ref()
+                        .is_some_and(|l| d.label.as_deref() != Some(l.as_str()))
+                    {
+                        continue;
+                    }
+                    let mut o = detail_json(d, true);
+                    append_tx_fields(&v, &mut o);
+                    rows.push(o);
+                }
+            }
+            // Core returns the most recent `count` rows after skipping `skip` from the end, oldest first.
+            let end = rows.len().saturating_sub(skip as usize);
+            let start = end.saturating_sub(count as usize);
+            Ok(Json::Arr(rows[start..end].to_vec()))
+        }
+        "signrawtransactionwithwallet" => {
+            let p = p(&["hexstring", "prevtxs", "sighashtype"], 1)?;
+            sign_raw(chain, w, &p)
+        }
+        "getwalletinfo" => {
+            p(&[], 0)?;
+            let wallet = chain.wallet(w).ok_or_else(|| {
+                RpcError::new(
+                    code::WALLET_NOT_FOUND,
+                    "Requested wallet does not exist or is not loaded",
+                )
+            })?;
+            let b = chain.balances(w);
+            let tip = chain.state().tip();
+            Ok(obj! {
+                "walletname" => wallet.name(),
+                "walletversion" => WALLET_VERSION,
+                "format" => "sqlite",
+                "balance" => b.trusted,
+                "unconfirmed_balance" => b.untrusted_pending,
+                "immature_balance" => b.immature,
+                "txcount" => wallet.txids().len(),
+                "keypoolsize" => KEYPOOL_SIZE,
+                "keypoolsize_hd_internal" => KEYPOOL_SIZE,
+                "paytxfee" => Json::Amount(0),
+                "private_keys_enabled" => true,
+                "avoid_reuse" => false,
+                "scanning" => false,
+                "descriptors" => true,
+                "external_signer" => false,
+                "blank" => false,
+                "birthtime" => wallet.birthtime(),
+                "lastprocessedblock" => obj! { "hash" => tip.hash.to_string(), "height" => tip.height },
+            })
+        }
+        "sendtoaddress" => {
+            let p = p(
+                &[
+                    "address",
+                    "amount",
+                    "comment",
+                    "comment_to",
+                    "subtractfeefromamount",
+                    "replaceable",
+                    "conf_target",
+                    "estimate_mode",
+                    "avoid_reuse",
+                    "fee_rate",
+                    "verbose",
+                ],
+                2,
+            )?;
+            let addr = parse_address(p.req_str(0)?)
+                .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid address"))?;
+            let amount = p.amount(1)?.unwrap_or(Amount::ZERO);
+            if amount == Amount::ZERO {
+                return Err(RpcError::new(code::TYPE_ERROR, "Invalid amount for send"));
+            }
+            // `fee_rate` is in sat/vB; the wallet works in sat/kvB.
+            let fee_rate = match p.get(9) {
+                Some(v) => Some(
+                    (v.as_f64()
+                        .ok_or_else(|| RpcError::new(code::TYPE_ERROR, "Invalid fee_rate"))?
+                        * 1000.0) as u64,
+                ),
+                None => None,
+            };
+            let txid = chain
+                .send_to(w, addr.script_pubkey(), amount, fee_rate)
+                .map_err(|e| match e {
+                    Error::InsufficientFunds => {
+                        RpcError::new(code::WALLET_INSUFFICIENT_FUNDS, "Insufficient funds")
+                    }
+                    Error::TxRejected(r) => RpcError::new(code::WALLET_ERROR, r.message()),
+                    e => e.into(),
+                })?;
+            Ok(Json::from(txid.to_string()))
+        }
+        "unloadwallet" => {
+            p(&["wallet_name", "load_on_startup"], 0)?;
+            chain.unload_wallet(w)?;
+            Ok(obj! {})
+        }
+        _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+    }
+}
+
+fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {
+    let addr = parse_address(s)
+        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid address"))?;
+    let spk = addr.script_pubkey();
+    let wallet = chain.wallet(w).ok_or_else(|| {
+        RpcError::new(
+            code::WALLET_NOT_FOUND,
+            "Requested wallet does not exist or is not loaded",
+        )
+    })?;
+    let key = wallet.key(&spk);
+    let mut o = obj! {
+        "address" => addr.to_string(),
+        "scriptPubKey" => hex::encode(spk.as_bytes()),
+        "ismine" => key.is_some(),
+        "solvable" => key.is_some(),
+    };
+    if let Some(k) = key {
+        o.push("desc", wallet.descriptor(k));
+        o.push("parent_desc", wallet.parent_descriptor(k.kind, k.change));
+    }
+    o.push("iswatchonly", false);
+    o.push("isscript", spk.is_p2sh() || spk.is_p2wsh());
+    o.push("iswitness", spk.witness_version().is_some());
+    if let Some(v) = spk.witness_version() {
+        o.push("witness_version", v.to_num());
+        o.push("witness_program", hex::encode(&spk.as_bytes()[2..]));
+    }
+    if let Some(k) = key {
+        match k.kind {
+            AddressType::Bech32 => o.push("pubkey", k.pubkey.to_string()),
+            AddressType::Bech32m => {}
+        }
+        o.push("ischange", k.change);
+        o.push("timestamp", wallet.birthtime());
+        o.push("hdkeypath", wallet.hd_key_path(k));
+        o.push("hdseedid", "0000000000000000000000000000000000000000");
+        o.push("hdmasterfingerprint", wallet.fingerprint().to_string());
+        o.push(
+            "labels",
+            if k.label.is_empty() && k.change {
+                Vec::<String>::new()
+            } else {
+                vec![k.label.clone()]
+            },
+        );
+    } else {
+        o.push("ischange", false);
+        o.push("labels", Vec::<String>::new());
+    }
+    Ok(o)
+}
+
+fn list_unspent(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
+    let minconf = p.int(0)?.unwrap_or(1);
+    let maxconf = p.int(1)?.unwrap_or(LISTUNSPENT_MAX_CONF);
+    let mut filter = Vec::new();
+    for a in p.array(2)?.cloned().unwrap_or_default() {
+        let s = a.as_str().unwrap_or_default().to_string();
+        let addr = parse_address(&s).ok_or_else(|| {
+            RpcError::new(
+                code::INVALID_ADDRESS_OR_KEY,
+                format!("Invalid Bitcoin address: {s}"),
+            )
+        })?;
+        filter.push(addr.script_pubkey());
+    }
+    let include_unsafe = p.bool(3)?.unwrap_or(true);
+    let wallet = chain.wallet(w).ok_or_else(|| {
+        RpcError::new(
+            code::WALLET_NOT_FOUND,
+            "Requested wallet does not exist or is not loaded",
+        )
+    })?;
+    let mut out = Vec::new();
+    for c in chain.wallet_coins(w) {
+        let conf = i64::from(c.confirmations);
+        if c.is_immature() || conf < minconf || conf > maxconf || (!c.safe && !include_unsafe) {
+            continue;
+        }
+        if !filter.is_empty() && !filter.contains(&c.output.script_pubkey) {
+            continue;
+        }
+        let Some(k) = wallet.key(&c.output.script_pubkey) else {
+            continue;
+        };
+        let mut o = obj! {
+            "txid" => c.outpoint.txid.to_string(),
+            "vout" => c.outpoint.vout,
+            "address" => k.address.to_string(),
+        };
+        if !k.change {
+            o.push("label", k.label.clone());
+        }
+        o.push(
+            "scriptPubKey",
+            hex::encode(c.output.script_pubkey.as_bytes()),
+        );
+        o.push("amount", c.output.value);
+        o.push("confirmations", c.confirmations);
+        if c.confirmations == 0 {
+            let m = chain.mempool();
+            o.push("ancestorcount", m.ancestors(&c.outpoint.txid).len() + 1);
+        }
+        o.push("spendable", true);
+        o.push("solvable", true);
+        o.push("desc", wallet.descriptor(k));
+        o.push(
+            "parent_descs",
+            vec![wallet.parent_descriptor(k.kind, k.change)],
+        );
+        o.push("safe", c.safe);
+        out.push(o);
+    }
+    Ok(Json::Arr(out))
+}
+
+fn detail_json(d: &Detail, with_abandoned: bool) -> Json {
+    let mut o = obj! {};
+    if let Some(a) = &d.address {
+        o.push("address", a.clone());
+    }
+    o.push("category", d.category);
+    o.push("amount", Json::Amount(d.amount.to_sat()));
+    if let Some(l) = &d.label {
+        o.push("label", l.clone());
+    }
+    o.push("vout", d.vout);
+    if let Some(f) = d.fee {
+        o.push("fee", Json::Amount(f.to_sat()));
+        if with_abandoned {
+            o.push("abandoned", false);
+        }
+    }
+    o
+}
+
+/// Core's `WalletTxToJSON` fields shared by `gettransaction` and `listtransactions`.
+fn append_tx_fields(v: &WalletTxView, o: &mut Json) {
+    o.push("confirmations", v.confirmations);
+    if v.generated {
+        o.push("generated", true);
+    }
+    if v.confirmations == 0 {
+        o.push("trusted", v.trusted);
+    }
+    if let Some((hash, height, index, time)) = v.block {
+        o.push("blockhash", hash.to_string());
+        o.push("blockheight", height);
+        o.push("blockindex", index);
+        o.push("blocktime", time);
+    }
+    o.push("txid", v.txid.to_string());
+    o.push("wtxid", v.wtxid.to_string());
+    o.push(
+        "walletconflicts",
+        v.conflicts
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>(),
+    );
+    o.push("mempoolconflicts", Json::Arr(vec![]));
+    o.push(
+        "time",
+        v.block.map_or(v.time_received, |b| {
+            v.time_received.min(u64::from(b.3)).max(1)
+        }),
+    );
+    o.push("timereceived", v.time_received);
+    o.push("bip125-replaceable", v.replaceable);
+}
+
+fn transaction_json(v: &WalletTxView, verbose: bool) -> Json {
+    let mut o = obj! { "amount" => Json::Amount(v.amount.to_sat()) };
+    if let Some(f) = v.fee {
+        o.push("fee", Json::Amount(f.to_sat()));
+    }
+    append_tx_fields(v, &mut o);
+    o.push(
+        "details",
+        v.details
+            .iter()
+            .map(|d| detail_json(d, true))
+            .collect::<Vec<_>>(),
+    );
+    o.push("hex", serialize_hex(&v.tx));
+    if verbose {
+        o.push("decoded", crate::txjson::tx(&v.tx, None, false, false));
+    }
+    o
+}
+
+fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
+    let tx = decode_tx(p.req_str(0)?)?;
+    let mut extra: Vec<(OutPoint, TxOut)> = Vec::new();
+    for prev in p.array(1)?.cloned().unwrap_or_default() {
+        let txid = parse_hash(prev.get("txid").unwrap_or(&Value::Null), "txid")?;
+        let vout = prev
+            .get("vout")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| RpcError::new(code::DESERIALIZATION_ERROR, "vout must be positive"))?;
+        let spk = prev
+            .get("scriptPubKey")
+            .and_then(Value::as_str)
+            .and_then(|s| hex::decode(s).ok())
+            .ok_or_else(|| {
+                RpcError::new(
+                    code::DESERIALIZATION_ERROR,
+                    "scriptPubKey must be hexadecimal string",
+                )
+            })?;
+        let amount = amount_from_value(prev.get("amount").unwrap_or(&Value::Null))
+            .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "Missing amount"))?;
+        extra.push((
+            OutPoint {
+                txid,
+                vout: vout as u32,
+            },
+            TxOut {
+                value: amount,
+                script_pubkey: ScriptBuf::from(spk),
+            },
+        ));
+    }
+    let sighash = match p.str(2)? {
+        None | Some("DEFAULT") => None,
+        Some(s) => Some(match s {
+            "ALL" => EcdsaSighashType::All,
+            "NONE" => EcdsaSighashType::None,
+            "SINGLE" => EcdsaSighashType::Single,
+            "ALL|ANYONECANPAY" => EcdsaSighashType::AllPlusAnyoneCanPay,
+            "NONE|ANYONECANPAY" => EcdsaSighashType::NonePlusAnyoneCanPay,
+            "SINGLE|ANYONECANPAY" => EcdsaSighashType::SinglePlusAnyoneCanPay,
+            other => {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMETER,
+                    format!("'{other}' is not a valid sighash parameter."),
+                ))
+            }
+        }),
+    };
+    let prevouts: Vec<Option<TxOut>> = tx
+        .input
+        .iter()
+        .map(|i| {
+            let op = i.previous_output;
+            extra
+                .iter()
+                .find(|(o, _)| *o == op)
+                .map(|(_, t)| t.clone())
+                .or_else(|| chain.state().coin(&op).map(|c| c.output.clone()))
+                .or_else(|| {
+                    if chain.mempool().spender(&op).is_none() {
+                        chain.mempool().output(&op).cloned()
+                    } else {
+                        None
+                    }
+                })
+        })
+        .collect();
+    let wallet = chain.wallet(w).ok_or_else(|| {
+        RpcError::new(
+            code::WALLET_NOT_FOUND,
+            "Requested wallet does not exist or is not loaded",
+        )
+    })?;
+    let (signed, errors) = wallet.sign(&tx, &prevouts, sighash);
+    let mut o = obj! { "hex" => serialize_hex(&signed), "complete" => errors.is_empty() };
+    if !errors.is_empty() {
+        let errs: Vec<Json> = errors
+            .iter()
+            .map(|(i, e)| {
+                let input = &signed.input[*i];
+                obj! {
+                    "txid" => input.previous_output.txid.to_string(),
+                    "vout" => input.previous_output.vout,
+                    "witness" => input.witness.iter().map(hex::encode).collect::<Vec<_>>(),
+                    "scriptSig" => hex::encode(input.script_sig.as_bytes()),
+                    "sequence" => input.sequence.to_consensus_u32(),
+                    "error" => e.clone(),
+                }
+            })
+            .collect();
+        o.push("errors", Json::Arr(errs));
+    }
+    Ok(o)
+}
