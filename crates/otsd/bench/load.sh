@@ -25,13 +25,14 @@ trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PID=
 
 start() { # $1 = aggregation interval ms
-  rm -rf "$WORK/cal"
+  rm -rf "$WORK/cal" "$WORK/log"
+  ADDR=
   "$OTSD" -c "$WORK/cal" init --uri https://bench.invalid >/dev/null
   "$OTSD" -c "$WORK/cal" --rpc-address 127.0.0.1 --rpc-port 0 \
     --aggregation-interval "$1" --no-bitcoin 2>"$WORK/log" &
   PID=$!
   for _ in $(seq 200); do
-    ADDR=$(grep -o 'listening on [0-9.:]*' "$WORK/log" | awk '{print $3}' || true)
+    [ -f "$WORK/log" ] && ADDR=$(grep -o 'listening on [0-9.:]*' "$WORK/log" | awk '{print $3}' || true)
     [ -n "$ADDR" ] && return 0
     sleep 0.05
   done
@@ -39,6 +40,7 @@ start() { # $1 = aggregation interval ms
 }
 stop() { kill -TERM "$PID"; wait "$PID" || true; PID=; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+cpu_split() { awk '{print "user " $14 " ticks, system " $15 " ticks"}' "/proc/$PID/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 requests() { awk '/requests in/ {print $1}' "$1"; }
 
@@ -53,6 +55,7 @@ start 10
 T0=$(cpu_ticks)
 wrk -t2 -c512 -d"${DUR}s" --timeout 10s --latency -s "$BENCH_DIR/post.lua" "http://$ADDR" | tee "$WORK/b.txt"
 T1=$(cpu_ticks)
+echo "server CPU since start: $(cpu_split)"
 HZ=$(getconf CLK_TCK)
 N=$(requests "$WORK/b.txt")
 awk -v t=$((T1 - T0)) -v hz="$HZ" -v n="$N" \

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ots_proof::merkle::{nonce_ops, NONCE_LEN};
-use ots_proof::op::sha256;
-use ots_proof::{Attestation, MerkleTree, Op};
+use ots_proof::merkle::NONCE_LEN;
+use ots_proof::op::{sha256, TAG_APPEND, TAG_PREPEND, TAG_SHA256};
+use ots_proof::{Attestation, Op};
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -154,13 +154,20 @@ impl Round {
         }
         let mut nonces = vec![0u8; NONCE_LEN * batch.len()];
         rand::rngs::OsRng.fill_bytes(&mut nonces);
+        let mut buf = [0u8; MAX_DIGEST_LEN + NONCE_LEN];
         let leaves: Vec<[u8; 32]> = batch
             .iter()
             .zip(nonces.chunks_exact(NONCE_LEN))
-            .map(|(s, n)| sha256(&[s.digest.as_slice(), n].concat()))
+            .map(|(s, n)| {
+                let len = s.digest.len();
+                buf[..len].copy_from_slice(&s.digest);
+                buf[len..len + NONCE_LEN].copy_from_slice(n);
+                sha256(&buf[..len + NONCE_LEN])
+            })
             .collect();
-        let tree = MerkleTree::new(leaves).expect("batch is not empty");
-        let tip = tree.root();
+        // Every level, leaves first, as ots_proof::MerkleTree builds them.
+        let levels = crate::store::levels(leaves);
+        let tip = levels[levels.len() - 1][0];
         let t = unix_time();
         let commitment = self.config.deriver.commitment(t, &tip);
 
@@ -196,11 +203,7 @@ impl Round {
             .zip(nonces.chunks_exact(NONCE_LEN))
             .enumerate()
         {
-            let mut nonce_arr = [0u8; NONCE_LEN];
-            nonce_arr.copy_from_slice(nonce);
-            let path = tree.path(i).expect("leaf in range");
-            let proof = linear_proof(nonce_ops(nonce_arr).iter().chain(&path), &tail);
-            let _ = s.reply.send(Ok(proof));
+            let _ = s.reply.send(Ok(proof_bytes(nonce, &levels, i, &tail)));
         }
     }
 }
@@ -217,11 +220,38 @@ fn commitment_tail(t: u32, commitment: &Commitment, attestation: &Attestation) -
     out
 }
 
-/// Serializes a chain of ops ending in `tail`. A chain has one item per
-/// node, so the format's `0xff` separators never appear and each op is
-/// written as `tag [varbytes arg]` followed directly by its child; this
-/// avoids building a tree per request. Tests check it against
-/// `Timestamp::serialize`.
+/// The serialized proof of leaf `i` of a round: `append(nonce)`,
+/// `sha256`, its Merkle path (`append(right)` or `prepend(left)`, then
+/// `sha256`, per level; an odd last element rises unchanged), then `tail`.
+/// Written straight into one buffer: a chain has one item per node, so
+/// the format's `0xff` separators never appear. Tests check it against
+/// `Timestamp::serialize` of the same proof built with `ots_proof`.
+fn proof_bytes(nonce: &[u8], levels: &[Vec<[u8; 32]>], mut i: usize, tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + NONCE_LEN + 1 + 35 * levels.len() + tail.len());
+    out.extend_from_slice(&[TAG_APPEND, NONCE_LEN as u8]);
+    out.extend_from_slice(nonce);
+    out.push(TAG_SHA256);
+    for level in &levels[..levels.len() - 1] {
+        let sibling = if i % 2 == 1 {
+            Some((TAG_PREPEND, &level[i - 1]))
+        } else {
+            level.get(i + 1).map(|r| (TAG_APPEND, r))
+        };
+        if let Some((tag, node)) = sibling {
+            // varbytes(32): a one-byte length.
+            out.extend_from_slice(&[tag, 32]);
+            out.extend_from_slice(node);
+            out.push(TAG_SHA256);
+        }
+        i /= 2;
+    }
+    out.extend_from_slice(tail);
+    out
+}
+
+/// Serializes a chain of ops ending in `tail` (each op as `tag [varbytes
+/// arg]`, directly followed by its child).
+#[cfg(test)]
 fn linear_proof<'a>(ops: impl Iterator<Item = &'a Op>, tail: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 * 16);
     for op in ops {
@@ -261,5 +291,31 @@ mod tests {
         end.add_attestation(att.clone());
         let tail = commitment_tail(42, &c, &att);
         assert_eq!(linear_proof(ops.iter(), &tail), ts.serialize().unwrap());
+    }
+
+    /// The hand-written round proofs equal what `ots_proof` builds from
+    /// `nonce_ops` and `MerkleTree::path`, for every leaf of trees of many
+    /// sizes.
+    #[test]
+    fn round_proofs_match_ots_proof() {
+        let tail = [0x00, 0x01, 0x02];
+        for n in 1..=37usize {
+            let leaves: Vec<[u8; 32]> = (0..n).map(|i| sha256(&i.to_le_bytes())).collect();
+            let tree = ots_proof::MerkleTree::new(leaves.clone()).unwrap();
+            let levels = crate::store::levels(leaves);
+            assert_eq!(levels.last().unwrap()[0], tree.root());
+            for i in 0..n {
+                let nonce = [i as u8; NONCE_LEN];
+                let ops: Vec<Op> = ots_proof::merkle::nonce_ops(nonce)
+                    .into_iter()
+                    .chain(tree.path(i).unwrap())
+                    .collect();
+                assert_eq!(
+                    proof_bytes(&nonce, &levels, i, &tail),
+                    linear_proof(ops.iter(), &tail),
+                    "n={n} i={i}"
+                );
+            }
+        }
     }
 }

@@ -38,6 +38,10 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit on a request's head (request line and headers); hyper
 /// answers 431 beyond it. Hyper's minimum is 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Listen backlog: room for a burst of new connections (thousands of
+/// clients connecting at once) without the kernel dropping handshakes,
+/// which clients only retry after a second. Capped by `somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 8192;
 /// How long shutdown waits for in-flight connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a rejected (over-cap or timed-out) client gets to take its
@@ -193,7 +197,9 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn(log_request))
         .layer(cors)
-        .with_state(state)
+        // Shared behind one Arc: handlers clone a pointer, not the whole
+        // state, per request (that showed up in profiles).
+        .with_state(Arc::new(state))
 }
 
 async fn not_found() -> ApiError {
@@ -211,7 +217,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn post_digest(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_digest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -247,7 +253,7 @@ async fn post_digest(State(st): State<AppState>, headers: HeaderMap, body: Body)
 }
 
 async fn get_timestamp(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Path(hex_str)) = path else {
@@ -306,7 +312,7 @@ fn reason(st: &AppState, commitment: &[u8]) -> String {
     }
 }
 
-async fn get_tip(State(st): State<AppState>) -> Result<Response, ApiError> {
+async fn get_tip(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let tip = st.stamper.tip().ok_or(ApiError::NotFound)?;
     Ok((
         [
@@ -321,7 +327,7 @@ async fn get_tip(State(st): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn info_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+async fn info_page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let page = InfoPage::new(
         &st.info,
         st.pending.len() as u64,
@@ -350,7 +356,7 @@ async fn info_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn get_backup(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Path(chunk): Path<String>,
 ) -> Result<Response, ApiError> {
     let n: u64 = chunk.parse().map_err(|_| ApiError::ChunkNotReady)?;
@@ -394,6 +400,29 @@ async fn send_canned(mut stream: TcpStream, bytes: Vec<u8>) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// Binds `address:port` (first address that works) with
+/// [`LISTEN_BACKLOG`]; `TcpListener::bind` would use 1024.
+pub async fn bind(address: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((address, port)).await? {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing")
+    }))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops

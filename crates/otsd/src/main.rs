@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind((s.rpc_address.as_str(), s.rpc_port))
+        let listener = otsd::http::bind(&s.rpc_address, s.rpc_port)
             .await
             .with_context(|| format!("binding {}:{}", s.rpc_address, s.rpc_port))?;
         serve(

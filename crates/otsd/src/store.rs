@@ -111,7 +111,7 @@ fn index_key(c: &[u8]) -> (u32, u64) {
 }
 
 /// Every level of a tree, leaves first (same rule as `ots_proof::merkle`).
-fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
+pub(crate) fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
     let mut out = vec![leaves];
     while out.last().map_or(0, Vec::len) > 1 {
         let next = out
