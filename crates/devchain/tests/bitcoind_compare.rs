@@ -1,0 +1,220 @@
+//! Runs one RPC sequence against devchain and against a real `bitcoind`
+//! (named by `BITCOIND_EXE`) and compares reply shapes: every field Bitcoin
+//! Core returns must come back from devchain with the same JSON type.
+//! Prints a skip notice when `BITCOIND_EXE` is unset.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Client;
+use devchain::{DevChain, DevChainConfig};
+use serde_json::{json, Value};
+use wait_timeout::ChildExt;
+
+/// Attempts to reach bitcoind's RPC while it starts (250 ms apart).
+const STARTUP_ATTEMPTS: u32 = 240;
+/// Wait for bitcoind to exit after `stop`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn type_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Compares `core` (reference) against `dev`; collects mismatches.
+fn compare(path: &str, core: &Value, dev: &Value, out: &mut Vec<String>) {
+    if type_of(core) != type_of(dev) && !core.is_null() {
+        out.push(format!(
+            "{path}: core {} vs devchain {}",
+            type_of(core),
+            type_of(dev)
+        ));
+        return;
+    }
+    match (core, dev) {
+        (Value::Object(c), Value::Object(d)) => {
+            for (k, cv) in c {
+                match d.get(k) {
+                    Some(dv) => compare(&format!("{path}.{k}"), cv, dv, out),
+                    None => out.push(format!("{path}.{k}: missing in devchain")),
+                }
+            }
+            for k in d.keys().filter(|k| !c.contains_key(*k)) {
+                println!("note: {path}.{k} only in devchain");
+            }
+        }
+        (Value::Array(c), Value::Array(d)) => {
+            if let (Some(cv), Some(dv)) = (c.first(), d.first()) {
+                compare(&format!("{path}[0]"), cv, dv, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The shared RPC sequence; returns (label, reply) pairs.
+fn sequence(c: &Client) -> Vec<(String, Value)> {
+    let mut r = Vec::new();
+    let mut push = |label: &str, v: Value| r.push((label.to_string(), v));
+    let w = c.wallet("cmp");
+    w.call("createwallet", json!(["cmp"]));
+    let addr = w.call("getnewaddress", json!([]));
+    let change = w.call("getrawchangeaddress", json!([]));
+    w.call("generatetoaddress", json!([101, addr]));
+    push("getblockchaininfo", w.call("getblockchaininfo", json!([])));
+    let best = w.call("getbestblockhash", json!([]));
+    push("getblockheader", w.call("getblockheader", json!([best])));
+    push("getblock1", w.call("getblock", json!([best, 1])));
+    push("getblock2", w.call("getblock", json!([best, 2])));
+    push("getaddressinfo", w.call("getaddressinfo", json!([addr])));
+    push("getbalances", w.call("getbalances", json!([])));
+    push("getwalletinfo", w.call("getwalletinfo", json!([])));
+    let utxos = w.call("listunspent", json!([]));
+    push("listunspent", utxos.clone());
+    let u = &utxos[0];
+    let raw = w.call("createrawtransaction", json!([[{"txid": u["txid"], "vout": u["vout"]}], [{addr.as_str().unwrap(): 1}, {change.as_str().unwrap(): 48.9999}]]));
+    push(
+        "decoderawtransaction",
+        w.call("decoderawtransaction", json!([raw])),
+    );
+    let signed = w.call("signrawtransactionwithwallet", json!([raw]));
+    push("signrawtransactionwithwallet", signed.clone());
+    push(
+        "testmempoolaccept",
+        w.call("testmempoolaccept", json!([[signed["hex"]]])),
+    );
+    let txid = w.call("sendrawtransaction", json!([signed["hex"]]));
+    push("getmempoolentry", w.call("getmempoolentry", json!([txid])));
+    push(
+        "getrawmempool_verbose",
+        w.call("getrawmempool", json!([true])),
+    );
+    push(
+        "gettransaction_unconfirmed",
+        w.call("gettransaction", json!([txid])),
+    );
+    push("estimatesmartfee", w.call("estimatesmartfee", json!([6])));
+    push(
+        "error_getblockhash",
+        json!(w.err("getblockhash", json!([100000]))),
+    );
+    let orphan = w.call(
+        "createrawtransaction",
+        json!([[{"txid": "11".repeat(32), "vout": 0}], [{addr.as_str().unwrap(): 1}]]),
+    );
+    push(
+        "error_missing_inputs",
+        json!(w.err("sendrawtransaction", json!([orphan]))),
+    );
+    w.call("generatetoaddress", json!([1, addr]));
+    push(
+        "getrawtransaction",
+        w.call("getrawtransaction", json!([txid, true])),
+    );
+    push("gettxout", w.call("gettxout", json!([txid, 0])));
+    push("gettransaction", w.call("gettransaction", json!([txid])));
+    push("listtransactions", w.call("listtransactions", json!([])));
+    push("getchaintips", w.call("getchaintips", json!([])));
+    r
+}
+
+fn start_bitcoind(exe: &str, dir: &std::path::Path, rpc_port: u16) -> Child {
+    Command::new(exe)
+        .args([
+            "-regtest",
+            "-server",
+            "-listen=0",
+            "-txindex=1",
+            "-fallbackfee=0.0002",
+            "-rpcuser=u",
+            "-rpcpassword=p",
+            &format!("-rpcport={rpc_port}"),
+            &format!("-port={}", free_port()),
+            &format!("-datadir={}", dir.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bitcoind")
+}
+
+fn devchain_replies() -> Vec<(String, Value)> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = DevChainConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        rpc_password: Some("p".into()),
+        rpc_user: "u".into(),
+        ..Default::default()
+    };
+    let dc = rt.block_on(DevChain::start(cfg)).unwrap();
+    let dev = Client {
+        addr: dc.addr(),
+        user: "u".into(),
+        password: "p".into(),
+        path: "/".into(),
+    };
+    let replies = sequence(&dev);
+    rt.block_on(dc.shutdown());
+    replies
+}
+
+#[test]
+fn reply_shapes_match_bitcoind() {
+    // The devchain half always runs, so the sequence itself stays exercised.
+    let dev_replies = devchain_replies();
+    assert_eq!(dev_replies.len(), 22);
+    let Ok(exe) = std::env::var("BITCOIND_EXE") else {
+        println!("skipped: BITCOIND_EXE is not set (point it at a bitcoind binary to compare reply shapes)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start_bitcoind(&exe, dir.path(), port);
+    let core = Client {
+        addr: ([127, 0, 0, 1], port).into(),
+        user: "u".into(),
+        password: "p".into(),
+        path: "/".into(),
+    };
+    let mut ready = false;
+    for _ in 0..STARTUP_ATTEMPTS {
+        if std::net::TcpStream::connect(core.addr).is_ok()
+            && core.raw("getblockcount", json!([])).0 == 200
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(ready, "bitcoind did not come up");
+    let core_replies = sequence(&core);
+    let _ = core.raw("stop", json!([]));
+    if child.wait_timeout(STOP_TIMEOUT).unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let mut mismatches = Vec::new();
+    for ((label, c), (_, d)) in core_replies.iter().zip(&dev_replies) {
+        compare(label, c, d, &mut mismatches);
+    }
+    assert!(
+        mismatches.is_empty(),
+        "shape mismatches:\n{}",
+        mismatches.join("\n")
+    );
+}
