@@ -55,21 +55,22 @@ impl Store {
         let state_path = dir.join(STATE_FILE);
         let snap = match fs::read(&state_path) {
             Ok(bytes) => {
-                let snap: ChainSnapshot =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                        path: state_path.clone(),
-                        detail: e.to_string(),
-                    })?;
-                if snap.format != SNAPSHOT_FORMAT {
-                    return Err(Error::Corrupt {
-                        path: state_path,
-                        detail: format!(
-                            "unsupported format version {} (expected {SNAPSHOT_FORMAT})",
-                            snap.format
-                        ),
-                    });
+                let corrupt = |detail: String| Error::Corrupt {
+                    path: state_path.clone(),
+                    detail,
+                };
+                let value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                // Check the version before the shape, so a newer format gets a clear message.
+                let format = value.get("format").and_then(serde_json::Value::as_u64);
+                if format != Some(u64::from(SNAPSHOT_FORMAT)) {
+                    let shown = format.map_or("missing".to_string(), |f| f.to_string());
+                    return Err(corrupt(format!(
+                        "unsupported format version {shown} (expected {SNAPSHOT_FORMAT})"
+                    )));
                 }
-                snap
+                serde_json::from_value::<ChainSnapshot>(value)
+                    .map_err(|e| corrupt(e.to_string()))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ChainSnapshot {
                 format: SNAPSHOT_FORMAT,

@@ -634,3 +634,55 @@ fn restart_keeps_the_chain_and_amounts_print_like_core() {
     assert_eq!(c.call("getbalance", json!([])).as_f64().unwrap(), 50.0);
     rt.block_on(dc.shutdown());
 }
+
+#[test]
+fn timer_mines_blocks_and_corrupt_state_is_reported() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = DevChainConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        rpc_password: Some("pass".into()),
+        block_interval: Some(std::time::Duration::from_millis(20)),
+        ..DevChainConfig::default()
+    };
+    let dc = rt.block_on(DevChain::start(cfg)).unwrap();
+    let c = Client {
+        addr: dc.addr(),
+        user: dc.user().to_string(),
+        password: dc.password().to_string(),
+        path: "/".into(),
+    };
+    // Poll (bounded) until the timer has produced blocks; no timing assertion.
+    let mut height = 0;
+    for _ in 0..500 {
+        height = c.call("getblockcount", json!([])).as_u64().unwrap();
+        if height >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(height >= 3, "timer mined only {height} blocks");
+    assert!(
+        c.call("getbalances", json!([]))["mine"]["immature"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    rt.block_on(dc.shutdown());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(devchain::store::STATE_FILE),
+        b"{\"format\": 99}",
+    )
+    .unwrap();
+    let cfg = DevChainConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..DevChainConfig::default()
+    };
+    let err = rt.block_on(DevChain::start(cfg)).unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported format version 99"),
+        "{err}"
+    );
+}
