@@ -172,7 +172,25 @@ pub struct BitcoinArgs {
     /// Seconds between polls of the node for new blocks.
     #[arg(long = "btc-poll-interval", default_value_t = DEFAULT_BTC_POLL_INTERVAL)]
     pub btc_poll_interval: u64,
+    /// Development mode: an embedded regtest chain (devchain), its own
+    /// calendar directory (`~/.otsd/dev` unless `-c`), blocks every few
+    /// seconds, short rounds and 2 confirmations.
+    #[arg(long = "dev", conflicts_with_all = ["btc_testnet", "bitcoin_node", "no_bitcoin"])]
+    pub dev: bool,
+    /// `--dev`: seconds between mined blocks.
+    #[arg(long = "dev-block-interval", default_value_t = DEFAULT_DEV_BLOCK_INTERVAL)]
+    pub dev_block_interval: u64,
+    /// `--dev`: the devchain JSON-RPC port.
+    #[arg(long = "dev-rpc-port", default_value_t = DEFAULT_DEV_RPC_PORT)]
+    pub dev_rpc_port: u16,
 }
+
+/// `--dev`: seconds between mined blocks.
+pub const DEFAULT_DEV_BLOCK_INTERVAL: u64 = 5;
+/// `--dev`: devchain's JSON-RPC port (Bitcoin Core's regtest default).
+pub const DEFAULT_DEV_RPC_PORT: u16 = 18443;
+/// `--dev`: the calendar directory under `$HOME`.
+pub const DEFAULT_DEV_DIR: &str = ".otsd/dev";
 
 /// Seconds between polls of the node for new blocks.
 pub const DEFAULT_BTC_POLL_INTERVAL: u64 = 5;
@@ -224,7 +242,11 @@ impl Cli {
     pub fn calendar_dir(&self) -> PathBuf {
         self.calendar.clone().unwrap_or_else(|| {
             let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(DEFAULT_CALENDAR_DIR)
+            home.join(if self.server.bitcoin.dev {
+                DEFAULT_DEV_DIR
+            } else {
+                DEFAULT_CALENDAR_DIR
+            })
         })
     }
 }

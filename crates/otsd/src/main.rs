@@ -46,6 +46,16 @@ fn main() -> anyhow::Result<()> {
         let listener = otsd::http::bind(&s.rpc_address, s.rpc_port)
             .await
             .with_context(|| format!("binding {}:{}", s.rpc_address, s.rpc_port))?;
+        let mut settings = settings;
+        // Kept alive (and mining) for as long as the server runs.
+        let _devchain = if s.bitcoin.dev {
+            let (chain, mut bitcoin) = dev::start(&dir, &listener, &s.bitcoin).await?;
+            bitcoin.stamper.max_pending = s.max_pending;
+            settings.bitcoin = Some(bitcoin);
+            Some(chain)
+        } else {
+            None
+        };
         serve(
             listener,
             &dir,
@@ -56,6 +66,69 @@ fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("calendar {}", dir.display()))
     })
+}
+
+/// `otsd --dev`: a calendar on an embedded regtest chain.
+mod dev {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use anyhow::Context;
+    use devchain::{DevChain, DevChainConfig};
+    use otsd::calendar::Calendar;
+    use otsd::config::BitcoinArgs;
+    use otsd::server::Bitcoin;
+
+    /// Seconds between rounds in dev mode.
+    const DEV_TX_INTERVAL_SECS: u64 = 5;
+    /// Confirmations in dev mode.
+    const DEV_CONFIRMATIONS: u64 = 2;
+    /// Chain polling in dev mode.
+    const DEV_POLL: Duration = Duration::from_secs(1);
+
+    /// Initialises the calendar if needed (uri `http://127.0.0.1:<port>`,
+    /// a fresh key), starts devchain (prefunded, mining on a timer, kept in
+    /// `<dir>/devchain`), prints and writes its RPC URL, and returns it with
+    /// the settings that point the stamper at it.
+    pub async fn start(
+        dir: &Path,
+        listener: &tokio::net::TcpListener,
+        args: &BitcoinArgs,
+    ) -> anyhow::Result<(DevChain, Bitcoin)> {
+        let port = listener.local_addr()?.port();
+        if !dir.join("hmac-key").exists() {
+            Calendar::init(dir, &format!("http://127.0.0.1:{port}"), "")
+                .with_context(|| format!("initialising dev calendar {}", dir.display()))?;
+        }
+        let chain = DevChain::start(DevChainConfig {
+            data_dir: Some(dir.join("devchain")),
+            bind: SocketAddr::from(([127, 0, 0, 1], args.dev_rpc_port)),
+            block_interval: Some(Duration::from_secs(args.dev_block_interval.max(1))),
+            prefund: true,
+            ..DevChainConfig::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("starting devchain: {e}"))?;
+        let url = format!(
+            "http://{}:{}@{}/",
+            chain.user(),
+            chain.password(),
+            chain.addr()
+        );
+        println!("devchain RPC: {url}");
+        std::fs::write(dir.join("dev-rpc-url"), format!("{url}\n"))
+            .context("writing dev-rpc-url")?;
+        let mut rpc = ots_bitcoin::RpcConfig::new(url, ots_bitcoin::Auth::None);
+        rpc.wallet = Some(DevChainConfig::default().wallet);
+        let mut bitcoin =
+            BitcoinArgs::settings(args).ok_or_else(|| anyhow::anyhow!("--dev needs Bitcoin"))?;
+        bitcoin.rpc = rpc;
+        bitcoin.stamper.min_confirmations = DEV_CONFIRMATIONS;
+        bitcoin.stamper.min_tx_interval_secs = DEV_TX_INTERVAL_SECS;
+        bitcoin.poll = DEV_POLL;
+        Ok((chain, bitcoin))
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

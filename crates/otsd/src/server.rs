@@ -137,6 +137,8 @@ pub async fn serve(
         Some(btc) => {
             let rpc = ots_bitcoin::RpcClient::new(btc.rpc.clone())
                 .map_err(|e| ServeError::Stamper(e.to_string()))?;
+            // Without credentials: the log must not carry the password.
+            let rpc_url = rpc.url().to_owned();
             let (runner, view) = ots_stamper::runner::Runner::new(
                 ots_stamper::runner::RunnerConfig {
                     stamper: btc.stamper.clone(),
@@ -153,7 +155,7 @@ pub async fn serve(
                 }),
             )
             .map_err(|e| ServeError::Stamper(e.to_string()))?;
-            tracing::info!(node = %btc.rpc.url, "stamper started");
+            tracing::info!(node = %rpc_url, "stamper started");
             let mut stop = stop_rx.clone();
             let task = tokio::spawn(runner.run(async move {
                 let _ = stop.wait_for(|s| *s).await;
