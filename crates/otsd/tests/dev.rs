@@ -1,0 +1,98 @@
+//! `otsd --dev` end to end: the binary starts its own devchain, and a digest
+//! posted to it gets, within bounded time, a complete proof from
+//! `GET /timestamp` that verifies against devchain's block header.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{get, post_digest, random_digest, IO_LIMIT};
+use ots_bitcoin::{Auth, RpcClient, RpcConfig};
+use ots_proof::{Attestation, Timestamp};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Bounded wait for the proof: polls 250 ms apart.
+const POLLS: usize = 480;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_completes_a_proof_on_devchain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("dev");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otsd"))
+        .arg("--dev")
+        .arg("-c")
+        .arg(&cal)
+        .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
+        .args(["--dev-rpc-port", "0", "--dev-block-interval", "1"])
+        .args(["--aggregation-interval", "50"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("otsd starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(IO_LIMIT, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("otsd exited before listening");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse::<SocketAddr>().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("otsd listens in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // The calendar was initialised with its own address as URI.
+    let uri = std::fs::read_to_string(cal.join("uri")).unwrap();
+    assert_eq!(uri.trim(), format!("http://127.0.0.1:{}", addr.port()));
+    let rpc_url = std::fs::read_to_string(cal.join("dev-rpc-url")).unwrap();
+    let node = RpcClient::new(RpcConfig::new(rpc_url.trim(), Auth::None)).unwrap();
+
+    let digest = random_digest();
+    let reply = post_digest(addr, &digest).await;
+    assert_eq!(reply.status, 200);
+    let proof = Timestamp::deserialize(&reply.body, &digest).unwrap();
+    assert_eq!(
+        proof.all_attestations()[0].1,
+        &Attestation::Pending {
+            uri: uri.trim().to_string()
+        }
+    );
+    let commitment = proof.all_attestations()[0].0.to_vec();
+    let path = format!("/timestamp/{}", hex::encode(&commitment));
+    let mut reply = get(addr, &path, "").await;
+    for _ in 0..POLLS {
+        if reply.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        reply = get(addr, &path, "").await;
+    }
+    assert_eq!(reply.status, 200, "last reason: {}", reply.text());
+    let complete = Timestamp::deserialize(&reply.body, &commitment).unwrap();
+    let attestations = complete.all_attestations();
+    let (msg, attestation) = attestations
+        .iter()
+        .find(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
+        .copied()
+        .expect("a Bitcoin attestation");
+    let Attestation::Bitcoin { height } = attestation else {
+        unreachable!()
+    };
+    let hash = node
+        .block_hash(*height)
+        .await
+        .unwrap()
+        .expect("the block exists");
+    let header = node.block_header(&hash).await.unwrap().unwrap();
+    assert!(ots_proof::verify::verify_bitcoin_header(msg, &header).is_ok());
+    child.kill().await.unwrap();
+}
