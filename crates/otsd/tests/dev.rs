@@ -17,14 +17,13 @@ use tokio::process::Command;
 /// Bounded wait for the proof: polls 250 ms apart.
 const POLLS: usize = 480;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_mode_completes_a_proof_on_devchain() {
-    let dir = tempfile::tempdir().unwrap();
-    let cal = dir.path().join("dev");
+/// Starts `otsd --dev` on free ports with its calendar in `cal`; returns
+/// the process and the calendar's address.
+async fn start(cal: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_otsd"))
         .arg("--dev")
         .arg("-c")
-        .arg(&cal)
+        .arg(cal)
         .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
         .args(["--dev-rpc-port", "0", "--dev-block-interval", "1"])
         .args(["--aggregation-interval", "50"])
@@ -50,6 +49,14 @@ async fn dev_mode_completes_a_proof_on_devchain() {
     .expect("otsd listens in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_completes_a_proof_on_devchain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("dev");
+    let (mut child, addr) = start(&cal).await;
     // The calendar was initialised with its own address as URI.
     let uri = std::fs::read_to_string(cal.join("uri")).unwrap();
     assert_eq!(uri.trim(), format!("http://127.0.0.1:{}", addr.port()));
@@ -94,5 +101,61 @@ async fn dev_mode_completes_a_proof_on_devchain() {
         .expect("the block exists");
     let header = node.block_header(&hash).await.unwrap().unwrap();
     assert!(ots_proof::verify::verify_bitcoin_header(msg, &header).is_ok());
+    child.kill().await.unwrap();
+}
+
+/// The reference Python client stamps against `otsd --dev`, upgrades, and
+/// verifies with devchain as its node (`OTS_REFERENCE_CLIENT` names its
+/// `ots`; `.ci/run` installs it from PyPI). Skipped with a notice otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_client_stamps_upgrades_and_verifies_on_dev() {
+    let Some(client) = std::env::var_os("OTS_REFERENCE_CLIENT").map(std::path::PathBuf::from)
+    else {
+        eprintln!(
+            "skipped: set OTS_REFERENCE_CLIENT to the reference client's `ots` to run this test"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("dev");
+    let (mut child, addr) = start(&cal).await;
+    let url = format!("http://127.0.0.1:{}", addr.port());
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("file.txt"), b"stamped by the reference client").unwrap();
+    let ots = |args: &[&str]| {
+        std::process::Command::new(&client)
+            .arg("--no-cache")
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .unwrap()
+    };
+    let out = ots(&["stamp", "-c", &url, "-m", "1", "file.txt"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut upgraded = false;
+    for _ in 0..POLLS / 4 {
+        let out = ots(&["-l", &url, "upgrade", "file.txt.ots"]);
+        if out.status.success() {
+            upgraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(upgraded, "the reference client upgraded its proof");
+    let rpc_url = std::fs::read_to_string(cal.join("dev-rpc-url")).unwrap();
+    let out = ots(&[
+        "--btc-regtest",
+        "--bitcoin-node",
+        rpc_url.trim(),
+        "verify",
+        "file.txt.ots",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Success! Bitcoin block"), "{stderr}");
     child.kill().await.unwrap();
 }
