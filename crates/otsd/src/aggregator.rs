@@ -171,6 +171,7 @@ impl Round {
         let t = unix_time();
         let commitment = self.config.deriver.commitment(t, &tip);
 
+        let started = std::time::Instant::now();
         let mut journal = self.journal.take().expect("journal present between rounds");
         let (journal, result) = tokio::task::spawn_blocking(move || {
             let r = journal.append(&[commitment]);
@@ -195,6 +196,7 @@ impl Round {
             digests = batch.len(),
             commitment = %hex::encode(commitment),
             index,
+            write_ms = started.elapsed().as_secs_f64() * 1e3,
             "aggregated"
         );
         let tail = commitment_tail(t, &commitment, &self.config.attestation);
