@@ -8,7 +8,6 @@ mod common;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +15,9 @@ use std::time::Duration;
 use common::*;
 use otsd::journal::JournalReader;
 use rand::Rng;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const KILLS: usize = 24;
 const CLIENTS: usize = 16;
@@ -26,34 +25,14 @@ const CLIENTS: usize = 16;
 /// Starts `otsd` on an ephemeral port; returns it and its address (read
 /// from its "listening on" log line).
 async fn start(cal: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otsd"))
-        .arg("-c")
-        .arg(cal)
-        .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
-        .args(["--aggregation-interval", "20", "--no-bitcoin"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("otsd starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(IO_LIMIT, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("otsd exited before listening");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse::<SocketAddr>().unwrap();
-            }
-        }
-    })
-    .await
-    .expect("otsd listens in time");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let mut args = vec![std::ffi::OsString::from("-c"), cal.into()];
+    args.extend(
+        ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+            .into_iter()
+            .chain(["--aggregation-interval", "20", "--no-bitcoin"])
+            .map(Into::into),
+    );
+    spawn_otsd(args).await
 }
 
 /// One POST; `None` on any transport failure (the server may be dying).

@@ -5,14 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{get, post_digest, random_digest, IO_LIMIT};
+use common::{get, post_digest, random_digest, spawn_otsd};
 use ots_bitcoin::{Auth, RpcClient, RpcConfig};
 use ots_proof::{Attestation, Timestamp};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 /// Bounded wait for the proof: polls 250 ms apart.
 const POLLS: usize = 480;
@@ -20,36 +17,15 @@ const POLLS: usize = 480;
 /// Starts `otsd --dev` on free ports with its calendar in `cal`; returns
 /// the process and the calendar's address.
 async fn start(cal: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otsd"))
-        .arg("--dev")
-        .arg("-c")
-        .arg(cal)
-        .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
-        .args(["--dev-rpc-port", "0", "--dev-block-interval", "1"])
-        .args(["--aggregation-interval", "50"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("otsd starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(IO_LIMIT, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("otsd exited before listening");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().parse::<SocketAddr>().unwrap();
-            }
-        }
-    })
-    .await
-    .expect("otsd listens in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
-    (child, addr)
+    let mut args = vec![std::ffi::OsString::from("--dev"), "-c".into(), cal.into()];
+    args.extend(
+        ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+            .into_iter()
+            .chain(["--dev-rpc-port", "0", "--dev-block-interval", "1"])
+            .chain(["--aggregation-interval", "50"])
+            .map(Into::into),
+    );
+    spawn_otsd(args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,3 +192,38 @@ pub fn random_digest() -> Vec<u8> {
     rand::thread_rng().fill_bytes(&mut d);
     d
 }
+
+/// Starts the `otsd` binary with `args` (stderr piped, killed on drop) and
+/// returns it with the address from its "listening on" log line; its log
+/// keeps being drained so it never blocks on a full pipe.
+pub async fn spawn_otsd<I, S>(args: I) -> (tokio::process::Child, SocketAddr)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_otsd"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("otsd starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(IO_LIMIT, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("otsd exited before listening");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.trim().parse::<SocketAddr>().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("otsd listens in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
