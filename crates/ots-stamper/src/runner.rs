@@ -261,6 +261,13 @@ impl Runner {
             }
             self.execute(actions).await?;
         }
+        if self.known.is_empty() {
+            // Nothing new since the state was saved: start following the
+            // chain from its tip.
+            if let Some(hash) = self.rpc.block_hash(tip).await? {
+                self.known.push((tip, hash));
+            }
+        }
         if let Ok(balances) = self.rpc.balances().await {
             self.set_view(|v| v.balance = Some(balances.trusted));
         }
@@ -314,6 +321,9 @@ impl Runner {
                 // (execute persists after every action).
                 let result = match self.rpc.send_raw_transaction(&tx).await {
                     Ok(_) => BroadcastResult::Accepted,
+                    // Warm-up or a lost connection says nothing about the
+                    // transaction: pause, and broadcast again on resuming.
+                    Err(e) if e.is_transient() => return Err(e.into()),
                     Err(RpcError::Rpc { code, message }) => {
                         BroadcastResult::Refused { code, message }
                     }

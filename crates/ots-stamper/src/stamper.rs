@@ -300,15 +300,20 @@ impl Stamper {
         Status::Pending
     }
 
-    /// What must be redone after a restart: rebroadcast a signed attempt
-    /// (idempotent), complete final transactions.
+    /// What must be redone after a restart or a node outage: rebroadcast a
+    /// signed attempt, or else the latest version (a node that crashed has
+    /// lost its mempool; a broadcast is idempotent), and complete final
+    /// transactions.
     pub fn on_start(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
-        if let Some(attempt) = self.state.round.as_ref().and_then(|r| r.attempt.as_ref()) {
-            if attempt.signed {
-                actions.push(Action::Broadcast(attempt.tx.clone()));
-            } else {
-                actions.push(Action::Sign(attempt.tx.clone()));
+        if let Some(round) = self.state.round.as_ref() {
+            match (&round.attempt, round.versions.last()) {
+                (Some(attempt), _) if attempt.signed => {
+                    actions.push(Action::Broadcast(attempt.tx.clone()));
+                }
+                (Some(attempt), _) => actions.push(Action::Sign(attempt.tx.clone())),
+                (None, Some(latest)) => actions.push(Action::Broadcast(latest.tx.clone())),
+                (None, None) => {}
             }
         }
         actions.extend(self.final_completions());

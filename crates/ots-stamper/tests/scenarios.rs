@@ -338,6 +338,26 @@ fn state_survives_a_restart_mid_broadcast() {
 }
 
 #[test]
+fn a_restart_sends_the_latest_version_again() {
+    let (s, tx) = first_version(3);
+    let saved = serde_json::to_string(s.state()).unwrap();
+    let mut again = Stamper::new(config(), serde_json::from_str(&saved).unwrap());
+    assert_eq!(
+        only(again.on_start()),
+        Action::Broadcast(tx),
+        "a node that lost its mempool gets the transaction back"
+    );
+    // Whatever the node answers, the round stays as it was: no new spend.
+    let before = again.state().clone();
+    let refused = BroadcastResult::Refused {
+        code: -26,
+        message: "insufficient fee".into(),
+    };
+    assert!(again.on_broadcast(2_000, refused).is_empty());
+    assert_eq!(again.state(), &before);
+}
+
+#[test]
 fn a_foreign_signed_transaction_is_not_broadcast() {
     let mut s = Stamper::new(config(), State::default());
     s.on_tick(1_000, 2);

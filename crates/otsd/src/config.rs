@@ -169,9 +169,10 @@ pub struct BitcoinArgs {
     /// Run without a Bitcoin node: accept and journal digests, never stamp.
     #[arg(long = "no-bitcoin")]
     pub no_bitcoin: bool,
-    /// Seconds between polls of the node for new blocks.
+    /// Seconds between polls of the node for new blocks (fractions
+    /// allowed, at least 0.05).
     #[arg(long = "btc-poll-interval", default_value_t = DEFAULT_BTC_POLL_INTERVAL)]
-    pub btc_poll_interval: u64,
+    pub btc_poll_interval: f64,
     /// Development mode: an embedded regtest chain (devchain), its own
     /// calendar directory (`~/.otsd/dev` unless `-c`), blocks every few
     /// seconds, short rounds and 2 confirmations.
@@ -193,7 +194,9 @@ pub const DEFAULT_DEV_RPC_PORT: u16 = 18443;
 pub const DEFAULT_DEV_DIR: &str = ".otsd/dev";
 
 /// Seconds between polls of the node for new blocks.
-pub const DEFAULT_BTC_POLL_INTERVAL: u64 = 5;
+pub const DEFAULT_BTC_POLL_INTERVAL: f64 = 5.0;
+/// Shortest poll interval accepted, seconds.
+pub const MIN_BTC_POLL_INTERVAL: f64 = 0.05;
 
 impl BitcoinArgs {
     /// The node and stamper settings, or `None` with `--no-bitcoin`.
@@ -232,7 +235,12 @@ impl BitcoinArgs {
                 max_pending: 0,
             },
             conf_target: self.btc_conf_target,
-            poll: std::time::Duration::from_secs(self.btc_poll_interval.max(1)),
+            poll: std::time::Duration::from_secs_f64(if self.btc_poll_interval.is_finite() {
+                self.btc_poll_interval
+                    .clamp(MIN_BTC_POLL_INTERVAL, 86_400.0)
+            } else {
+                DEFAULT_BTC_POLL_INTERVAL
+            }),
         })
     }
 }

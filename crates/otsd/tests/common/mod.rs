@@ -193,10 +193,25 @@ pub fn random_digest() -> Vec<u8> {
     d
 }
 
+pub mod node;
+
 /// Starts the `otsd` binary with `args` (stderr piped, killed on drop) and
 /// returns it with the address from its "listening on" log line; its log
 /// keeps being drained so it never blocks on a full pipe.
 pub async fn spawn_otsd<I, S>(args: I) -> (tokio::process::Child, SocketAddr)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let (child, addr, _) = spawn_otsd_logged(args).await;
+    (child, addr)
+}
+
+/// The log lines a child `otsd` wrote to stderr so far.
+pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`spawn_otsd`], keeping the log lines.
+pub async fn spawn_otsd_logged<I, S>(args: I) -> (tokio::process::Child, SocketAddr, Log)
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -210,6 +225,8 @@ where
         .spawn()
         .expect("otsd starts");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log: Log = Arc::default();
+    let keep = |line: &str| log.lock().unwrap().push(line.to_string());
     let addr = tokio::time::timeout(IO_LIMIT, async {
         loop {
             let line = lines
@@ -217,6 +234,7 @@ where
                 .await
                 .unwrap()
                 .expect("otsd exited before listening");
+            keep(&line);
             if let Some(rest) = line.split("listening on ").nth(1) {
                 return rest.trim().parse::<SocketAddr>().unwrap();
             }
@@ -224,6 +242,11 @@ where
     })
     .await
     .expect("otsd listens in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, addr, log)
 }

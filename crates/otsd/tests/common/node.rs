@@ -1,0 +1,244 @@
+//! A Bitcoin node for the end-to-end tests, behind one face: devchain
+//! in-process (always), or a real `bitcoind` child process when
+//! `BITCOIND_EXE` is set, so the same scenarios run against both. The node
+//! can be stopped and restarted on the same port and data directory (an
+//! outage), and mines on request only: whole blocks from the mempool, or
+//! empty blocks (`generateblock`) that leave the timestamp transaction
+//! unconfirmed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use devchain::{DevChain, DevChainConfig};
+use ots_bitcoin::{Auth, RpcClient, RpcConfig};
+use serde_json::{json, Value};
+
+const USER: &str = "otstest";
+const PASSWORD: &str = "otstest-password";
+/// The wallet the calendar spends from.
+pub const WALLET: &str = "ots";
+
+/// Which node.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// devchain, in this process.
+    Dev,
+    /// A `bitcoind` binary.
+    Core(PathBuf),
+}
+
+impl Backend {
+    /// devchain, and Bitcoin Core when `BITCOIND_EXE` is set (with a
+    /// printed notice when it is not).
+    pub fn all() -> Vec<Backend> {
+        let mut all = vec![Backend::Dev];
+        match std::env::var_os("BITCOIND_EXE") {
+            Some(exe) => all.push(Backend::Core(PathBuf::from(exe))),
+            None => eprintln!(
+                "Bitcoin Core tier skipped: set BITCOIND_EXE to a bitcoind binary to run it too"
+            ),
+        }
+        all
+    }
+}
+
+enum Running {
+    Dev(DevChain),
+    Core(std::process::Child),
+    Stopped,
+}
+
+/// A running (or stopped) test node.
+pub struct TestNode {
+    pub backend: Backend,
+    dir: tempfile::TempDir,
+    port: u16,
+    running: Running,
+    mine_to: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestNode {
+    /// Starts a node with a funded wallet [`WALLET`].
+    pub async fn start(backend: Backend) -> TestNode {
+        let mut node = TestNode {
+            port: match backend {
+                Backend::Dev => 0,
+                Backend::Core(_) => free_port(),
+            },
+            backend,
+            dir: tempfile::tempdir().unwrap(),
+            running: Running::Stopped,
+            mine_to: String::new(),
+        };
+        node.launch().await;
+        if matches!(node.backend, Backend::Core(_)) {
+            let _: Value = node
+                .call(
+                    "createwallet",
+                    json!({"wallet_name": WALLET, "load_on_startup": true}),
+                )
+                .await;
+        }
+        node.mine_to = node.wallet().new_address().await.unwrap();
+        if matches!(node.backend, Backend::Core(_)) {
+            node.mine(101).await;
+        }
+        node
+    }
+
+    async fn launch(&mut self) {
+        match &self.backend {
+            Backend::Dev => {
+                let chain = DevChain::start(DevChainConfig {
+                    data_dir: Some(self.dir.path().join("devchain")),
+                    bind: ([127, 0, 0, 1], self.port).into(),
+                    rpc_user: USER.into(),
+                    rpc_password: Some(PASSWORD.into()),
+                    block_interval: None,
+                    prefund: true,
+                    wallet: WALLET.into(),
+                })
+                .await
+                .expect("devchain starts");
+                self.port = chain.addr().port();
+                self.running = Running::Dev(chain);
+            }
+            Backend::Core(exe) => {
+                let child = std::process::Command::new(exe)
+                    .args(["-regtest", "-listen=0", "-server", "-printtoconsole=0"])
+                    .args(["-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1"])
+                    .arg(format!("-rpcuser={USER}"))
+                    .arg(format!("-rpcpassword={PASSWORD}"))
+                    .arg(format!("-rpcport={}", self.port))
+                    .arg(format!("-datadir={}", self.dir.path().display()))
+                    .spawn()
+                    .expect("bitcoind starts");
+                self.running = Running::Core(child);
+                for _ in 0..300 {
+                    // After a restart the wallet loads with the node: wait
+                    // for it too.
+                    if self.node().block_count().await.is_ok()
+                        && (self.mine_to.is_empty() || self.wallet().balances().await.is_ok())
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("bitcoind did not answer");
+            }
+        }
+    }
+
+    /// The node's RPC URL, credentials included.
+    pub fn url(&self) -> String {
+        format!("http://{USER}:{PASSWORD}@127.0.0.1:{}/", self.port)
+    }
+
+    /// A client of the node.
+    pub fn node(&self) -> RpcClient {
+        RpcClient::new(RpcConfig::new(self.url(), Auth::None)).unwrap()
+    }
+
+    /// A client of the wallet.
+    pub fn wallet(&self) -> RpcClient {
+        let mut config = RpcConfig::new(self.url(), Auth::None);
+        config.wallet = Some(WALLET.into());
+        RpcClient::new(config).unwrap()
+    }
+
+    /// Calls `method`; panics on an error.
+    pub async fn call<T: serde::de::DeserializeOwned>(&self, method: &str, params: Value) -> T {
+        self.node()
+            .call(method, params.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {params}: {e}"))
+    }
+
+    /// Mines `n` blocks from the mempool; returns their hashes.
+    pub async fn mine(&self, n: u64) -> Vec<String> {
+        self.call("generatetoaddress", json!([n, self.mine_to]))
+            .await
+    }
+
+    /// Mines one block holding no transaction but its coinbase (paying a
+    /// fresh address, so that a block replacing an invalidated one never
+    /// repeats it exactly).
+    pub async fn mine_empty(&self) -> String {
+        let to = self.wallet().new_address().await.unwrap();
+        let reply: Value = self.call("generateblock", json!([to, []])).await;
+        reply["hash"].as_str().unwrap().to_string()
+    }
+
+    /// The mempool's txids.
+    pub async fn mempool(&self) -> Vec<String> {
+        self.call("getrawmempool", json!([])).await
+    }
+
+    /// The best chain's height.
+    pub async fn height(&self) -> u64 {
+        self.node().block_count().await.unwrap()
+    }
+
+    /// A mempool transaction's base fee, in satoshis.
+    pub async fn mempool_fee(&self, txid: &str) -> u64 {
+        let entry: Value = self.call("getmempoolentry", json!([txid])).await;
+        let btc = entry["fees"]["base"].as_f64().unwrap();
+        (btc * 1e8).round() as u64
+    }
+
+    /// The outpoints a transaction spends.
+    pub async fn inputs(&self, txid: &str) -> Vec<(String, u64)> {
+        let tx: Value = self.call("getrawtransaction", json!([txid, true])).await;
+        tx["vin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["txid"].as_str().unwrap().to_string(),
+                    i["vout"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops the node (an outage). Bitcoin Core is killed outright, so its
+    /// mempool is lost, as on a crash.
+    pub async fn stop(&mut self) {
+        match std::mem::replace(&mut self.running, Running::Stopped) {
+            Running::Dev(chain) => chain.shutdown().await,
+            Running::Core(mut child) => {
+                // Core writes its block index lazily: flush it (as time
+                // would), so the kill loses the mempool only, as a crash
+                // of a long-running node does.
+                let _: Value = self.call("gettxoutsetinfo", json!([])).await;
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Running::Stopped => {}
+        }
+    }
+
+    /// Starts the stopped node again, same port and data.
+    pub async fn restart(&mut self) {
+        assert!(matches!(self.running, Running::Stopped));
+        self.launch().await;
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Running::Core(child) = &mut self.running {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The calendar end to end on a Bitcoin node: the `otsd` binary stamps
+//! into devchain, and into a real Bitcoin Core too when `BITCOIND_EXE` is
+//! set (the same scenarios, one after the other). Blocks are mined only
+//! when a scenario says so, so every state of the stamper can be reached
+//! on purpose: fee bumping up to the cap, reorgs of the timestamp
+//! transaction before and after it is mined, `kill -9` restarts in each
+//! state, and a 30-second node outage. Every acknowledged commitment must
+//! end with a complete proof that verifies against the node's header.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::node::{Backend, TestNode, WALLET};
+use common::{check_proof, get, init_calendar, post_digest, random_digest, Log};
+use ots_proof::{Attestation, Timestamp};
+use serde_json::{json, Value};
+
+/// Waits poll every 100 ms, at most a minute.
+const POLL: Duration = Duration::from_millis(100);
+const POLLS: usize = 600;
+const PENDING: &str = "Pending confirmation in Bitcoin blockchain";
+
+/// Polls `f` until it gives a value; panics after [`POLLS`] tries.
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..POLLS {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A calendar process on `node`.
+struct Cal {
+    dir: PathBuf,
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    log: Log,
+}
+
+impl Cal {
+    async fn start(dir: &Path, node: &TestNode, extra: &[&str]) -> Cal {
+        let mut args: Vec<std::ffi::OsString> = vec!["-c".into(), dir.into()];
+        args.extend(
+            ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+                .into_iter()
+                .chain(["--aggregation-interval", "50", "--btc-regtest"])
+                .chain(["--btc-wallet", WALLET, "--btc-min-confirmations", "2"])
+                .chain(["--btc-min-tx-interval", "0", "--btc-poll-interval", "0.1"])
+                .chain(extra.iter().copied())
+                .map(Into::into),
+        );
+        args.push("--bitcoin-node".into());
+        args.push(node.url().into());
+        let (child, addr, log) = common::spawn_otsd_logged(args).await;
+        Cal {
+            dir: dir.to_path_buf(),
+            child,
+            addr,
+            log,
+        }
+    }
+
+    /// `kill -9`, then a fresh process on the same calendar.
+    async fn crash_and_restart(self, node: &TestNode, extra: &[&str]) -> Cal {
+        let dir = self.dir.clone();
+        self.kill().await;
+        Cal::start(&dir, node, extra).await
+    }
+
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// Posts `n` digests; returns their commitments.
+    async fn post(&self, n: usize) -> Vec<Vec<u8>> {
+        let mut commitments = Vec::new();
+        for _ in 0..n {
+            let digest = random_digest();
+            let reply = post_digest(self.addr, &digest).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            commitments.push(check_proof(&digest, &reply.body));
+        }
+        commitments
+    }
+
+    /// GET /timestamp: status and body.
+    async fn timestamp(&self, commitment: &[u8]) -> (u16, Vec<u8>) {
+        let reply = get(
+            self.addr,
+            &format!("/timestamp/{}", hex::encode(commitment)),
+            "",
+        )
+        .await;
+        (reply.status, reply.body)
+    }
+
+    async fn reason(&self, commitment: &[u8]) -> String {
+        let (status, body) = self.timestamp(commitment).await;
+        assert_eq!(status, 404, "not complete yet");
+        String::from_utf8_lossy(&body).trim().to_string()
+    }
+
+    async fn until_reason(&self, commitment: &[u8], want: &str) {
+        until(&format!("the reason {want:?}"), || async move {
+            (self.reason(commitment).await == want).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the stamper has recorded `txid` as its latest version
+    /// (its state is saved by then).
+    async fn until_recorded(&self, txid: &str) {
+        until("the calendar to record the transaction", || async {
+            (self.info().await["most_recent_tx"] == json!(txid)).then_some(())
+        })
+        .await;
+    }
+
+    async fn info(&self) -> Value {
+        let reply = get(self.addr, "/", "Accept: application/json\r\n").await;
+        assert_eq!(reply.status, 200);
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+
+    /// Waits until the stamper has dealt with the node's best block.
+    async fn until_synced(&self, node: &TestNode) {
+        let height = node.height().await;
+        until(&format!("the calendar at height {height}"), || async move {
+            (self.info().await["block_height"] == json!(height)).then_some(())
+        })
+        .await;
+        // Whatever the block set off (a bump, a completion) is done within
+        // the pass that showed it; one more pass for good measure.
+        tokio::time::sleep(POLL * 3).await;
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn state(&self) -> Value {
+        let bytes = std::fs::read(self.dir.join("stamper.json")).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Waits for every commitment's complete proof and checks it against
+    /// the node's best chain; returns the heights.
+    async fn until_complete(&self, node: &TestNode, commitments: &[Vec<u8>]) -> Vec<u64> {
+        let mut heights = Vec::new();
+        for commitment in commitments {
+            let body = until("a complete proof", || async move {
+                let (status, body) = self.timestamp(commitment).await;
+                (status == 200).then_some(body)
+            })
+            .await;
+            let proof = Timestamp::deserialize(&body, commitment).unwrap();
+            let attestations = proof.all_attestations();
+            let (msg, attestation) = attestations
+                .iter()
+                .find(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
+                .copied()
+                .expect("a Bitcoin attestation");
+            let Attestation::Bitcoin { height } = attestation else {
+                unreachable!()
+            };
+            let client = node.node();
+            let hash = client.block_hash(*height).await.unwrap().unwrap();
+            let header = client.block_header(&hash).await.unwrap().unwrap();
+            ots_proof::verify::verify_bitcoin_header(msg, &header)
+                .expect("the proof verifies against the best chain");
+            heights.push(*height);
+        }
+        heights
+    }
+}
+
+impl Drop for Cal {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- otsd log ---");
+            for line in self.log.lock().unwrap().iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The one transaction in the mempool, once there is one.
+async fn until_mempool_tx(node: &TestNode) -> String {
+    until("a timestamp transaction in the mempool", || async move {
+        let mempool = node.mempool().await;
+        assert!(
+            mempool.len() <= 1,
+            "one timestamp transaction at a time: {mempool:?}"
+        );
+        mempool.into_iter().next()
+    })
+    .await
+}
+
+/// The txids of a block, coinbase first.
+async fn block_txids(node: &TestNode, hash: &str) -> Vec<String> {
+    let block: Value = node.call("getblock", json!([hash, 1])).await;
+    serde_json::from_value(block["tx"].clone()).unwrap()
+}
+
+fn waiting(txid: &str, n: u32) -> String {
+    format!("Timestamped by transaction {txid}; waiting for {n} confirmations")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fee_bumps_once_per_block_each_paying_more_up_to_the_cap() {
+    for backend in Backend::all() {
+        fee_bumping(backend).await;
+    }
+}
+
+async fn fee_bumping(backend: Backend) {
+    const MAX_FEE_SATS: u64 = 1_000;
+    let node = TestNode::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &["--btc-max-fee", "0.00001"]).await;
+    let commitments = cal.post(3).await;
+    let mut txid = until_mempool_tx(&node).await;
+    let outpoints = node.inputs(&txid).await;
+    let mut fees = vec![node.mempool_fee(&txid).await];
+    assert!(fees[0] <= MAX_FEE_SATS);
+
+    // No block, no replacement.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(node.mempool().await, vec![txid.clone()]);
+
+    // Each empty block: exactly one replacement, spending the same
+    // outputs and paying more, until the next one would pass the cap.
+    let mut capped = false;
+    for _ in 0..20 {
+        node.mine_empty().await;
+        cal.until_synced(&node).await;
+        let mempool = node.mempool().await;
+        assert_eq!(mempool.len(), 1, "{mempool:?}");
+        if mempool[0] == txid {
+            capped = true;
+            break;
+        }
+        txid = mempool[0].clone();
+        assert_eq!(node.inputs(&txid).await, outpoints, "a replacement");
+        let fee = node.mempool_fee(&txid).await;
+        assert!(fee > *fees.last().unwrap(), "{fee} after {fees:?}");
+        assert!(fee <= MAX_FEE_SATS, "{fee} over the cap");
+        fees.push(fee);
+        assert_eq!(
+            cal.log_count("timestamp transaction sent"),
+            fees.len(),
+            "one broadcast per block"
+        );
+    }
+    assert!(capped, "the cap stops bumping: {fees:?}");
+    assert!(fees.len() >= 3, "several bumps before the cap: {fees:?}");
+    assert_eq!(cal.log_count("fee bumping stopped"), 1);
+
+    // More blocks: still capped, and said once.
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    assert_eq!(node.mempool().await, vec![txid.clone()]);
+    assert_eq!(cal.log_count("fee bumping stopped"), 1);
+
+    // Mined at last: complete proofs.
+    let hashes = node.mine(2).await;
+    assert_eq!(block_txids(&node, &hashes[0]).await[1..], [txid]);
+    cal.until_complete(&node, &commitments).await;
+    cal.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorgs_before_and_after_the_transaction_is_mined() {
+    for backend in Backend::all() {
+        reorgs(backend).await;
+    }
+}
+
+async fn reorgs(backend: Backend) {
+    let node = TestNode::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let commitments = cal.post(2).await;
+    until_mempool_tx(&node).await;
+    cal.until_synced(&node).await;
+
+    // Before it is mined: the tip is replaced by a longer branch of empty
+    // blocks; the transaction stays unconfirmed and its commitments pending.
+    let tip: String = node.call("getbestblockhash", json!([])).await;
+    let _: Value = node.call("invalidateblock", json!([tip])).await;
+    node.mine_empty().await;
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    assert_eq!(cal.reason(&commitments[0]).await, PENDING);
+    let txid = until_mempool_tx(&node).await;
+
+    // Mined: one confirmation is not final.
+    let mined_in = node.mine(1).await.remove(0);
+    assert_eq!(
+        &block_txids(&node, &mined_in).await[1..],
+        std::slice::from_ref(&txid)
+    );
+    cal.until_reason(&commitments[0], &waiting(&txid, 1)).await;
+
+    // After it is mined: its block is reorged out. The commitments are
+    // pending again, and nothing completes on the abandoned branch.
+    let _: Value = node.call("invalidateblock", json!([mined_in])).await;
+    cal.until_reason(&commitments[0], PENDING).await;
+    node.mine_empty().await;
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    for c in &commitments {
+        assert_eq!(cal.reason(c).await, PENDING);
+    }
+
+    // Found again in the new branch (as it was, or bumped): complete, on
+    // the new branch's blocks.
+    let again = until_mempool_tx(&node).await;
+    let hashes = node.mine(2).await;
+    assert_eq!(block_txids(&node, &hashes[0]).await[1..], [again]);
+    let heights = cal.until_complete(&node, &commitments).await;
+    let client = node.node();
+    for height in heights {
+        let hash = client.block_hash(height).await.unwrap().unwrap();
+        assert_eq!(hash.to_string(), hashes[0]);
+    }
+    cal.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_in_each_stamper_state_lose_nothing_and_spend_once() {
+    for backend in Backend::all() {
+        restarts(backend).await;
+    }
+}
+
+/// `journal_end` and the ranges of the open round's latest version, from
+/// the persisted state.
+fn cursor(state: &Value) -> (u64, Value) {
+    let end = state["journal_end"].as_u64().unwrap();
+    let versions = state["round"]["versions"].as_array().cloned();
+    let ranges = versions.and_then(|v| v.last().map(|l| l["ranges"].clone()));
+    (end, ranges.unwrap_or(Value::Null))
+}
+
+async fn restarts(backend: Backend) {
+    let node = TestNode::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let mut cal = Cal::start(&cal_dir, &node, &[]).await;
+
+    // Killed with its transaction unconfirmed: after the restart the same
+    // transaction (or a replacement of it) is the only one; new digests
+    // wait for the next round.
+    let a = cal.post(2).await;
+    let tx_a = until_mempool_tx(&node).await;
+    let outpoints = node.inputs(&tx_a).await;
+    cal = cal.crash_and_restart(&node, &[]).await;
+    let b = cal.post(2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mempool = node.mempool().await;
+    assert_eq!(mempool.len(), 1, "no second transaction: {mempool:?}");
+    assert_eq!(node.inputs(&mempool[0]).await, outpoints, "no double spend");
+
+    // Mined: the next round (b) starts at once. Killed with a waiting for
+    // confirmations and b unconfirmed: after the restart a is still known
+    // as mined, and b's transaction (or a replacement) is the only one.
+    let hash = node.mine(1).await.remove(0);
+    assert_eq!(block_txids(&node, &hash).await[1..], [mempool[0].clone()]);
+    let mined_a = mempool[0].clone();
+    cal.until_reason(&a[0], &waiting(&mined_a, 1)).await;
+    let tx_b = until_mempool_tx(&node).await;
+    let outpoints = node.inputs(&tx_b).await;
+    cal.until_recorded(&tx_b).await;
+    assert_eq!(cursor(&cal.state()), (4, json!([{"start": 2, "end": 4}])));
+    cal = cal.crash_and_restart(&node, &[]).await;
+    cal.until_reason(&a[0], &waiting(&mined_a, 1)).await;
+    cal.until_reason(&b[0], PENDING).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mempool = node.mempool().await;
+    assert_eq!(mempool.len(), 1, "no second transaction: {mempool:?}");
+    assert_eq!(node.inputs(&mempool[0]).await, outpoints, "no double spend");
+
+    // a complete, b mined: killed again; a's proofs stay served, b is
+    // still known as mined and completes at the next block.
+    let hash = node.mine(1).await.remove(0);
+    let mined_b = block_txids(&node, &hash).await[1].clone();
+    cal.until_complete(&node, &a).await;
+    cal.until_reason(&b[0], &waiting(&mined_b, 1)).await;
+    cal = cal.crash_and_restart(&node, &[]).await;
+    cal.until_complete(&node, &a).await;
+    cal.until_reason(&b[0], &waiting(&mined_b, 1)).await;
+    node.mine(1).await;
+    cal.until_complete(&node, &b).await;
+
+    // Killed with nothing in flight: nothing is sent again, and a new
+    // digest's round starts at the journal's end, not from zero.
+    cal = cal.crash_and_restart(&node, &[]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(node.mempool().await.is_empty(), "nothing resent");
+    let c = cal.post(1).await;
+    let tx_c = until_mempool_tx(&node).await;
+    cal.until_recorded(&tx_c).await;
+    let (end, ranges) = cursor(&cal.state());
+    assert_eq!(end, 5);
+    assert_eq!(ranges, json!([{"start": 4, "end": 5}]));
+    node.mine(2).await;
+    for done in [&a, &b, &c] {
+        cal.until_complete(&node, done).await;
+    }
+    cal.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_outage_of_30_seconds_pauses_stamping_only() {
+    for backend in Backend::all() {
+        outage(backend).await;
+    }
+}
+
+async fn outage(backend: Backend) {
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let mut node = TestNode::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let mut commitments = cal.post(2).await;
+    let txid = until_mempool_tx(&node).await;
+    cal.until_recorded(&txid).await;
+
+    // The node goes away with the transaction unconfirmed. Digests are
+    // still accepted and the info page still answers; the stamper says so
+    // once.
+    node.stop().await;
+    let start = Instant::now();
+    while start.elapsed() < OUTAGE {
+        commitments.extend(cal.post(1).await);
+        let _ = cal.info().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(cal.log_count("stamper paused"), 1, "logged once per outage");
+
+    // Back: stamping resumes. (Bitcoin Core was killed and lost its
+    // mempool; the stamper sends the transaction again, before any block.)
+    node.restart().await;
+    until("the stamper to resume", || async {
+        (cal.log_count("reachable again") == 1).then_some(())
+    })
+    .await;
+    let again = until_mempool_tx(&node).await;
+    assert_eq!(
+        again, txid,
+        "the same transaction, sent again if the node forgot it"
+    );
+    for _ in 0..6 {
+        node.mine(1).await;
+        cal.until_synced(&node).await;
+    }
+    cal.until_complete(&node, &commitments).await;
+    cal.kill().await;
+}
