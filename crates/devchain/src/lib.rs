@@ -15,6 +15,7 @@
 pub mod block;
 pub mod chain;
 pub mod chainstate;
+pub mod cluster;
 pub mod descriptor;
 pub mod devnode;
 pub mod error;

@@ -9,6 +9,7 @@ use bitcoin::{Amount, OutPoint, Transaction, TxOut, Txid, Wtxid};
 
 use crate::block::{check_transaction, COINBASE_MATURITY};
 use crate::chainstate::{ChainChange, ChainState};
+use crate::cluster::sigop_adjusted_vsize;
 use crate::error::{RejectClass, TxReject};
 use crate::json::{format_amount, format_money};
 use crate::verify;
@@ -61,10 +62,12 @@ pub struct MempoolEntry {
     pub wtxid: Wtxid,
     /// Inputs minus outputs.
     pub fee: Amount,
-    /// Virtual size (weight / 4, rounded up).
+    /// Virtual size: sigops-adjusted weight / 4, rounded up (Core's `GetTxSize`).
     pub vsize: u64,
-    /// Weight units.
+    /// Weight units (BIP 141, not sigops-adjusted).
     pub weight: u64,
+    /// Sigop cost (Core's `GetTransactionSigOpCost`).
+    pub sigop_cost: u64,
     /// Unix time it entered the mempool.
     pub time: u64,
     /// Chain height when it entered.
@@ -333,7 +336,13 @@ impl Mempool {
         }
         let fee = value_in - value_out;
         let weight = tx.weight().to_wu();
-        let vsize = tx.vsize() as u64;
+        let sigop_cost = tx.total_sigop_cost(|op| {
+            tx.input
+                .iter()
+                .position(|i| i.previous_output == *op)
+                .and_then(|k| prevouts.get(k).cloned())
+        }) as u64;
+        let vsize = sigop_adjusted_vsize(weight, sigop_cost);
         let min_fee = fee_for(MIN_RELAY_FEE_SAT_PER_KVB, vsize);
         if fee.to_sat() < min_fee {
             return Err(reject(
@@ -389,6 +398,7 @@ impl Mempool {
             fee,
             vsize,
             weight,
+            sigop_cost,
             time: now,
             height: chain.height(),
             seq,

@@ -1,7 +1,10 @@
 //! Node (non-wallet) RPC methods: blockchain, raw transactions, mempool,
 //! mining, reorg control and network info. Reply shapes follow
-//! `bitcoin-cli help <method>` of Bitcoin Core 28-29; each handler names the
-//! help text it mirrors.
+//! `bitcoin-cli help <method>` of Bitcoin Core 28-30, checked against a
+//! Core master (v30.99) node by `tests/bitcoind_compare.rs`; fields a later
+//! version added are served too, so 28-30 clients and newer ones both
+//! parse the replies. Each handler names the help text and version it
+//! mirrors.
 
 use std::str::FromStr;
 
@@ -15,10 +18,12 @@ use serde_json::Value;
 use crate::block::MAX_BLOCK_WEIGHT;
 use crate::chain::{Chain, MAX_CONF_TARGET};
 use crate::chainstate::Coin;
+use crate::cluster::{sigop_adjusted_weight, Chunk};
 use crate::error::{Error, RejectClass};
 use crate::json::Json;
 use crate::mempool::{
-    fee_rate, AcceptOptions, INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MIN_RELAY_FEE_SAT_PER_KVB,
+    fee_rate, AcceptOptions, INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MAX_OP_RETURN_RELAY,
+    MIN_RELAY_FEE_SAT_PER_KVB,
 };
 use crate::obj;
 use crate::rpcparams::{code, decode_tx, tx_reject_error, Params, RpcError, RpcResult};
@@ -95,7 +100,8 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
             let verbose = p.bool(0)?.unwrap_or(false);
             let entries = chain.mempool().entries();
             if verbose {
-                Ok(Json::Obj(entries.iter().map(|e| (e.txid.to_string(), mempool_entry(chain, &e.txid))).collect()))
+                let chunks = chain.mempool().all_chunks();
+                Ok(Json::Obj(entries.iter().map(|e| (e.txid.to_string(), mempool_entry(chain, &e.txid, chunks.get(&e.txid)))).collect()))
             } else {
                 let ids = Json::Arr(entries.iter().map(|e| Json::from(e.txid.to_string())).collect());
                 if p.bool(1)?.unwrap_or(false) {
@@ -110,7 +116,7 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
             if chain.mempool().get(&txid).is_none() {
                 return Err(RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"));
             }
-            Ok(mempool_entry(chain, &txid))
+            Ok(mempool_entry(chain, &txid, None))
         }),
         "getmempoolinfo" => p(&[], 0).map(|_| mempool_info(chain)),
         "estimatesmartfee" => p(&["conf_target", "estimate_mode"], 1).and_then(|p| {
@@ -210,6 +216,7 @@ fn blockchain_info(chain: &Chain) -> Json {
     }
 }
 
+/// help getchaintips (Core 28-30, unchanged in master).
 fn chain_tips(chain: &Chain) -> Json {
     let s = chain.state();
     let mut tips = s.tips();
@@ -310,6 +317,8 @@ fn raw_transaction(chain: &Chain, p: &Params) -> RpcResult<Json> {
     Ok(o)
 }
 
+/// help createrawtransaction (Core 28-29 arguments; the `version`
+/// argument of Core 30 is not taken): the unsigned transaction as hex.
 fn create_raw(p: &Params) -> RpcResult<Json> {
     let inputs = p.array(0)?.cloned().unwrap_or_default();
     let locktime = p.int(2)?.unwrap_or(0);
@@ -408,6 +417,7 @@ fn create_raw(p: &Params) -> RpcResult<Json> {
     Ok(Json::from(serialize_hex(&tx)))
 }
 
+/// help gettxout (Core 28-30, unchanged in master): an object or `null`.
 fn txout(chain: &Chain, p: &Params) -> RpcResult<Json> {
     let txid = p.txid(0, "txid")?;
     let vout = p.int(1)?.unwrap_or(0);
@@ -444,6 +454,7 @@ fn max_fee_rate(p: &Params, i: usize) -> RpcResult<u64> {
         .map_or(DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB, |a| a.to_sat()))
 }
 
+/// help sendrawtransaction (Core 28-30): the txid as a string.
 fn send_raw(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
     let tx = decode_tx(p.req_str(0)?)?;
     let opts = AcceptOptions {
@@ -464,6 +475,8 @@ fn send_raw(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
     }
 }
 
+/// help testmempoolaccept (Core 29+: `reject-details` next to
+/// `reject-reason`; an extra field for Core 28 clients).
 fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
     let raw = p.array(0)?.cloned().unwrap_or_default();
     if raw.is_empty() || raw.len() > MAX_PACKAGE_COUNT {
@@ -518,8 +531,13 @@ fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
     ))
 }
 
-/// Core's `entryToJSON` (Core 28: no deprecated top-level fee fields).
-pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid) -> Json {
+/// Core's `entryToJSON`, the reply of `getmempoolentry` and the values of
+/// `getrawmempool true`. Field set: `bitcoin-cli help getmempoolentry` of
+/// Core 28-30 (no deprecated top-level fee fields since 28) plus Core
+/// master's cluster-mempool `chunkweight` and `fees.chunk` (after 30.0;
+/// extra fields that 28-30 clients ignore). Order as Core master prints it.
+/// `chunk` is the transaction's chunk; `None` computes it.
+pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: Option<&Chunk>) -> Json {
     let m = chain.mempool();
     let Some(e) = m.get(txid) else {
         return Json::Null;
@@ -531,6 +549,18 @@ pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid) -> Json {
      -> u64 { set.iter().filter_map(|t| m.get(t)).map(f).sum() };
     let fee_of = |x: &crate::mempool::MempoolEntry| x.fee.to_sat();
     let size_of = |x: &crate::mempool::MempoolEntry| x.vsize;
+    let own;
+    let chunk = match chunk {
+        Some(c) => c,
+        None => {
+            own = m.chunk_of(txid).unwrap_or(Chunk {
+                txids: vec![*txid],
+                fee: e.fee,
+                weight: sigop_adjusted_weight(e.weight, e.sigop_cost),
+            });
+            &own
+        }
+    };
     obj! {
         "vsize" => e.vsize,
         "weight" => e.weight,
@@ -541,11 +571,13 @@ pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid) -> Json {
         "ancestorcount" => anc.len() + 1,
         "ancestorsize" => e.vsize + sum(&anc, &size_of),
         "wtxid" => e.wtxid.to_string(),
+        "chunkweight" => chunk.weight,
         "fees" => obj! {
             "base" => e.fee,
             "modified" => e.fee,
             "ancestor" => Json::Amount((e.fee.to_sat() + sum(&anc, &fee_of)) as i64),
             "descendant" => Json::Amount((e.fee.to_sat() + sum(&desc, &fee_of)) as i64),
+            "chunk" => chunk.fee,
         },
         "depends" => m.parents(txid).iter().map(|t| t.to_string()).collect::<Vec<_>>(),
         "spentby" => m.children(txid).iter().map(|t| t.to_string()).collect::<Vec<_>>(),
@@ -554,6 +586,11 @@ pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid) -> Json {
     }
 }
 
+/// help getmempoolinfo: Core 28-29 fields plus Core 30's
+/// `permitbaremultisig` and `maxdatacarriersize`, reporting devchain's own
+/// policy (bare multisig is non-standard here; OP_RETURN scripts up to the
+/// pre-30 83 bytes). Core master's `limitclustercount`/`limitclustersize`
+/// are not reported: devchain enforces no cluster limits.
 fn mempool_info(chain: &Chain) -> Json {
     let entries = chain.mempool().entries();
     let bytes: u64 = entries.iter().map(|e| e.vsize).sum();
@@ -570,9 +607,12 @@ fn mempool_info(chain: &Chain) -> Json {
         "incrementalrelayfee" => Json::Amount(INCREMENTAL_RELAY_FEE_SAT_PER_KVB as i64),
         "unbroadcastcount" => 0,
         "fullrbf" => true,
+        "permitbaremultisig" => false,
+        "maxdatacarriersize" => MAX_OP_RETURN_RELAY,
     }
 }
 
+/// help generateblock (Core 28-30): `{hash}`, plus `hex` when not submitted.
 fn generate_block(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
     let addr = parse_address(p.req_str(0)?).ok_or_else(|| {
         RpcError::new(
@@ -629,6 +669,8 @@ fn generate_block(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
     }
 }
 
+/// help getnetworkinfo (Core 28-30 field set; devchain has no peers, so
+/// `networks` and `localaddresses` are empty).
 fn network_info() -> Json {
     obj! {
         "version" => REPORTED_VERSION,

@@ -1,6 +1,9 @@
 //! Wallet RPC methods, served on `/` (when exactly one wallet is loaded)
 //! and `/wallet/<name>`. Reply shapes follow `bitcoin-cli help <method>` of
-//! Bitcoin Core 28-29 descriptor wallets.
+//! Bitcoin Core 28-30 descriptor wallets, checked against a Core master
+//! (v30.99) node by `tests/bitcoind_compare.rs`. Where versions differ the
+//! reply is the union (fields later versions added, and fields Core 30
+//! removed that 28-29 clients still read); each handler names its version.
 
 use bitcoin::consensus::encode::serialize_hex;
 use bitcoin::sighash::EcdsaSighashType;
@@ -194,6 +197,7 @@ fn call(
             let p = p(&["address"], 1)?;
             address_info(chain, w, p.req_str(0)?)
         }
+        // help getbalance (Core 28-30): a bare amount.
         "getbalance" => {
             let p = p(&["dummy", "minconf", "include_watchonly", "avoid_reuse"], 0)?;
             if let Some(d) = p.get(0) {
@@ -216,10 +220,10 @@ fn call(
         "getbalances" => {
             p(&[], 0)?;
             let b = chain.balances(w);
-            let tip = chain.state().tip();
+            // help getbalances (Core 26+: `lastprocessedblock`; no watchonly since 30).
             Ok(obj! {
                 "mine" => obj! { "trusted" => b.trusted, "untrusted_pending" => b.untrusted_pending, "immature" => b.immature },
-                "lastprocessedblock" => obj! { "hash" => tip.hash.to_string(), "height" => tip.height },
+                "lastprocessedblock" => last_processed_block(chain),
             })
         }
         "listunspent" => {
@@ -235,6 +239,7 @@ fn call(
             )?;
             list_unspent(chain, w, &p)
         }
+        // help gettransaction: see `transaction_json`.
         "gettransaction" => {
             let p = p(&["txid", "include_watchonly", "verbose"], 1)?;
             let txid = p.txid(0, "txid")?;
@@ -244,41 +249,15 @@ fn call(
                     "Invalid or non-wallet transaction id",
                 )
             })?;
-            Ok(transaction_json(&v, p.bool(2)?.unwrap_or(false)))
+            let mut o = transaction_json(&v, p.bool(2)?.unwrap_or(false));
+            o.push("lastprocessedblock", last_processed_block(chain));
+            Ok(o)
         }
+        // help listtransactions (Core 28-30 and master): rows as
+        // `detail_json` with the transaction fields; see `list_transactions`.
         "listtransactions" => {
             let p = p(&["label", "count", "skip", "include_watchonly"], 0)?;
-            let label = p.str(0)?.filter(|l| *l != "*").map(str::to_string);
-            let count = p.int(1)?.unwrap_or(LISTTRANSACTIONS_DEFAULT_COUNT);
-            let skip = p.int(2)?.unwrap_or(0);
-            if count < 0 {
-                return Err(RpcError::new(code::INVALID_PARAMETER, "Negative count"));
-            }
-            if skip < 0 {
-                return Err(RpcError::new(code::INVALID_PARAMETER, "Negative from"));
-            }
-            let txids = chain.wallet(w).map(|x| x.txids()).unwrap_or_default();
-            let mut rows = Vec::new();
-            for t in txids {
-                let Some(v) = chain.wallet_tx(w, &t) else {
-                    continue;
-                };
-                for d in &v.details {
-                    if label
-                        .as_ref()
-                        .is_some_and(|l| d.label.as_deref() != Some(l.as_str()))
-                    {
-                        continue;
-                    }
-                    let mut o = detail_json(d, true);
-                    append_tx_fields(&v, &mut o);
-                    rows.push(o);
-                }
-            }
-            // Core returns the most recent `count` rows after skipping `skip` from the end, oldest first.
-            let end = rows.len().saturating_sub(skip as usize);
-            let start = end.saturating_sub(count as usize);
-            Ok(Json::Arr(rows[start..end].to_vec()))
+            list_transactions(chain, w, &p)
         }
         "signrawtransactionwithwallet" => {
             let p = p(&["hexstring", "prevtxs", "sighashtype"], 1)?;
@@ -293,7 +272,16 @@ fn call(
                 )
             })?;
             let b = chain.balances(w);
-            let tip = chain.state().tip();
+            // help getwalletinfo: Core 28-29 fields (30 dropped `balance`,
+            // `unconfirmed_balance` and `immature_balance`; kept here for
+            // 28-29 clients) plus `flags` from Core master (after 30.0).
+            let flags = WalletFlags {
+                avoid_reuse: false,
+                blank: false,
+                disable_private_keys: false,
+                descriptors: true,
+                external_signer: false,
+            };
             Ok(obj! {
                 "walletname" => wallet.name(),
                 "walletversion" => WALLET_VERSION,
@@ -305,14 +293,15 @@ fn call(
                 "keypoolsize" => KEYPOOL_SIZE,
                 "keypoolsize_hd_internal" => KEYPOOL_SIZE,
                 "paytxfee" => Json::Amount(0),
-                "private_keys_enabled" => true,
-                "avoid_reuse" => false,
+                "private_keys_enabled" => !flags.disable_private_keys,
+                "avoid_reuse" => flags.avoid_reuse,
                 "scanning" => false,
-                "descriptors" => true,
-                "external_signer" => false,
-                "blank" => false,
+                "descriptors" => flags.descriptors,
+                "external_signer" => flags.external_signer,
+                "blank" => flags.blank,
                 "birthtime" => wallet.birthtime(),
-                "lastprocessedblock" => obj! { "hash" => tip.hash.to_string(), "height" => tip.height },
+                "flags" => flags.names(),
+                "lastprocessedblock" => last_processed_block(chain),
             })
         }
         "sendtoaddress" => {
@@ -367,6 +356,7 @@ fn call(
     }
 }
 
+/// help getaddressinfo (Core 28-30 descriptor wallet field set).
 fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {
     let addr = parse_address(s)
         .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid address"))?;
@@ -420,6 +410,8 @@ fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {
     Ok(o)
 }
 
+/// help listunspent (Core 28-30): `parent_descs` since 24, `ancestorcount`
+/// on unconfirmed coins.
 fn list_unspent(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
     let minconf = p.int(0)?.unwrap_or(1);
     let maxconf = p.int(1)?.unwrap_or(LISTUNSPENT_MAX_CONF);
@@ -484,10 +476,17 @@ fn list_unspent(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
     Ok(Json::Arr(out))
 }
 
-fn detail_json(d: &Detail, with_abandoned: bool) -> Json {
+/// One entry of Core's `ListTransactions` (help listtransactions and
+/// gettransaction `details`, Core master; 28-29 put `abandoned` on sent
+/// entries only, so received ones carry one extra field for them). With
+/// `tx`, the transaction fields follow as in `listtransactions`.
+fn detail_json(d: &Detail, tx: Option<&WalletTxView>) -> Json {
     let mut o = obj! {};
     if let Some(a) = &d.address {
         o.push("address", a.clone());
+    }
+    if let Some(p) = &d.parent_descs {
+        o.push("parent_descs", p.clone());
     }
     o.push("category", d.category);
     o.push("amount", Json::Amount(d.amount.to_sat()));
@@ -495,13 +494,102 @@ fn detail_json(d: &Detail, with_abandoned: bool) -> Json {
         o.push("label", l.clone());
     }
     o.push("vout", d.vout);
-    if let Some(f) = d.fee {
-        o.push("fee", Json::Amount(f.to_sat()));
-        if with_abandoned {
-            o.push("abandoned", false);
+    // devchain has no `abandontransaction`, so nothing is ever abandoned.
+    if d.category == "send" {
+        o.push("fee", Json::Amount(d.fee.unwrap_or_default().to_sat()));
+        if let Some(v) = tx {
+            append_tx_fields(v, &mut o);
+        }
+        o.push("abandoned", false);
+    } else {
+        o.push("abandoned", false);
+        if let Some(v) = tx {
+            append_tx_fields(v, &mut o);
         }
     }
     o
+}
+
+/// `lastprocessedblock` of `getbalances`, `gettransaction` and
+/// `getwalletinfo` (Core 26+): the block the wallet has synced to.
+fn last_processed_block(chain: &Chain) -> Json {
+    let tip = chain.state().tip();
+    obj! { "hash" => tip.hash.to_string(), "height" => tip.height }
+}
+
+/// Core's wallet flags (`WALLET_FLAG_*`) as `getwalletinfo` lists them.
+struct WalletFlags {
+    avoid_reuse: bool,
+    blank: bool,
+    disable_private_keys: bool,
+    descriptors: bool,
+    external_signer: bool,
+}
+
+impl WalletFlags {
+    /// Names in Core's bit order (`WALLET_FLAG_TO_STRING`). A descriptor
+    /// wallet with keys caches its last hardened xpubs at creation, hence
+    /// `last_hardened_xpub_cached`.
+    fn names(&self) -> Vec<&'static str> {
+        let xpub_cached = self.descriptors && !self.disable_private_keys && !self.blank;
+        [
+            (self.avoid_reuse, "avoid_reuse"),
+            (xpub_cached, "last_hardened_xpub_cached"),
+            (self.disable_private_keys, "disable_private_keys"),
+            (self.blank, "blank"),
+            (self.descriptors, "descriptor_wallet"),
+            (self.external_signer, "external_signer"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// Core's `listtransactions`: newest transactions first, each one's sent
+/// then received entries; skip `skip`, take `count`, and return them
+/// reversed (oldest first). A label filter keeps only received entries
+/// with that label.
+fn list_transactions(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
+    let label = match p.str(0)? {
+        None | Some("*") => None,
+        Some("") => {
+            return Err(RpcError::new(
+                code::INVALID_PARAMETER,
+                "Label argument must be a valid label name or \"*\".",
+            ))
+        }
+        Some(l) => Some(l.to_string()),
+    };
+    let count = p.int(1)?.unwrap_or(LISTTRANSACTIONS_DEFAULT_COUNT);
+    let skip = p.int(2)?.unwrap_or(0);
+    if count < 0 {
+        return Err(RpcError::new(code::INVALID_PARAMETER, "Negative count"));
+    }
+    if skip < 0 {
+        return Err(RpcError::new(code::INVALID_PARAMETER, "Negative from"));
+    }
+    let txids = chain.wallet(w).map(|x| x.txids()).unwrap_or_default();
+    // Newest first, as Core walks `wtxOrdered` backwards.
+    let mut newest_first = Vec::new();
+    for t in txids.iter().rev() {
+        let Some(v) = chain.wallet_tx(w, t) else {
+            continue;
+        };
+        for d in &v.details {
+            if let Some(l) = &label {
+                if d.category == "send" || d.label.as_deref() != Some(l.as_str()) {
+                    continue;
+                }
+            }
+            newest_first.push(detail_json(d, Some(&v)));
+        }
+    }
+    let start = (skip as usize).min(newest_first.len());
+    let end = start.saturating_add(count as usize).min(newest_first.len());
+    let mut rows = newest_first[start..end].to_vec();
+    rows.reverse();
+    Ok(Json::Arr(rows))
 }
 
 /// Core's `WalletTxToJSON` fields shared by `gettransaction` and `listtransactions`.
@@ -539,6 +627,8 @@ fn append_tx_fields(v: &WalletTxView, o: &mut Json) {
     o.push("bip125-replaceable", v.replaceable);
 }
 
+/// help gettransaction (Core 28-30 and master) up to `decoded`; the caller
+/// appends `lastprocessedblock` (Core 26+).
 fn transaction_json(v: &WalletTxView, verbose: bool) -> Json {
     let mut o = obj! { "amount" => Json::Amount(v.amount.to_sat()) };
     if let Some(f) = v.fee {
@@ -549,7 +639,7 @@ fn transaction_json(v: &WalletTxView, verbose: bool) -> Json {
         "details",
         v.details
             .iter()
-            .map(|d| detail_json(d, true))
+            .map(|d| detail_json(d, None))
             .collect::<Vec<_>>(),
     );
     o.push("hex", serialize_hex(&v.tx));
@@ -559,6 +649,8 @@ fn transaction_json(v: &WalletTxView, verbose: bool) -> Json {
     o
 }
 
+/// help signrawtransactionwithwallet (Core 28-30): `hex`, `complete`, and
+/// `errors` only when some input could not be signed.
 fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
     let tx = decode_tx(p.req_str(0)?)?;
     let mut extra: Vec<(OutPoint, TxOut)> = Vec::new();

@@ -71,6 +71,9 @@ pub struct Detail {
     pub vout: u32,
     /// Fee (negative) on `send` entries.
     pub fee: Option<SignedAmount>,
+    /// Parent descriptors of the output script, on received entries
+    /// (Core's `PushParentDescriptors`).
+    pub parent_descs: Option<Vec<String>>,
 }
 
 /// Everything `gettransaction` reports about a wallet transaction.
@@ -288,7 +291,10 @@ impl Chain {
         let net = credit.to_signed().unwrap_or_default() - debit.to_signed().unwrap_or_default();
         let amount = net - fee.unwrap_or(SignedAmount::ZERO);
         let generated = tx.is_coinbase();
+        // Core's `CachedTxGetAmounts` + `ListTransactions`: every sent
+        // output (change excluded) first, then every received one.
         let mut details = Vec::new();
+        let mut received = Vec::new();
         for (vout, o) in tx.output.iter().enumerate() {
             let key = w.key(&o.script_pubkey);
             let address = crate::descriptor::address_of(&o.script_pubkey).map(|a| a.to_string());
@@ -304,9 +310,10 @@ impl Chain {
                     label: label.clone(),
                     vout: vout as u32,
                     fee,
+                    parent_descs: None,
                 });
             }
-            if key.is_some() {
+            if let Some(k) = key {
                 let category = if !generated {
                     "receive"
                 } else if confirmations <= 0 {
@@ -316,16 +323,18 @@ impl Chain {
                 } else {
                     "generate"
                 };
-                details.push(Detail {
+                received.push(Detail {
                     address,
                     category,
                     amount: o.value.to_signed().unwrap_or_default(),
                     label,
                     vout: vout as u32,
                     fee: None,
+                    parent_descs: Some(vec![w.parent_descriptor(k.kind, k.change)]),
                 });
             }
         }
+        details.extend(received);
         let mut conflicts: Vec<Txid> = w
             .txids()
             .into_iter()
