@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::rpc::{self, Auth, Node, COOKIE_USER};
 use crate::store::{write_atomic, Store, COOKIE_FILE};
 use crate::wallet::AddressType;
+use crate::warmup::Warmup;
 
 /// Core's default regtest RPC port.
 pub const DEFAULT_RPC_PORT: u16 = 18_443;
@@ -45,6 +46,11 @@ pub struct DevChainConfig {
     pub prefund: bool,
     /// Wallet created (or loaded) at start; blocks from the timer pay it.
     pub wallet: String,
+    /// Model Core's start-up: for this long after the RPC port opens, every
+    /// request is answered with error `-28` and Core's start-up message
+    /// (see [`crate::warmup`]), and the timer mines nothing. `None` (the
+    /// default) serves at once.
+    pub warmup: Option<Duration>,
 }
 
 impl Default for DevChainConfig {
@@ -57,6 +63,7 @@ impl Default for DevChainConfig {
             block_interval: None,
             prefund: false,
             wallet: DEFAULT_WALLET.to_string(),
+            warmup: None,
         }
     }
 }
@@ -102,7 +109,7 @@ impl DevChain {
         if config.prefund && chain.state().height() == 0 {
             chain.generate(PREFUND_BLOCKS, &mine_to)?;
         }
-        let node = Node::new(chain, store);
+        let node = Node::starting(chain, store, config.warmup.map(Warmup::new));
         node.with_chain(|_| ());
         let listener = TcpListener::bind(config.bind)
             .await
@@ -136,9 +143,11 @@ impl DevChain {
             let _ = miner_stop_tx.send(true);
             res
         });
+        let warmup_left = node.warmup_remaining();
         let miner = config.block_interval.map(|interval| {
             tokio::spawn(mine_on_timer(
                 node.clone(),
+                warmup_left + interval,
                 interval,
                 mine_to,
                 miner_stop_rx,
@@ -182,6 +191,12 @@ impl DevChain {
         self.cookie_path.as_deref()
     }
 
+    /// The start-up step RPC reports now (Core's `-28` message), or `None`
+    /// once devchain serves requests.
+    pub fn warmup_status(&self) -> Option<&'static str> {
+        self.node.warmup_status()
+    }
+
     /// Direct access to the chain, e.g. to mine without RPC.
     pub fn with_chain<T>(&self, f: impl FnOnce(&mut Chain) -> T) -> T {
         self.node.with_chain(f)
@@ -204,14 +219,15 @@ impl DevChain {
     }
 }
 
+/// Mines a block paying `script` every `interval`, the first after `first`.
 async fn mine_on_timer(
     node: Arc<Node>,
+    first: Duration,
     interval: Duration,
     script: ScriptBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}

@@ -24,6 +24,7 @@ pub mod mempool;
 pub mod verify;
 pub mod wallet;
 pub mod walletops;
+pub mod warmup;
 
 pub use chain::Chain;
 pub use devnode::{DevChain, DevChainConfig};
