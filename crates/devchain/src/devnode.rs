@@ -1,11 +1,22 @@
 //! Running devchain in-process: [`DevChain::start`] opens (or creates) the
 //! chain, optionally pre-funds a wallet, writes the RPC cookie, serves
 //! JSON-RPC on a chosen address and mines on a timer.
+//!
+//! Optionally it models Bitcoin Core's start-up ("warm-up"), for clients
+//! that must wait for a node: from the moment its RPC server listens until
+//! it has loaded everything, Core answers every request (any method, known or not, on
+//! any path) with error `-28` (`RPC_IN_WARMUP`) and the current start-up
+//! step as the message; malformed requests still get their own errors.
+//!
+//! The messages are Core's `InitMessage` texts (`init.cpp`,
+//! `wallet/load.cpp`), with the Unicode ellipsis Core uses, in the order a
+//! Core 30 node shows them while starting with a wallet. A warm-up of
+//! duration `d` spends `d / 4` on each.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bitcoin::ScriptBuf;
 use tokio::net::TcpListener;
@@ -18,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::rpc::{self, Auth, Node, COOKIE_USER};
 use crate::store::{write_atomic, Store, COOKIE_FILE};
 use crate::wallet::AddressType;
-use crate::warmup::Warmup;
 
 /// Core's default regtest RPC port.
 pub const DEFAULT_RPC_PORT: u16 = 18_443;
@@ -48,7 +58,7 @@ pub struct DevChainConfig {
     pub wallet: String,
     /// Model Core's start-up: for this long after the RPC port opens, every
     /// request is answered with error `-28` and Core's start-up message
-    /// (see [`crate::warmup`]), and the timer mines nothing. `None` (the
+    /// (see [`Warmup`]), and the timer mines nothing. `None` (the
     /// default) serves at once.
     pub warmup: Option<Duration>,
 }
@@ -243,5 +253,63 @@ async fn mine_on_timer(
             Ok(Err(e)) => tracing::warn!(error = %e, "timer mining failed"),
             Err(e) => tracing::warn!(error = %e, "timer mining task failed"),
         }
+    }
+}
+
+/// Core's start-up steps as its RPC reports them during warm-up.
+pub const WARMUP_STAGES: [&str; 4] = [
+    "Loading banlist…",
+    "Loading block index…",
+    "Verifying blocks…",
+    "Loading wallet…",
+];
+
+/// A warm-up in progress: started at an instant, lasting a duration.
+#[derive(Debug, Clone, Copy)]
+pub struct Warmup {
+    start: Instant,
+    duration: Duration,
+}
+
+impl Warmup {
+    /// A warm-up starting now and lasting `duration`.
+    pub fn new(duration: Duration) -> Self {
+        Warmup {
+            start: Instant::now(),
+            duration,
+        }
+    }
+
+    /// The step Core would report now, or `None` once warm-up is over.
+    pub fn status(&self) -> Option<&'static str> {
+        let elapsed = self.start.elapsed();
+        if elapsed >= self.duration {
+            return None;
+        }
+        let stage = elapsed.as_nanos() * WARMUP_STAGES.len() as u128 / self.duration.as_nanos();
+        WARMUP_STAGES
+            .get(stage as usize)
+            .or(WARMUP_STAGES.last())
+            .copied()
+    }
+
+    /// Time left until warm-up ends (zero once it has).
+    pub fn remaining(&self) -> Duration {
+        self.duration.saturating_sub(self.start.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_cores_order_then_end() {
+        let w = Warmup::new(Duration::from_secs(3600));
+        assert_eq!(w.status(), Some("Loading banlist…"));
+        assert!(w.remaining() > Duration::from_secs(3000));
+        let over = Warmup::new(Duration::ZERO);
+        assert_eq!(over.status(), None);
+        assert_eq!(over.remaining(), Duration::ZERO);
     }
 }

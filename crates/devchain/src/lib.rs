@@ -12,6 +12,7 @@
 //! by `otsd --dev`.
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod block;
 pub mod chain;
 pub mod chainstate;
@@ -21,17 +22,22 @@ pub mod devnode;
 pub mod error;
 pub mod json;
 pub mod mempool;
+pub mod reorg;
 pub mod verify;
 pub mod wallet;
 pub mod walletops;
-pub mod warmup;
+pub mod wallettx;
 
 pub use chain::Chain;
 pub use devnode::{DevChain, DevChainConfig};
 pub use error::{Error, RejectClass, Result, TxReject};
 pub mod rpc;
 pub mod rpcchain;
+pub mod rpccoins;
+pub mod rpcmempool;
 pub mod rpcparams;
+pub mod rpcrawtx;
 pub mod rpcwallet;
+pub mod rpcwallettx;
 pub mod store;
 pub mod txjson;

@@ -3,7 +3,7 @@
 //! `/` and `/wallet/<name>`, single and batch requests, JSON-RPC 1.0/1.1
 //! legacy replies (`result` and `error` both present; HTTP 500 on error,
 //! 404 for -32601, 400 for -32600) and JSON-RPC 2.0 replies (HTTP 200, 204
-//! for notifications). While the node warms up (see [`crate::warmup`]) every
+//! for notifications). While the node warms up (see [`crate::devnode::Warmup`]) every
 //! well-formed request is answered with Core's `-28` error.
 
 use std::convert::Infallible;
@@ -20,11 +20,11 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::chain::Chain;
+use crate::devnode::Warmup;
 use crate::json::Json;
 use crate::obj;
 use crate::rpcparams::{code, RpcError};
 use crate::store::Store;
-use crate::warmup::Warmup;
 use crate::{rpcchain, rpcwallet};
 
 /// Largest request body accepted (Core's `MAX_SIZE` for HTTP bodies is 32 MB).

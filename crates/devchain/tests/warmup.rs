@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{http, Client};
-use devchain::warmup::WARMUP_STAGES;
+use devchain::devnode::WARMUP_STAGES;
 use devchain::{DevChain, DevChainConfig};
 use serde_json::{json, Value};
 

@@ -203,7 +203,7 @@ async fn waits_through_a_devchain_warmup() {
             assert!(e.is_transient());
             let message = e.to_string();
             assert!(
-                devchain::warmup::WARMUP_STAGES
+                devchain::devnode::WARMUP_STAGES
                     .iter()
                     .any(|s| message.ends_with(s)),
                 "{message}"
