@@ -1,11 +1,22 @@
 //! Running devchain in-process: [`DevChain::start`] opens (or creates) the
 //! chain, optionally pre-funds a wallet, writes the RPC cookie, serves
 //! JSON-RPC on a chosen address and mines on a timer.
+//!
+//! Optionally it models Bitcoin Core's start-up ("warm-up"), for clients
+//! that must wait for a node: from the moment its RPC server listens until
+//! it has loaded everything, Core answers every request (any method, known or not, on
+//! any path) with error `-28` (`RPC_IN_WARMUP`) and the current start-up
+//! step as the message; malformed requests still get their own errors.
+//!
+//! The messages are Core's `InitMessage` texts (`init.cpp`,
+//! `wallet/load.cpp`), with the Unicode ellipsis Core uses, in the order a
+//! Core 30 node shows them while starting with a wallet. A warm-up of
+//! duration `d` spends `d / 4` on each.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bitcoin::ScriptBuf;
 use tokio::net::TcpListener;
@@ -45,6 +56,11 @@ pub struct DevChainConfig {
     pub prefund: bool,
     /// Wallet created (or loaded) at start; blocks from the timer pay it.
     pub wallet: String,
+    /// Model Core's start-up: for this long after the RPC port opens, every
+    /// request is answered with error `-28` and Core's start-up message
+    /// (see [`Warmup`]), and the timer mines nothing. `None` (the
+    /// default) serves at once.
+    pub warmup: Option<Duration>,
 }
 
 impl Default for DevChainConfig {
@@ -57,6 +73,7 @@ impl Default for DevChainConfig {
             block_interval: None,
             prefund: false,
             wallet: DEFAULT_WALLET.to_string(),
+            warmup: None,
         }
     }
 }
@@ -102,7 +119,7 @@ impl DevChain {
         if config.prefund && chain.state().height() == 0 {
             chain.generate(PREFUND_BLOCKS, &mine_to)?;
         }
-        let node = Node::new(chain, store);
+        let node = Node::starting(chain, store, config.warmup.map(Warmup::new));
         node.with_chain(|_| ());
         let listener = TcpListener::bind(config.bind)
             .await
@@ -136,9 +153,11 @@ impl DevChain {
             let _ = miner_stop_tx.send(true);
             res
         });
+        let warmup_left = node.warmup_remaining();
         let miner = config.block_interval.map(|interval| {
             tokio::spawn(mine_on_timer(
                 node.clone(),
+                warmup_left + interval,
                 interval,
                 mine_to,
                 miner_stop_rx,
@@ -182,6 +201,12 @@ impl DevChain {
         self.cookie_path.as_deref()
     }
 
+    /// The start-up step RPC reports now (Core's `-28` message), or `None`
+    /// once devchain serves requests.
+    pub fn warmup_status(&self) -> Option<&'static str> {
+        self.node.warmup_status()
+    }
+
     /// Direct access to the chain, e.g. to mine without RPC.
     pub fn with_chain<T>(&self, f: impl FnOnce(&mut Chain) -> T) -> T {
         self.node.with_chain(f)
@@ -204,14 +229,15 @@ impl DevChain {
     }
 }
 
+/// Mines a block paying `script` every `interval`, the first after `first`.
 async fn mine_on_timer(
     node: Arc<Node>,
+    first: Duration,
     interval: Duration,
     script: ScriptBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -227,5 +253,63 @@ async fn mine_on_timer(
             Ok(Err(e)) => tracing::warn!(error = %e, "timer mining failed"),
             Err(e) => tracing::warn!(error = %e, "timer mining task failed"),
         }
+    }
+}
+
+/// Core's start-up steps as its RPC reports them during warm-up.
+pub const WARMUP_STAGES: [&str; 4] = [
+    "Loading banlist…",
+    "Loading block index…",
+    "Verifying blocks…",
+    "Loading wallet…",
+];
+
+/// A warm-up in progress: started at an instant, lasting a duration.
+#[derive(Debug, Clone, Copy)]
+pub struct Warmup {
+    start: Instant,
+    duration: Duration,
+}
+
+impl Warmup {
+    /// A warm-up starting now and lasting `duration`.
+    pub fn new(duration: Duration) -> Self {
+        Warmup {
+            start: Instant::now(),
+            duration,
+        }
+    }
+
+    /// The step Core would report now, or `None` once warm-up is over.
+    pub fn status(&self) -> Option<&'static str> {
+        let elapsed = self.start.elapsed();
+        if elapsed >= self.duration {
+            return None;
+        }
+        let stage = elapsed.as_nanos() * WARMUP_STAGES.len() as u128 / self.duration.as_nanos();
+        WARMUP_STAGES
+            .get(stage as usize)
+            .or(WARMUP_STAGES.last())
+            .copied()
+    }
+
+    /// Time left until warm-up ends (zero once it has).
+    pub fn remaining(&self) -> Duration {
+        self.duration.saturating_sub(self.start.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_cores_order_then_end() {
+        let w = Warmup::new(Duration::from_secs(3600));
+        assert_eq!(w.status(), Some("Loading banlist…"));
+        assert!(w.remaining() > Duration::from_secs(3000));
+        let over = Warmup::new(Duration::ZERO);
+        assert_eq!(over.status(), None);
+        assert_eq!(over.remaining(), Duration::ZERO);
     }
 }

@@ -12,24 +12,32 @@
 //! by `otsd --dev`.
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod block;
 pub mod chain;
 pub mod chainstate;
+pub mod cluster;
 pub mod descriptor;
 pub mod devnode;
 pub mod error;
 pub mod json;
 pub mod mempool;
+pub mod reorg;
 pub mod verify;
 pub mod wallet;
 pub mod walletops;
+pub mod wallettx;
 
 pub use chain::Chain;
 pub use devnode::{DevChain, DevChainConfig};
 pub use error::{Error, RejectClass, Result, TxReject};
 pub mod rpc;
 pub mod rpcchain;
+pub mod rpccoins;
+pub mod rpcmempool;
 pub mod rpcparams;
+pub mod rpcrawtx;
 pub mod rpcwallet;
+pub mod rpcwallettx;
 pub mod store;
 pub mod txjson;

@@ -3,11 +3,13 @@
 //! `/` and `/wallet/<name>`, single and batch requests, JSON-RPC 1.0/1.1
 //! legacy replies (`result` and `error` both present; HTTP 500 on error,
 //! 404 for -32601, 400 for -32600) and JSON-RPC 2.0 replies (HTTP 200, 204
-//! for notifications).
+//! for notifications). While the node warms up (see [`crate::devnode::Warmup`]) every
+//! well-formed request is answered with Core's `-28` error.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
@@ -18,6 +20,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::chain::Chain;
+use crate::devnode::Warmup;
 use crate::json::Json;
 use crate::obj;
 use crate::rpcparams::{code, RpcError};
@@ -29,18 +32,38 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// User name of cookie authentication (Core's `COOKIEAUTH_USER`).
 pub const COOKIE_USER: &str = "__cookie__";
 
-/// A chain plus its optional data directory, shared by the server and the miner.
+/// A chain plus its optional data directory, shared by the server and the
+/// miner, and the start-up it may still be going through.
 #[derive(Debug)]
 pub struct Node {
     inner: Mutex<(Chain, Option<Store>)>,
+    warmup: Option<Warmup>,
 }
 
 impl Node {
-    /// Wraps a chain (and the store it persists to, if any).
+    /// Wraps a chain (and the store it persists to, if any), ready at once.
     pub fn new(chain: Chain, store: Option<Store>) -> Arc<Node> {
+        Node::starting(chain, store, None)
+    }
+
+    /// Like [`Node::new`], but answering `-28` until `warmup` is over.
+    pub fn starting(chain: Chain, store: Option<Store>, warmup: Option<Warmup>) -> Arc<Node> {
         Arc::new(Node {
             inner: Mutex::new((chain, store)),
+            warmup,
         })
+    }
+
+    /// The start-up step RPC reports now, or `None` once the node is ready.
+    pub fn warmup_status(&self) -> Option<&'static str> {
+        self.warmup.as_ref().and_then(Warmup::status)
+    }
+
+    /// Time left until warm-up ends (zero when ready).
+    pub fn warmup_remaining(&self) -> Duration {
+        self.warmup
+            .as_ref()
+            .map_or(Duration::ZERO, Warmup::remaining)
     }
 
     /// Runs `f` on the chain, then persists whatever it changed.
@@ -356,6 +379,11 @@ fn execute(
                 "Params must be an array or object",
             )),
         );
+    }
+    // Core's `CRPCTable::execute`: warm-up is checked before the method is
+    // looked up, so unknown methods get -28 too.
+    if let Some(status) = node.warmup_status() {
+        return (v2, id_out, Err(RpcError::new(code::IN_WARMUP, status)));
     }
     let result = node.with_chain(|chain| {
         tracing::debug!(%method, "rpc");

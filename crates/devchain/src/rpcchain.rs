@@ -1,39 +1,36 @@
-//! Node (non-wallet) RPC methods: blockchain, raw transactions, mempool,
-//! mining, reorg control and network info. Reply shapes follow
-//! `bitcoin-cli help <method>` of Bitcoin Core 28-29; each handler names the
-//! help text it mirrors.
+//! Node (non-wallet) RPC methods: dispatch of every node method, and the
+//! blockchain, mining, reorg-control and network replies (raw transactions
+//! are in [`crate::rpcrawtx`], the mempool in [`crate::rpcmempool`]).
+//! Reply shapes follow
+//! `bitcoin-cli help <method>` of Bitcoin Core 28-30, checked against a
+//! Core master (v30.99) node by `tests/bitcoind_compare.rs`; fields a later
+//! version added are served too, so 28-30 clients and newer ones both
+//! parse the replies. Each handler names the help text and version it
+//! mirrors.
 
 use std::str::FromStr;
 
 use bitcoin::consensus::encode::{deserialize, serialize_hex};
-use bitcoin::{
-    absolute, transaction, Address, Amount, Block, Network, OutPoint, ScriptBuf, Sequence,
-    Transaction, TxIn, TxOut, Witness,
-};
+use bitcoin::{Address, Block, Network};
 use serde_json::Value;
 
 use crate::block::MAX_BLOCK_WEIGHT;
 use crate::chain::{Chain, MAX_CONF_TARGET};
-use crate::chainstate::Coin;
-use crate::error::{Error, RejectClass};
+use crate::error::Error;
 use crate::json::Json;
-use crate::mempool::{
-    fee_rate, AcceptOptions, INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MIN_RELAY_FEE_SAT_PER_KVB,
-};
+use crate::mempool::{INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MIN_RELAY_FEE_SAT_PER_KVB};
 use crate::obj;
-use crate::rpcparams::{code, decode_tx, tx_reject_error, Params, RpcError, RpcResult};
+use crate::rpcmempool::{mempool_entry, mempool_info, send_raw, test_accept};
+use crate::rpcparams::{code, decode_tx, Params, RpcError, RpcResult};
+use crate::rpcrawtx::{create_raw, raw_transaction, txout};
 use crate::txjson;
 
-/// `sendrawtransaction`/`testmempoolaccept` default `maxfeerate`: 0.10 BTC/kvB.
-pub const DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB: u64 = 10_000_000;
 /// Tip age beyond which Core reports initial block download (`-maxtipage`).
 pub const MAX_TIP_AGE_SECS: u64 = 24 * 60 * 60;
 /// Core version devchain reports in `getnetworkinfo`.
 pub const REPORTED_VERSION: i64 = 280_000;
 /// Protocol version reported in `getnetworkinfo`.
 pub const PROTOCOL_VERSION: i64 = 70_016;
-/// Largest package `testmempoolaccept` takes (`MAX_PACKAGE_COUNT`).
-pub const MAX_PACKAGE_COUNT: usize = 25;
 
 /// Parses a regtest address as Core's `DecodeDestination` would accept it.
 pub fn parse_address(s: &str) -> Option<Address> {
@@ -95,7 +92,8 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
             let verbose = p.bool(0)?.unwrap_or(false);
             let entries = chain.mempool().entries();
             if verbose {
-                Ok(Json::Obj(entries.iter().map(|e| (e.txid.to_string(), mempool_entry(chain, &e.txid))).collect()))
+                let chunks = chain.mempool().all_chunks();
+                Ok(Json::Obj(entries.iter().map(|e| (e.txid.to_string(), mempool_entry(chain, &e.txid, chunks.get(&e.txid)))).collect()))
             } else {
                 let ids = Json::Arr(entries.iter().map(|e| Json::from(e.txid.to_string())).collect());
                 if p.bool(1)?.unwrap_or(false) {
@@ -110,7 +108,7 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
             if chain.mempool().get(&txid).is_none() {
                 return Err(RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"));
             }
-            Ok(mempool_entry(chain, &txid))
+            Ok(mempool_entry(chain, &txid, None))
         }),
         "getmempoolinfo" => p(&[], 0).map(|_| mempool_info(chain)),
         "estimatesmartfee" => p(&["conf_target", "estimate_mode"], 1).and_then(|p| {
@@ -210,6 +208,7 @@ fn blockchain_info(chain: &Chain) -> Json {
     }
 }
 
+/// help getchaintips (Core 28-30, unchanged in master).
 fn chain_tips(chain: &Chain) -> Json {
     let s = chain.state();
     let mut tips = s.tips();
@@ -237,342 +236,7 @@ fn chain_tips(chain: &Chain) -> Json {
     )
 }
 
-/// `getrawtransaction` (devchain keeps a full transaction index, like `-txindex`).
-fn raw_transaction(chain: &Chain, p: &Params) -> RpcResult<Json> {
-    let txid = p.txid(0, "parameter 1")?;
-    let verbosity = p.verbosity(1, 0)?;
-    let genesis = chain
-        .state()
-        .entry(&chain.state().active_hashes()[0])
-        .map(|e| e.block.txdata[0].compute_txid());
-    if Some(txid) == genesis {
-        return Err(RpcError::new(
-            code::INVALID_ADDRESS_OR_KEY,
-            "The genesis block coinbase is not considered an ordinary transaction and cannot be retrieved",
-        ));
-    }
-    let in_block = if let Some(bh) = p.get(2) {
-        let bh = crate::rpcparams::parse_hash(bh, "parameter 3")?;
-        let e = chain
-            .state()
-            .entry(&bh)
-            .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block hash not found"))?;
-        let pos = e.block.txdata.iter().position(|t| t.compute_txid() == txid).ok_or_else(|| {
-            RpcError::new(code::INVALID_ADDRESS_OR_KEY, "No such transaction found in the provided block. Use gettransaction for wallet transactions.")
-        })?;
-        Some((e, pos))
-    } else {
-        chain.state().find_tx(&txid)
-    };
-    let not_found = || {
-        RpcError::new(code::INVALID_ADDRESS_OR_KEY, "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.")
-    };
-    let (tx, block) = match in_block {
-        Some((e, pos)) => (e.block.txdata[pos].clone(), Some((e, pos))),
-        None => (
-            chain
-                .mempool()
-                .get(&txid)
-                .map(|m| m.tx.clone())
-                .ok_or_else(not_found)?,
-            None,
-        ),
-    };
-    if verbosity <= 0 {
-        return Ok(Json::from(serialize_hex(&tx)));
-    }
-    let prevouts: Option<Vec<Coin>> = if verbosity >= 2 {
-        match block {
-            Some((e, pos)) if !tx.is_coinbase() => chain.state().block_undo(&e.hash).map(|u| {
-                let skip: usize = e.block.txdata[1..pos].iter().map(|t| t.input.len()).sum();
-                u[skip..skip + tx.input.len()]
-                    .iter()
-                    .map(|(_, c)| c.clone())
-                    .collect()
-            }),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    let mut o = txjson::tx(&tx, prevouts.as_deref(), verbosity >= 2, true);
-    if let Some((e, _)) = block {
-        o.push("blockhash", e.hash.to_string());
-        let conf = chain.state().confirmations(&e.hash);
-        if conf > 0 {
-            o.push("confirmations", conf);
-            o.push("time", e.block.header.time);
-            o.push("blocktime", e.block.header.time);
-        } else {
-            o.push("confirmations", 0);
-        }
-    }
-    Ok(o)
-}
-
-fn create_raw(p: &Params) -> RpcResult<Json> {
-    let inputs = p.array(0)?.cloned().unwrap_or_default();
-    let locktime = p.int(2)?.unwrap_or(0);
-    let lock = u32::try_from(locktime).map_err(|_| {
-        RpcError::new(
-            code::INVALID_PARAMETER,
-            "Invalid parameter, locktime out of range",
-        )
-    })?;
-    let rbf = p.bool(3)?.unwrap_or(false);
-    let mut tx_in = Vec::new();
-    for i in &inputs {
-        let txid = crate::rpcparams::parse_hash(i.get("txid").unwrap_or(&Value::Null), "txid")?;
-        let vout = i.get("vout").and_then(Value::as_u64).ok_or_else(|| {
-            RpcError::new(
-                code::INVALID_PARAMETER,
-                "Invalid parameter, missing vout key",
-            )
-        })?;
-        let default_seq = if rbf {
-            0xffff_fffd
-        } else if lock != 0 {
-            0xffff_fffe
-        } else {
-            0xffff_ffff
-        };
-        let seq = i
-            .get("sequence")
-            .and_then(Value::as_u64)
-            .unwrap_or(default_seq);
-        tx_in.push(TxIn {
-            previous_output: OutPoint {
-                txid,
-                vout: vout as u32,
-            },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence(seq as u32),
-            witness: Witness::new(),
-        });
-    }
-    let pairs: Vec<(String, Value)> = match p.get(1) {
-        Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_object)
-            .flat_map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())))
-            .collect(),
-        _ => {
-            return Err(RpcError::new(
-                code::INVALID_PARAMETER,
-                "Invalid parameter, output argument must be non-null",
-            ))
-        }
-    };
-    let mut outputs = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in pairs {
-        if k == "data" {
-            let data = v
-                .as_str()
-                .and_then(|s| hex::decode(s).ok())
-                .ok_or_else(|| {
-                    RpcError::new(code::INVALID_PARAMETER, "Data must be hexadecimal string")
-                })?;
-            let push = bitcoin::script::PushBytesBuf::try_from(data)
-                .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "Data too large"))?;
-            outputs.push(TxOut {
-                value: Amount::ZERO,
-                script_pubkey: ScriptBuf::new_op_return(push),
-            });
-            continue;
-        }
-        let addr = parse_address(&k).ok_or_else(|| {
-            RpcError::new(
-                code::INVALID_ADDRESS_OR_KEY,
-                format!("Invalid Bitcoin address: {k}"),
-            )
-        })?;
-        if !seen.insert(k.clone()) {
-            return Err(RpcError::new(
-                code::INVALID_PARAMETER,
-                format!("Invalid parameter, duplicated address: {k}"),
-            ));
-        }
-        outputs.push(TxOut {
-            value: crate::rpcparams::amount_from_value(&v)?,
-            script_pubkey: addr.script_pubkey(),
-        });
-    }
-    let tx = Transaction {
-        version: transaction::Version::TWO,
-        lock_time: absolute::LockTime::from_consensus(lock),
-        input: tx_in,
-        output: outputs,
-    };
-    Ok(Json::from(serialize_hex(&tx)))
-}
-
-fn txout(chain: &Chain, p: &Params) -> RpcResult<Json> {
-    let txid = p.txid(0, "txid")?;
-    let vout = p.int(1)?.unwrap_or(0);
-    let op = OutPoint {
-        txid,
-        vout: vout.clamp(0, i64::from(u32::MAX)) as u32,
-    };
-    let include_mempool = p.bool(2)?.unwrap_or(true);
-    let best = chain.state().tip().hash.to_string();
-    if include_mempool {
-        if chain.mempool().spender(&op).is_some() {
-            return Ok(Json::Null);
-        }
-        if let Some(out) = chain.mempool().output(&op) {
-            return Ok(
-                obj! { "bestblock" => best, "confirmations" => 0, "value" => out.value, "scriptPubKey" => txjson::script_pubkey(&out.script_pubkey), "coinbase" => false },
-            );
-        }
-    }
-    Ok(match chain.state().coin(&op) {
-        None => Json::Null,
-        Some(c) => obj! {
-            "bestblock" => best,
-            "confirmations" => chain.state().height() - c.height + 1,
-            "value" => c.output.value,
-            "scriptPubKey" => txjson::script_pubkey(&c.output.script_pubkey),
-            "coinbase" => c.is_coinbase,
-        },
-    })
-}
-
-fn max_fee_rate(p: &Params, i: usize) -> RpcResult<u64> {
-    Ok(p.amount(i)?
-        .map_or(DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB, |a| a.to_sat()))
-}
-
-fn send_raw(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
-    let tx = decode_tx(p.req_str(0)?)?;
-    let opts = AcceptOptions {
-        max_fee_rate: Some(max_fee_rate(p, 1)?),
-        max_burn: p.amount(2)?.unwrap_or(Amount::ZERO),
-        ..AcceptOptions::default()
-    };
-    let txid = tx.compute_txid();
-    match chain.accept_tx(tx, &opts) {
-        Ok(a) => Ok(Json::from(a.txid.to_string())),
-        // Core's BroadcastTransaction treats a known transaction as success.
-        Err(r)
-            if r.class == RejectClass::AlreadyInMempool && r.reason == "txn-already-in-mempool" =>
-        {
-            Ok(Json::from(txid.to_string()))
-        }
-        Err(r) => Err(tx_reject_error(&r)),
-    }
-}
-
-fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
-    let raw = p.array(0)?.cloned().unwrap_or_default();
-    if raw.is_empty() || raw.len() > MAX_PACKAGE_COUNT {
-        return Err(RpcError::new(
-            code::INVALID_PARAMETER,
-            format!("Array must contain between 1 and {MAX_PACKAGE_COUNT} transactions."),
-        ));
-    }
-    let txs: Vec<Transaction> = raw
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .ok_or_else(|| {
-                    RpcError::new(code::TYPE_ERROR, "JSON value is not a string as expected")
-                })
-                .and_then(decode_tx)
-        })
-        .collect::<RpcResult<_>>()?;
-    let opts = AcceptOptions {
-        max_fee_rate: Some(max_fee_rate(p, 1)?),
-        ..AcceptOptions::default()
-    };
-    let results = chain.test_accept_many(txs.clone(), &opts);
-    Ok(Json::Arr(
-        txs.iter()
-            .zip(results)
-            .map(|(tx, r)| {
-                let mut o = obj! { "txid" => tx.compute_txid().to_string(), "wtxid" => tx.compute_wtxid().to_string() };
-                match r {
-                    Ok(a) => {
-                        o.push("allowed", true);
-                        o.push("vsize", a.vsize);
-                        o.push("fees", obj! {
-                            "base" => a.fee,
-                            "effective-feerate" => Json::Amount(fee_rate(a.fee, a.vsize) as i64),
-                            "effective-includes" => vec![a.wtxid.to_string()],
-                        });
-                    }
-                    Err(rej) => {
-                        o.push("allowed", false);
-                        let reason = match rej.class {
-                            RejectClass::MissingInputs => "missing-inputs".to_string(),
-                            _ => rej.reason.clone(),
-                        };
-                        o.push("reject-reason", reason);
-                        o.push("reject-details", rej.message());
-                    }
-                }
-                o
-            })
-            .collect(),
-    ))
-}
-
-/// Core's `entryToJSON` (Core 28: no deprecated top-level fee fields).
-pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid) -> Json {
-    let m = chain.mempool();
-    let Some(e) = m.get(txid) else {
-        return Json::Null;
-    };
-    let anc = m.ancestors(txid);
-    let desc = m.descendants(txid);
-    let sum = |set: &std::collections::HashSet<bitcoin::Txid>,
-               f: &dyn Fn(&crate::mempool::MempoolEntry) -> u64|
-     -> u64 { set.iter().filter_map(|t| m.get(t)).map(f).sum() };
-    let fee_of = |x: &crate::mempool::MempoolEntry| x.fee.to_sat();
-    let size_of = |x: &crate::mempool::MempoolEntry| x.vsize;
-    obj! {
-        "vsize" => e.vsize,
-        "weight" => e.weight,
-        "time" => e.time,
-        "height" => e.height,
-        "descendantcount" => desc.len() + 1,
-        "descendantsize" => e.vsize + sum(&desc, &size_of),
-        "ancestorcount" => anc.len() + 1,
-        "ancestorsize" => e.vsize + sum(&anc, &size_of),
-        "wtxid" => e.wtxid.to_string(),
-        "fees" => obj! {
-            "base" => e.fee,
-            "modified" => e.fee,
-            "ancestor" => Json::Amount((e.fee.to_sat() + sum(&anc, &fee_of)) as i64),
-            "descendant" => Json::Amount((e.fee.to_sat() + sum(&desc, &fee_of)) as i64),
-        },
-        "depends" => m.parents(txid).iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-        "spentby" => m.children(txid).iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-        "bip125-replaceable" => m.signals_rbf(txid),
-        "unbroadcast" => false,
-    }
-}
-
-fn mempool_info(chain: &Chain) -> Json {
-    let entries = chain.mempool().entries();
-    let bytes: u64 = entries.iter().map(|e| e.vsize).sum();
-    let fee: Amount = entries.iter().map(|e| e.fee).sum();
-    obj! {
-        "loaded" => true,
-        "size" => entries.len(),
-        "bytes" => bytes,
-        "usage" => entries.iter().map(|e| e.weight).sum::<u64>(),
-        "total_fee" => fee,
-        "maxmempool" => 300_000_000u64,
-        "mempoolminfee" => Json::Amount(MIN_RELAY_FEE_SAT_PER_KVB as i64),
-        "minrelaytxfee" => Json::Amount(MIN_RELAY_FEE_SAT_PER_KVB as i64),
-        "incrementalrelayfee" => Json::Amount(INCREMENTAL_RELAY_FEE_SAT_PER_KVB as i64),
-        "unbroadcastcount" => 0,
-        "fullrbf" => true,
-    }
-}
-
+/// help generateblock (Core 28-30): `{hash}`, plus `hex` when not submitted.
 fn generate_block(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
     let addr = parse_address(p.req_str(0)?).ok_or_else(|| {
         RpcError::new(
@@ -629,6 +293,8 @@ fn generate_block(chain: &mut Chain, p: &Params) -> RpcResult<Json> {
     }
 }
 
+/// help getnetworkinfo (Core 28-30 field set; devchain has no peers, so
+/// `networks` and `localaddresses` are empty).
 fn network_info() -> Json {
     obj! {
         "version" => REPORTED_VERSION,

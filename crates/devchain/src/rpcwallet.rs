@@ -1,10 +1,14 @@
 //! Wallet RPC methods, served on `/` (when exactly one wallet is loaded)
-//! and `/wallet/<name>`. Reply shapes follow `bitcoin-cli help <method>` of
-//! Bitcoin Core 28-29 descriptor wallets.
+//! and `/wallet/<name>`: wallet resolution, dispatch, and the wallet
+//! lifecycle, address, balance, status and payment replies (addresses,
+//! coins and signing are in [`crate::rpccoins`], transactions in
+//! [`crate::rpcwallettx`]). Reply shapes follow `bitcoin-cli help <method>` of
+//! Bitcoin Core 28-30 descriptor wallets, checked against a Core master
+//! (v30.99) node by `tests/bitcoind_compare.rs`. Where versions differ the
+//! reply is the union (fields later versions added, and fields Core 30
+//! removed that 28-29 clients still read); each handler names its version.
 
-use bitcoin::consensus::encode::serialize_hex;
-use bitcoin::sighash::EcdsaSighashType;
-use bitcoin::{Amount, OutPoint, ScriptBuf, TxOut};
+use bitcoin::Amount;
 use serde_json::Value;
 
 use crate::chain::Chain;
@@ -12,11 +16,10 @@ use crate::error::Error;
 use crate::json::Json;
 use crate::obj;
 use crate::rpcchain::parse_address;
-use crate::rpcparams::{
-    amount_from_value, code, decode_tx, parse_hash, Params, RpcError, RpcResult,
-};
+use crate::rpccoins::{address_info, list_unspent, sign_raw};
+use crate::rpcparams::{code, Params, RpcError, RpcResult};
+use crate::rpcwallettx::{list_transactions, transaction_json};
 use crate::wallet::AddressType;
-use crate::walletops::{Detail, WalletTxView};
 
 /// Core's `walletversion` for descriptor wallets (`FEATURE_LATEST`).
 pub const WALLET_VERSION: i64 = 169_900;
@@ -194,6 +197,7 @@ fn call(
             let p = p(&["address"], 1)?;
             address_info(chain, w, p.req_str(0)?)
         }
+        // help getbalance (Core 28-30): a bare amount.
         "getbalance" => {
             let p = p(&["dummy", "minconf", "include_watchonly", "avoid_reuse"], 0)?;
             if let Some(d) = p.get(0) {
@@ -216,10 +220,10 @@ fn call(
         "getbalances" => {
             p(&[], 0)?;
             let b = chain.balances(w);
-            let tip = chain.state().tip();
+            // help getbalances (Core 26+: `lastprocessedblock`; no watchonly since 30).
             Ok(obj! {
                 "mine" => obj! { "trusted" => b.trusted, "untrusted_pending" => b.untrusted_pending, "immature" => b.immature },
-                "lastprocessedblock" => obj! { "hash" => tip.hash.to_string(), "height" => tip.height },
+                "lastprocessedblock" => last_processed_block(chain),
             })
         }
         "listunspent" => {
@@ -235,6 +239,7 @@ fn call(
             )?;
             list_unspent(chain, w, &p)
         }
+        // help gettransaction: see `transaction_json`.
         "gettransaction" => {
             let p = p(&["txid", "include_watchonly", "verbose"], 1)?;
             let txid = p.txid(0, "txid")?;
@@ -244,41 +249,15 @@ fn call(
                     "Invalid or non-wallet transaction id",
                 )
             })?;
-            Ok(transaction_json(&v, p.bool(2)?.unwrap_or(false)))
+            let mut o = transaction_json(&v, p.bool(2)?.unwrap_or(false));
+            o.push("lastprocessedblock", last_processed_block(chain));
+            Ok(o)
         }
+        // help listtransactions (Core 28-30 and master): rows as
+        // `detail_json` with the transaction fields; see `list_transactions`.
         "listtransactions" => {
             let p = p(&["label", "count", "skip", "include_watchonly"], 0)?;
-            let label = p.str(0)?.filter(|l| *l != "*").map(str::to_string);
-            let count = p.int(1)?.unwrap_or(LISTTRANSACTIONS_DEFAULT_COUNT);
-            let skip = p.int(2)?.unwrap_or(0);
-            if count < 0 {
-                return Err(RpcError::new(code::INVALID_PARAMETER, "Negative count"));
-            }
-            if skip < 0 {
-                return Err(RpcError::new(code::INVALID_PARAMETER, "Negative from"));
-            }
-            let txids = chain.wallet(w).map(|x| x.txids()).unwrap_or_default();
-            let mut rows = Vec::new();
-            for t in txids {
-                let Some(v) = chain.wallet_tx(w, &t) else {
-                    continue;
-                };
-                for d in &v.details {
-                    if label
-                        .as_ref()
-                        .is_some_and(|l| d.label.as_deref() != Some(l.as_str()))
-                    {
-                        continue;
-                    }
-                    let mut o = detail_json(d, true);
-                    append_tx_fields(&v, &mut o);
-                    rows.push(o);
-                }
-            }
-            // Core returns the most recent `count` rows after skipping `skip` from the end, oldest first.
-            let end = rows.len().saturating_sub(skip as usize);
-            let start = end.saturating_sub(count as usize);
-            Ok(Json::Arr(rows[start..end].to_vec()))
+            list_transactions(chain, w, &p)
         }
         "signrawtransactionwithwallet" => {
             let p = p(&["hexstring", "prevtxs", "sighashtype"], 1)?;
@@ -293,7 +272,16 @@ fn call(
                 )
             })?;
             let b = chain.balances(w);
-            let tip = chain.state().tip();
+            // help getwalletinfo: Core 28-29 fields (30 dropped `balance`,
+            // `unconfirmed_balance` and `immature_balance`; kept here for
+            // 28-29 clients) plus `flags` from Core master (after 30.0).
+            let flags = WalletFlags {
+                avoid_reuse: false,
+                blank: false,
+                disable_private_keys: false,
+                descriptors: true,
+                external_signer: false,
+            };
             Ok(obj! {
                 "walletname" => wallet.name(),
                 "walletversion" => WALLET_VERSION,
@@ -305,14 +293,15 @@ fn call(
                 "keypoolsize" => KEYPOOL_SIZE,
                 "keypoolsize_hd_internal" => KEYPOOL_SIZE,
                 "paytxfee" => Json::Amount(0),
-                "private_keys_enabled" => true,
-                "avoid_reuse" => false,
+                "private_keys_enabled" => !flags.disable_private_keys,
+                "avoid_reuse" => flags.avoid_reuse,
                 "scanning" => false,
-                "descriptors" => true,
-                "external_signer" => false,
-                "blank" => false,
+                "descriptors" => flags.descriptors,
+                "external_signer" => flags.external_signer,
+                "blank" => flags.blank,
                 "birthtime" => wallet.birthtime(),
-                "lastprocessedblock" => obj! { "hash" => tip.hash.to_string(), "height" => tip.height },
+                "flags" => flags.names(),
+                "lastprocessedblock" => last_processed_block(chain),
             })
         }
         "sendtoaddress" => {
@@ -367,290 +356,38 @@ fn call(
     }
 }
 
-fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {
-    let addr = parse_address(s)
-        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid address"))?;
-    let spk = addr.script_pubkey();
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
-    let key = wallet.key(&spk);
-    let mut o = obj! {
-        "address" => addr.to_string(),
-        "scriptPubKey" => hex::encode(spk.as_bytes()),
-        "ismine" => key.is_some(),
-        "solvable" => key.is_some(),
-    };
-    if let Some(k) = key {
-        o.push("desc", wallet.descriptor(k));
-        o.push("parent_desc", wallet.parent_descriptor(k.kind, k.change));
-    }
-    o.push("iswatchonly", false);
-    o.push("isscript", spk.is_p2sh() || spk.is_p2wsh());
-    o.push("iswitness", spk.witness_version().is_some());
-    if let Some(v) = spk.witness_version() {
-        o.push("witness_version", v.to_num());
-        o.push("witness_program", hex::encode(&spk.as_bytes()[2..]));
-    }
-    if let Some(k) = key {
-        match k.kind {
-            AddressType::Bech32 => o.push("pubkey", k.pubkey.to_string()),
-            AddressType::Bech32m => {}
-        }
-        o.push("ischange", k.change);
-        o.push("timestamp", wallet.birthtime());
-        o.push("hdkeypath", wallet.hd_key_path(k));
-        o.push("hdseedid", "0000000000000000000000000000000000000000");
-        o.push("hdmasterfingerprint", wallet.fingerprint().to_string());
-        o.push(
-            "labels",
-            if k.label.is_empty() && k.change {
-                Vec::<String>::new()
-            } else {
-                vec![k.label.clone()]
-            },
-        );
-    } else {
-        o.push("ischange", false);
-        o.push("labels", Vec::<String>::new());
-    }
-    Ok(o)
+/// `lastprocessedblock` of `getbalances`, `gettransaction` and
+/// `getwalletinfo` (Core 26+): the block the wallet has synced to.
+fn last_processed_block(chain: &Chain) -> Json {
+    let tip = chain.state().tip();
+    obj! { "hash" => tip.hash.to_string(), "height" => tip.height }
 }
 
-fn list_unspent(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
-    let minconf = p.int(0)?.unwrap_or(1);
-    let maxconf = p.int(1)?.unwrap_or(LISTUNSPENT_MAX_CONF);
-    let mut filter = Vec::new();
-    for a in p.array(2)?.cloned().unwrap_or_default() {
-        let s = a.as_str().unwrap_or_default().to_string();
-        let addr = parse_address(&s).ok_or_else(|| {
-            RpcError::new(
-                code::INVALID_ADDRESS_OR_KEY,
-                format!("Invalid Bitcoin address: {s}"),
-            )
-        })?;
-        filter.push(addr.script_pubkey());
-    }
-    let include_unsafe = p.bool(3)?.unwrap_or(true);
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
-    let mut out = Vec::new();
-    for c in chain.wallet_coins(w) {
-        let conf = i64::from(c.confirmations);
-        if c.is_immature() || conf < minconf || conf > maxconf || (!c.safe && !include_unsafe) {
-            continue;
-        }
-        if !filter.is_empty() && !filter.contains(&c.output.script_pubkey) {
-            continue;
-        }
-        let Some(k) = wallet.key(&c.output.script_pubkey) else {
-            continue;
-        };
-        let mut o = obj! {
-            "txid" => c.outpoint.txid.to_string(),
-            "vout" => c.outpoint.vout,
-            "address" => k.address.to_string(),
-        };
-        if !k.change {
-            o.push("label", k.label.clone());
-        }
-        o.push(
-            "scriptPubKey",
-            hex::encode(c.output.script_pubkey.as_bytes()),
-        );
-        o.push("amount", c.output.value);
-        o.push("confirmations", c.confirmations);
-        if c.confirmations == 0 {
-            let m = chain.mempool();
-            o.push("ancestorcount", m.ancestors(&c.outpoint.txid).len() + 1);
-        }
-        o.push("spendable", true);
-        o.push("solvable", true);
-        o.push("desc", wallet.descriptor(k));
-        o.push(
-            "parent_descs",
-            vec![wallet.parent_descriptor(k.kind, k.change)],
-        );
-        o.push("safe", c.safe);
-        out.push(o);
-    }
-    Ok(Json::Arr(out))
+/// Core's wallet flags (`WALLET_FLAG_*`) as `getwalletinfo` lists them.
+struct WalletFlags {
+    avoid_reuse: bool,
+    blank: bool,
+    disable_private_keys: bool,
+    descriptors: bool,
+    external_signer: bool,
 }
 
-fn detail_json(d: &Detail, with_abandoned: bool) -> Json {
-    let mut o = obj! {};
-    if let Some(a) = &d.address {
-        o.push("address", a.clone());
+impl WalletFlags {
+    /// Names in Core's bit order (`WALLET_FLAG_TO_STRING`). A descriptor
+    /// wallet with keys caches its last hardened xpubs at creation, hence
+    /// `last_hardened_xpub_cached`.
+    fn names(&self) -> Vec<&'static str> {
+        let xpub_cached = self.descriptors && !self.disable_private_keys && !self.blank;
+        [
+            (self.avoid_reuse, "avoid_reuse"),
+            (xpub_cached, "last_hardened_xpub_cached"),
+            (self.disable_private_keys, "disable_private_keys"),
+            (self.blank, "blank"),
+            (self.descriptors, "descriptor_wallet"),
+            (self.external_signer, "external_signer"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
     }
-    o.push("category", d.category);
-    o.push("amount", Json::Amount(d.amount.to_sat()));
-    if let Some(l) = &d.label {
-        o.push("label", l.clone());
-    }
-    o.push("vout", d.vout);
-    if let Some(f) = d.fee {
-        o.push("fee", Json::Amount(f.to_sat()));
-        if with_abandoned {
-            o.push("abandoned", false);
-        }
-    }
-    o
-}
-
-/// Core's `WalletTxToJSON` fields shared by `gettransaction` and `listtransactions`.
-fn append_tx_fields(v: &WalletTxView, o: &mut Json) {
-    o.push("confirmations", v.confirmations);
-    if v.generated {
-        o.push("generated", true);
-    }
-    if v.confirmations == 0 {
-        o.push("trusted", v.trusted);
-    }
-    if let Some((hash, height, index, time)) = v.block {
-        o.push("blockhash", hash.to_string());
-        o.push("blockheight", height);
-        o.push("blockindex", index);
-        o.push("blocktime", time);
-    }
-    o.push("txid", v.txid.to_string());
-    o.push("wtxid", v.wtxid.to_string());
-    o.push(
-        "walletconflicts",
-        v.conflicts
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>(),
-    );
-    o.push("mempoolconflicts", Json::Arr(vec![]));
-    o.push(
-        "time",
-        v.block.map_or(v.time_received, |b| {
-            v.time_received.min(u64::from(b.3)).max(1)
-        }),
-    );
-    o.push("timereceived", v.time_received);
-    o.push("bip125-replaceable", v.replaceable);
-}
-
-fn transaction_json(v: &WalletTxView, verbose: bool) -> Json {
-    let mut o = obj! { "amount" => Json::Amount(v.amount.to_sat()) };
-    if let Some(f) = v.fee {
-        o.push("fee", Json::Amount(f.to_sat()));
-    }
-    append_tx_fields(v, &mut o);
-    o.push(
-        "details",
-        v.details
-            .iter()
-            .map(|d| detail_json(d, true))
-            .collect::<Vec<_>>(),
-    );
-    o.push("hex", serialize_hex(&v.tx));
-    if verbose {
-        o.push("decoded", crate::txjson::tx(&v.tx, None, false, false));
-    }
-    o
-}
-
-fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
-    let tx = decode_tx(p.req_str(0)?)?;
-    let mut extra: Vec<(OutPoint, TxOut)> = Vec::new();
-    for prev in p.array(1)?.cloned().unwrap_or_default() {
-        let txid = parse_hash(prev.get("txid").unwrap_or(&Value::Null), "txid")?;
-        let vout = prev
-            .get("vout")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| RpcError::new(code::DESERIALIZATION_ERROR, "vout must be positive"))?;
-        let spk = prev
-            .get("scriptPubKey")
-            .and_then(Value::as_str)
-            .and_then(|s| hex::decode(s).ok())
-            .ok_or_else(|| {
-                RpcError::new(
-                    code::DESERIALIZATION_ERROR,
-                    "scriptPubKey must be hexadecimal string",
-                )
-            })?;
-        let amount = amount_from_value(prev.get("amount").unwrap_or(&Value::Null))
-            .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "Missing amount"))?;
-        extra.push((
-            OutPoint {
-                txid,
-                vout: vout as u32,
-            },
-            TxOut {
-                value: amount,
-                script_pubkey: ScriptBuf::from(spk),
-            },
-        ));
-    }
-    let sighash = match p.str(2)? {
-        None | Some("DEFAULT") => None,
-        Some(s) => Some(match s {
-            "ALL" => EcdsaSighashType::All,
-            "NONE" => EcdsaSighashType::None,
-            "SINGLE" => EcdsaSighashType::Single,
-            "ALL|ANYONECANPAY" => EcdsaSighashType::AllPlusAnyoneCanPay,
-            "NONE|ANYONECANPAY" => EcdsaSighashType::NonePlusAnyoneCanPay,
-            "SINGLE|ANYONECANPAY" => EcdsaSighashType::SinglePlusAnyoneCanPay,
-            other => {
-                return Err(RpcError::new(
-                    code::INVALID_PARAMETER,
-                    format!("'{other}' is not a valid sighash parameter."),
-                ))
-            }
-        }),
-    };
-    let prevouts: Vec<Option<TxOut>> = tx
-        .input
-        .iter()
-        .map(|i| {
-            let op = i.previous_output;
-            extra
-                .iter()
-                .find(|(o, _)| *o == op)
-                .map(|(_, t)| t.clone())
-                .or_else(|| chain.state().coin(&op).map(|c| c.output.clone()))
-                .or_else(|| {
-                    if chain.mempool().spender(&op).is_none() {
-                        chain.mempool().output(&op).cloned()
-                    } else {
-                        None
-                    }
-                })
-        })
-        .collect();
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
-    let (signed, errors) = wallet.sign(&tx, &prevouts, sighash);
-    let mut o = obj! { "hex" => serialize_hex(&signed), "complete" => errors.is_empty() };
-    if !errors.is_empty() {
-        let errs: Vec<Json> = errors
-            .iter()
-            .map(|(i, e)| {
-                let input = &signed.input[*i];
-                obj! {
-                    "txid" => input.previous_output.txid.to_string(),
-                    "vout" => input.previous_output.vout,
-                    "witness" => input.witness.iter().map(hex::encode).collect::<Vec<_>>(),
-                    "scriptSig" => hex::encode(input.script_sig.as_bytes()),
-                    "sequence" => input.sequence.to_consensus_u32(),
-                    "error" => e.clone(),
-                }
-            })
-            .collect();
-        o.push("errors", Json::Arr(errs));
-    }
-    Ok(o)
 }

@@ -60,8 +60,18 @@ fn compare(path: &str, core: &Value, dev: &Value, out: &mut Vec<String>) {
             }
         }
         (Value::Array(c), Value::Array(d)) => {
-            if let (Some(cv), Some(dv)) = (c.first(), d.first()) {
-                compare(&format!("{path}[0]"), cv, dv, out);
+            // Every element both sides have, not only the first: the
+            // entries of one reply can differ in shape (e.g. the `send` and
+            // `receive` rows of `gettransaction.details`).
+            if c.len() != d.len() {
+                println!(
+                    "note: {path} has {} elements in core, {} in devchain",
+                    c.len(),
+                    d.len()
+                );
+            }
+            for (i, (cv, dv)) in c.iter().zip(d).enumerate() {
+                compare(&format!("{path}[{i}]"), cv, dv, out);
             }
         }
         _ => {}
@@ -101,10 +111,16 @@ fn sequence(c: &Client) -> Vec<(String, Value)> {
     );
     let txid = w.call("sendrawtransaction", json!([signed["hex"]]));
     push("getmempoolentry", w.call("getmempoolentry", json!([txid])));
-    push(
-        "getrawmempool_verbose",
-        w.call("getrawmempool", json!([true])),
-    );
+    // `getrawmempool true` is keyed by txid, and the txids differ between
+    // the two nodes: compare the entry under this run's own txid.
+    let pool = w.call("getrawmempool", json!([true]));
+    let pool = pool.as_object().expect("getrawmempool true: an object");
+    assert_eq!(pool.len(), 1, "getrawmempool true: one entry");
+    let entry = pool
+        .get(txid.as_str().unwrap())
+        .cloned()
+        .expect("getrawmempool true: keyed by the sent txid");
+    push("getrawmempool_verbose[txid]", entry);
     push(
         "gettransaction_unconfirmed",
         w.call("gettransaction", json!([txid])),

@@ -179,6 +179,12 @@ fn every_rpc_has_core_reply_shape() {
     ] {
         assert!(wi.get(k).is_some(), "getwalletinfo lacks {k}: {wi}");
     }
+    // Core master (after 30.0) lists the wallet flags.
+    assert_eq!(
+        wi["flags"],
+        json!(["last_hardened_xpub_cached", "descriptor_wallet"])
+    );
+    assert_eq!(wi["lastprocessedblock"]["height"], 101);
     assert_eq!(c.call("listwallets", json!([])), json!(["devchain"]));
 
     // help listunspent
@@ -265,6 +271,7 @@ fn every_rpc_has_core_reply_shape() {
             "ancestorcount",
             "ancestorsize",
             "wtxid",
+            "chunkweight",
             "fees",
             "depends",
             "spentby",
@@ -275,9 +282,12 @@ fn every_rpc_has_core_reply_shape() {
     assert_shape(
         "getmempoolentry.fees",
         &me["fees"],
-        &["base", "modified", "ancestor", "descendant"],
+        &["base", "modified", "ancestor", "descendant", "chunk"],
     );
     assert_eq!(me["fees"]["base"].as_f64().unwrap(), 0.0001);
+    // No in-mempool relatives: the transaction is its own chunk.
+    assert_eq!(me["fees"]["chunk"], me["fees"]["base"]);
+    assert_eq!(me["chunkweight"], me["weight"]);
     assert_eq!(c.call("getmempoolinfo", json!([]))["size"], 1);
 
     // help gettransaction (unconfirmed).
@@ -299,6 +309,7 @@ fn every_rpc_has_core_reply_shape() {
             "bip125-replaceable",
             "details",
             "hex",
+            "lastprocessedblock",
         ],
     );
     assert_eq!(gt["confirmations"], 0);
@@ -400,6 +411,7 @@ fn every_rpc_has_core_reply_shape() {
             "bip125-replaceable",
             "details",
             "hex",
+            "lastprocessedblock",
         ],
     );
     assert_shape(
@@ -415,26 +427,101 @@ fn every_rpc_has_core_reply_shape() {
             "abandoned",
         ],
     );
+    // Received entries carry their parent descriptors (Core 24+) and,
+    // in Core master, `abandoned` too.
+    assert_shape(
+        "gettransaction.details[] received",
+        &gt["details"][1],
+        &[
+            "address",
+            "parent_descs",
+            "category",
+            "amount",
+            "label",
+            "vout",
+            "abandoned",
+        ],
+    );
+    assert_eq!(gt["details"][1]["category"], "receive");
+    assert_eq!(gt["lastprocessedblock"]["hash"], bh);
+    // help listtransactions: oldest first; Core lists a transaction's sent
+    // entries before its received ones, newest first, then reverses.
     let lt = c.call("listtransactions", json!([]));
-    let row = lt.as_array().unwrap().last().unwrap();
-    for k in [
-        "address",
-        "category",
-        "amount",
-        "vout",
+    let rows = lt.as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    let tail: Vec<(&str, &str)> = rows[7..]
+        .iter()
+        .map(|r| (r["category"].as_str().unwrap(), r["txid"].as_str().unwrap()))
+        .collect();
+    let coinbase = b1["tx"][0].as_str().unwrap();
+    let sent = txid.as_str().unwrap();
+    assert_eq!(
+        tail,
+        vec![("receive", sent), ("send", sent), ("immature", coinbase)]
+    );
+    let tx_fields = [
         "confirmations",
         "blockhash",
         "blockheight",
+        "blockindex",
+        "blocktime",
         "txid",
+        "wtxid",
+        "walletconflicts",
+        "mempoolconflicts",
         "time",
         "timereceived",
         "bip125-replaceable",
-    ] {
-        assert!(
-            row.get(k).is_some(),
-            "listtransactions row lacks {k}: {row}"
-        );
-    }
+    ];
+    assert_shape(
+        "listtransactions[] send",
+        &rows[8],
+        &with(
+            &[
+                "address",
+                "category",
+                "amount",
+                "label",
+                "vout",
+                "fee",
+                "abandoned",
+            ],
+            &tx_fields,
+        ),
+    );
+    assert_shape(
+        "listtransactions[] immature",
+        &rows[9],
+        &with(
+            &[
+                "address",
+                "parent_descs",
+                "category",
+                "amount",
+                "label",
+                "vout",
+                "abandoned",
+                "generated",
+            ],
+            &tx_fields,
+        ),
+    );
+    // count/skip: the two rows before the newest, oldest first.
+    let page = c.call("listtransactions", json!(["*", 2, 1]));
+    assert_eq!(page, json!([rows[7], rows[8]]));
+    // A label keeps only received entries with it (the block above paid
+    // the labelled address too).
+    let labelled = c.call("listtransactions", json!(["lbl"]));
+    let cats: Vec<&str> = labelled
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(cats, vec!["receive", "immature"]);
+    let (_, code, msg) = c.err("listtransactions", json!([""]));
+    assert_eq!(code, -8);
+    assert_eq!(msg, "Label argument must be a valid label name or \"*\".");
 
     // help invalidateblock / reconsiderblock / getchaintips.
     assert!(c.call("invalidateblock", json!([bh])).is_null());

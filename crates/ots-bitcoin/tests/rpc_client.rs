@@ -1,7 +1,8 @@
 //! The RPC client against a local HTTP server that answers as Bitcoin Core
 //! does (status codes, error objects, Basic auth), so that each behaviour of
 //! the client is observed on the wire: credentials, wallet paths, warm-up
-//! retries, error mapping, cookie re-reading.
+//! retries, error mapping, cookie re-reading. The warm-up is also waited
+//! through against devchain modelling Core's start-up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -178,6 +179,44 @@ async fn warmup_is_retried_then_succeeds() {
     node.warmup_left.store(100, Ordering::SeqCst);
     let err = client.block_count().await.unwrap_err();
     assert_eq!(err.code(), Some(-28));
+}
+
+#[tokio::test]
+async fn waits_through_a_devchain_warmup() {
+    let warmup = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let dc = devchain::DevChain::start(devchain::DevChainConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        rpc_password: Some("p".into()),
+        warmup: Some(warmup),
+        ..devchain::DevChainConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}:p@{}/", dc.user(), dc.addr());
+    // Without retries the warm-up surfaces as Core's error.
+    let mut config = RpcConfig::new(url.clone(), Auth::None);
+    config.retries = 0;
+    let impatient = RpcClient::new(config).unwrap();
+    match impatient.block_count().await {
+        Err(e @ RpcError::Rpc { code: -28, .. }) => {
+            assert!(e.is_transient());
+            let message = e.to_string();
+            assert!(
+                devchain::devnode::WARMUP_STAGES
+                    .iter()
+                    .any(|s| message.ends_with(s)),
+                "{message}"
+            );
+        }
+        other => panic!("expected -28 during warm-up, got {other:?}"),
+    }
+    // With the default retries and backoff (0.2 + 0.4 + 0.8 s) it waits.
+    let client = RpcClient::new(RpcConfig::new(url, Auth::None)).unwrap();
+    assert_eq!(client.block_count().await.unwrap(), 0);
+    assert!(started.elapsed() >= warmup);
+    assert_eq!(dc.warmup_status(), None);
+    dc.shutdown().await;
 }
 
 #[tokio::test]
