@@ -88,6 +88,7 @@ impl InfoPage {
             fee_sats,
             fee_rate,
             confirmations,
+            ..
         } in &c.transactions
         {
             let t = e(txid);
