@@ -1,10 +1,16 @@
 //! The info page (`GET /`): the calendar's figures as HTML for people (with
 //! QR codes for donations) and as JSON (numbers as numbers, `null` where
-//! unknown) for programs.
+//! unknown) for programs. The page is built at most once per
+//! [`INFO_TTL`] ([`InfoCache`]), so page views never add work for the
+//! stamper or the node: the chain figures come from the stamper's view,
+//! which the stamper refreshes on its own schedule.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use serde::Serialize;
 
 use crate::qr;
@@ -15,6 +21,9 @@ pub const DEFAULT_EXPLORER_URL: &str = "https://blockstream.info";
 /// Most mined transactions listed (the reference's 288: two days of
 /// blocks).
 pub const MAX_LISTED_TXS: usize = 288;
+/// How long a built page is served before it is built again; the same as
+/// the page's `Cache-Control: max-age`.
+pub const INFO_TTL: Duration = Duration::from_secs(5);
 /// Longest Lightning invoice file read (BOLT 11 invoices are far shorter).
 pub const MAX_INVOICE_BYTES: u64 = 8192;
 
@@ -25,7 +34,7 @@ pub struct InfoConfig {
     pub donation_addr: String,
     /// Block explorer base URL.
     pub explorer_url: String,
-    /// File holding a Lightning invoice, read on each request.
+    /// File holding a Lightning invoice, read each time the page is built.
     pub lightning_invoice_file: Option<PathBuf>,
 }
 
@@ -203,6 +212,53 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The info page in both renderings.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The HTML page.
+    pub html: Bytes,
+    /// The JSON figures.
+    pub json: Bytes,
+}
+
+/// The info page, built at most once per time-to-live however many
+/// requests come: building it walks the pending index, reads the
+/// stamper's view and the invoice file, and draws the QR codes.
+#[derive(Debug)]
+pub struct InfoCache {
+    ttl: Duration,
+    slot: tokio::sync::Mutex<Option<(Instant, Arc<Rendered>)>>,
+}
+
+impl InfoCache {
+    /// An empty cache keeping pages for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        InfoCache {
+            ttl,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The page, built by `build` unless one built less than the
+    /// time-to-live before `now` is at hand. Concurrent callers wait for
+    /// the one building rather than build it again.
+    pub async fn get(&self, now: Instant, build: impl FnOnce() -> InfoPage) -> Arc<Rendered> {
+        let mut slot = self.slot.lock().await;
+        if let Some((built, page)) = slot.as_ref() {
+            if now.saturating_duration_since(*built) < self.ttl {
+                return page.clone();
+            }
+        }
+        let page = build();
+        let rendered = Arc::new(Rendered {
+            html: Bytes::from(page.html()),
+            json: Bytes::from(page.json()),
+        });
+        *slot = Some((now, rendered.clone()));
+        rendered
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +348,37 @@ mod tests {
             (None, None)
         );
         assert_eq!(svgs(&p.html()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_page_is_built_once_per_ttl() {
+        let cache = InfoCache::new(INFO_TTL);
+        let builds = std::cell::Cell::new(0u64);
+        let build = |pending| {
+            let builds = &builds;
+            move || {
+                builds.set(builds.get() + 1);
+                InfoPage::new(&config(None), pending, None, ChainInfo::default())
+            }
+        };
+        let t0 = Instant::now();
+        let first = cache.get(t0, build(1)).await;
+        assert_eq!(builds.get(), 1);
+        // Within the time-to-live: the same page, whatever changed since.
+        for later in [Duration::ZERO, Duration::from_millis(4_999)] {
+            let page = cache.get(t0 + later, build(2)).await;
+            assert!(Arc::ptr_eq(&page, &first));
+        }
+        assert_eq!(builds.get(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&first.json).unwrap();
+        assert_eq!(v["pending_commitments"], 1);
+        // Then built again, with the new figures.
+        let page = cache.get(t0 + INFO_TTL, build(2)).await;
+        assert_eq!(builds.get(), 2);
+        let v: serde_json::Value = serde_json::from_slice(&page.json).unwrap();
+        assert_eq!(v["pending_commitments"], 2);
+        assert!(std::str::from_utf8(&page.html)
+            .unwrap()
+            .contains("Pending commitments: 2"));
     }
 }

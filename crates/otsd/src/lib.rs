@@ -8,7 +8,7 @@
 //! the pending index ([`status`]) and answers every request. Completed
 //! proofs live in the [`store`] (filled by the stamper), served by
 //! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`
-//! (with [`qr`] codes).
+//! (with [`qr`] codes) and caches it briefly.
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
 //! runner over the journal and the store.
 #![warn(missing_docs)]
