@@ -1,6 +1,7 @@
 //! A calendar's Bitcoin stamping decisions, as a sans-I/O state machine
-//! ([`stamper`]) with its transaction arithmetic ([`tx`]) and journal range
-//! sets ([`ranges`]). The calendar server runs it: it feeds events (time,
+//! ([`stamper`]) with its transaction arithmetic ([`tx`]), journal range
+//! sets ([`ranges`]) and the record of completed transactions
+//! ([`history`]). The calendar server runs it: it feeds events (time,
 //! blocks, reorgs, RPC results), carries out the actions, and persists the
 //! state; every decision is unit-tested here without a node.
 #![warn(missing_docs)]
@@ -8,6 +9,7 @@
 // mistaken attempt at a vector of the range's numbers.
 #![allow(clippy::single_range_in_vec_init)]
 
+pub mod history;
 pub mod persist;
 pub mod ranges;
 pub mod runner;

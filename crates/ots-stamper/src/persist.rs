@@ -84,9 +84,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stamper.json");
         assert_eq!(load(&path).unwrap(), State::default());
+        use bitcoin::hashes::Hash;
         let state = State {
             journal_end: 42,
             next_round_at: 7,
+            history: crate::history::History {
+                since: 5,
+                entries: vec![crate::history::CompletedTx {
+                    txid: bitcoin::Txid::from_byte_array([3; 32]),
+                    fee: bitcoin::Amount::from_sat(1_234),
+                    vsize: 153,
+                    height: 800_001,
+                    block_time: 1_700_000_000,
+                }],
+            },
             ..State::default()
         };
         save(&path, &state).unwrap();
@@ -103,5 +114,26 @@ mod tests {
         )
         .unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("format 99"));
+    }
+
+    #[test]
+    fn a_state_file_from_before_the_history_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stamper.json");
+        // What an earlier version wrote: the same fields, no `history`.
+        let mut old = serde_json::to_value(State {
+            journal_end: 42,
+            best_height: 800_000,
+            ..State::default()
+        })
+        .unwrap();
+        assert!(old.as_object_mut().unwrap().remove("history").is_some());
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        let state = load(&path).unwrap();
+        assert_eq!((state.journal_end, state.best_height), (42, 800_000));
+        assert_eq!(state.history, crate::history::unknown());
+        // Saved again, the history is kept as it is.
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap().history, crate::history::unknown());
     }
 }

@@ -17,6 +17,7 @@ use bitcoin::{Address, Amount, BlockHash, ScriptBuf, Txid};
 use ots_bitcoin::{timestamp_from_block, RpcClient, RpcError};
 use ots_proof::Timestamp;
 
+use crate::history::History;
 use crate::persist::{self, PersistError};
 use crate::stamper::{Action, BroadcastResult, Config, Stamper, Status, Utxo, Warning};
 use crate::{merkle_tip, ranges};
@@ -77,8 +78,8 @@ pub struct View {
     pub warnings: Vec<String>,
     /// The node's last error, while it is unreachable.
     pub node_error: Option<String>,
-    /// Recently completed transactions: txid, fee, vsize, height.
-    pub completed: VecDeque<(Txid, Amount, u64, u64)>,
+    /// Completed transactions (a copy of the persisted history).
+    pub history: History,
 }
 
 impl View {
@@ -143,6 +144,7 @@ impl Runner {
         let state = persist::load(&config.state_path)?;
         let view = Arc::new(RwLock::new(View {
             min_confirmations: config.stamper.min_confirmations,
+            history: state.history.clone(),
             ..View::default()
         }));
         let runner = Runner {
@@ -337,18 +339,9 @@ impl Runner {
             Action::Complete(mined) => {
                 let txid = mined.version.txid;
                 match self.complete(&mined).await {
-                    Ok(count) => {
+                    Ok((count, block_time)) => {
                         tracing::info!(%txid, height = mined.height, commitments = count, "timestamps complete");
-                        self.stamper.on_completed(txid);
-                        self.set_view(|v| {
-                            v.completed.push_front((
-                                txid,
-                                mined.version.fee,
-                                mined.version.vsize,
-                                mined.height,
-                            ));
-                            v.completed.truncate(20);
-                        });
+                        self.stamper.on_completed(now(), txid, block_time);
                         Ok(Vec::new())
                     }
                     Err(e) => {
@@ -416,7 +409,8 @@ impl Runner {
         Ok((utxos, rate, change, height, tip))
     }
 
-    async fn complete(&self, mined: &crate::stamper::Mined) -> Result<usize, StepError> {
+    /// Stores the proofs of `mined`; returns how many and the block time.
+    async fn complete(&self, mined: &crate::stamper::Mined) -> Result<(usize, u64), StepError> {
         let version = &mined.version;
         let block = self
             .rpc
@@ -440,7 +434,7 @@ impl Runner {
         self.sink
             .add_batch(commitments, tail)
             .map_err(StepError::Storage)?;
-        Ok(count)
+        Ok((count, u64::from(block.header.time)))
     }
 
     fn refresh_view(&self) {
@@ -455,7 +449,9 @@ impl Runner {
             .as_ref()
             .and_then(|r| r.versions.last().map(|v| (v, r.versions.len())));
         let best = self.known.last().copied();
+        let history = state.history.clone();
         self.set_view(|v| {
+            v.history = history;
             v.mined = mined;
             v.tip = latest.map(|(l, _)| l.tip);
             v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));

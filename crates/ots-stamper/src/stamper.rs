@@ -21,6 +21,7 @@ use std::ops::Range;
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
 use serde::{Deserialize, Serialize};
 
+use crate::history::{CompletedTx, History};
 use crate::ranges;
 use crate::tx::{draft, fee_for, Draft, DraftError, InputKind, DUST_LIMIT};
 
@@ -144,6 +145,10 @@ pub struct State {
     pub next_round_at: u64,
     /// Best height seen.
     pub best_height: u64,
+    /// Completed transactions, for the info page (a state written before
+    /// it existed loads with an unknown history).
+    #[serde(default = "crate::history::unknown")]
+    pub history: History,
 }
 
 impl Default for State {
@@ -157,6 +162,7 @@ impl Default for State {
             orphans: Vec::new(),
             next_round_at: 0,
             best_height: 0,
+            history: History::default(),
         }
     }
 }
@@ -688,8 +694,19 @@ impl Stamper {
         self.completing.retain(|t| *t != txid);
     }
 
-    /// The proofs of `txid` are stored for good.
-    pub fn on_completed(&mut self, txid: Txid) {
+    /// The proofs of `txid` are stored for good; `block_time` is the
+    /// header time of the block that mined it.
+    pub fn on_completed(&mut self, now: u64, txid: Txid, block_time: u64) {
+        if let Some(m) = self.state.mined.iter().find(|m| m.version.txid == txid) {
+            let done = CompletedTx {
+                txid,
+                fee: m.version.fee,
+                vsize: m.version.vsize,
+                height: m.height,
+                block_time,
+            };
+            self.state.history.record(done, now);
+        }
         self.state.mined.retain(|m| m.version.txid != txid);
         self.completing.retain(|t| *t != txid);
     }

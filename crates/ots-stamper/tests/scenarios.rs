@@ -261,8 +261,17 @@ fn a_mined_version_is_final_after_min_confirmations() {
     assert_eq!((mined.height, mined.block), (102, block(2)));
     // Not asked twice while the runtime works on it.
     assert!(s.on_block(1_400, 104, block(4), &[], 5).is_empty());
-    s.on_completed(txid);
+    s.on_completed(1_500, txid, 1_150);
     assert!(s.state().mined.is_empty());
+    // Kept for the info page: fee, size and height of the mined version,
+    // the block time the runtime reported.
+    let done = &s.state().history.entries[0];
+    assert_eq!(done.txid, txid);
+    assert_eq!(
+        (done.fee, done.vsize),
+        (mined.version.fee, mined.version.vsize)
+    );
+    assert_eq!((done.height, done.block_time), (102, 1_150));
 }
 
 #[test]

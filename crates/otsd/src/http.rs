@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::aggregator::{AggregatorHandle, SubmitError, MAX_DIGEST_LEN};
-use crate::info::{InfoConfig, InfoPage};
+use crate::info::{InfoCache, InfoConfig, InfoPage};
 use crate::journal::JournalReader;
 use crate::status::{PendingIndex, StamperView};
 use crate::store::Store;
@@ -53,6 +53,7 @@ mod cache {
     pub const FOREVER: &str = "public, max-age=31536000";
     pub const PENDING: &str = "public, max-age=60";
     pub const TIP: &str = "public, max-age=10";
+    /// As long as the server keeps a built page (`info::INFO_TTL`).
     pub const INFO: &str = "public, max-age=5";
     pub const NOT_FOUND: &str = "public, max-age=3600";
 }
@@ -96,6 +97,8 @@ pub struct AppState {
     pub journal: JournalReader,
     /// Info page settings.
     pub info: Arc<InfoConfig>,
+    /// The info page as last built.
+    pub info_cache: Arc<InfoCache>,
     /// Limits.
     pub limits: Limits,
 }
@@ -328,21 +331,26 @@ async fn get_tip(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> 
 }
 
 async fn info_page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let page = InfoPage::new(
-        &st.info,
-        st.pending.len() as u64,
-        st.stamper.tip(),
-        st.stamper.chain_info(),
-    );
+    let page = st
+        .info_cache
+        .get(std::time::Instant::now(), || {
+            InfoPage::new(
+                &st.info,
+                st.pending.len() as u64,
+                st.stamper.tip(),
+                st.stamper.chain_info(),
+            )
+        })
+        .await;
     let json = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/json"));
     let (ctype, body) = if json {
-        ("application/json", page.json())
+        ("application/json", page.json.clone())
     } else {
-        ("text/html; charset=utf-8", page.html())
+        ("text/html; charset=utf-8", page.html.clone())
     };
     (
         [

@@ -1,10 +1,19 @@
-//! The info page (`GET /`): the calendar's figures as HTML for people and
-//! as JSON (numbers as numbers, `null` where unknown) for programs.
+//! The info page (`GET /`): the calendar's figures as HTML for people (with
+//! QR codes for donations) and as JSON (numbers as numbers, `null` where
+//! unknown) for programs. The page is built at most once per
+//! [`INFO_TTL`] ([`InfoCache`]), so page views never add work for the
+//! stamper or the node: the chain figures come from the stamper's view,
+//! which the stamper refreshes on its own schedule.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use serde::Serialize;
 
+use crate::qr;
 use crate::status::{ChainInfo, MinedTx};
 
 /// Default block explorer for the info page's links.
@@ -12,6 +21,11 @@ pub const DEFAULT_EXPLORER_URL: &str = "https://blockstream.info";
 /// Most mined transactions listed (the reference's 288: two days of
 /// blocks).
 pub const MAX_LISTED_TXS: usize = 288;
+/// How long a built page is served before it is built again; the same as
+/// the page's `Cache-Control: max-age`.
+pub const INFO_TTL: Duration = Duration::from_secs(5);
+/// Longest Lightning invoice file read (BOLT 11 invoices are far shorter).
+pub const MAX_INVOICE_BYTES: u64 = 8192;
 
 /// The static part of the info page, from the configuration.
 #[derive(Debug, Clone)]
@@ -20,7 +34,7 @@ pub struct InfoConfig {
     pub donation_addr: String,
     /// Block explorer base URL.
     pub explorer_url: String,
-    /// File holding a Lightning invoice, read on each request.
+    /// File holding a Lightning invoice, read each time the page is built.
     pub lightning_invoice_file: Option<PathBuf>,
 }
 
@@ -42,6 +56,29 @@ pub struct InfoPage {
     pub lightning_invoice: Option<String>,
     /// Block explorer base URL.
     pub explorer_url: String,
+    /// QR code (inline SVG) of the donation address's `bitcoin:` URI.
+    #[serde(skip)]
+    pub donation_qr: Option<String>,
+    /// QR code (inline SVG) of the invoice's `lightning:` URI.
+    #[serde(skip)]
+    pub lightning_qr: Option<String>,
+}
+
+/// The invoice in `path`, trimmed; `None` if the file is missing, empty,
+/// not text, or longer than [`MAX_INVOICE_BYTES`].
+fn read_invoice(path: &Path) -> Option<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_INVOICE_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    if text.len() as u64 > MAX_INVOICE_BYTES {
+        tracing::warn!(file = %path.display(), "Lightning invoice file over {MAX_INVOICE_BYTES} bytes; not shown");
+        return None;
+    }
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 impl InfoPage {
@@ -55,10 +92,20 @@ impl InfoPage {
         chain.transactions.truncate(MAX_LISTED_TXS);
         let lightning_invoice = config
             .lightning_invoice_file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+            .as_deref()
+            .and_then(read_invoice);
+        let donation_qr = qr::svg(
+            &qr::bitcoin_uri(&config.donation_addr),
+            qr::ADDRESS_PX,
+            "QR code of the donation address",
+        );
+        let lightning_qr = lightning_invoice.as_deref().and_then(|invoice| {
+            qr::svg(
+                &qr::lightning_uri(invoice),
+                qr::INVOICE_PX,
+                "QR code of the Lightning invoice",
+            )
+        });
         InfoPage {
             version: env!("CARGO_PKG_VERSION"),
             pending_commitments: pending,
@@ -67,6 +114,8 @@ impl InfoPage {
             donation_address: config.donation_addr.clone(),
             lightning_invoice,
             explorer_url: config.explorer_url.trim_end_matches('/').to_owned(),
+            donation_qr,
+            lightning_qr,
         }
     }
 
@@ -88,6 +137,7 @@ impl InfoPage {
             fee_sats,
             fee_rate,
             confirmations,
+            ..
         } in &c.transactions
         {
             let t = e(txid);
@@ -96,11 +146,23 @@ impl InfoPage {
                  <td style=\"text-align:right\">{fee_rate:.1}</td><td style=\"text-align:right\">{confirmations}</td></tr>\n"
             ));
         }
+        let qr_of = |code: &Option<String>| {
+            code.as_deref()
+                .map_or(String::new(), |svg| format!("{svg}<br>\n"))
+        };
         let lightning = self.lightning_invoice.as_deref().map_or(String::new(), |inv| {
             let i = e(inv);
-            format!("<p>You can also donate with Lightning:<br>\n<a href=\"lightning:{i}\">{i}</a></p>\n<hr>\n")
+            let code = qr_of(&self.lightning_qr);
+            format!("<p>You can also donate with Lightning:<br>\n{code}<a href=\"lightning:{i}\">{i}</a></p>\n<hr>\n")
         });
         let addr = e(&self.donation_address);
+        let addr_qr = qr_of(&self.donation_qr);
+        let linked = |v: &Option<String>, path: &str| {
+            v.as_deref().map_or("None".to_owned(), |v| {
+                let v = e(v);
+                format!("<a href=\"{x}/{path}/{v}\">{v}</a>")
+            })
+        };
         format!(
             "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>OpenTimestamps Calendar Server</title></head>\n\
              <body style=\"word-break: break-word;\">\n\
@@ -111,7 +173,7 @@ impl InfoPage {
              Most recent merkle tree tip: {tip}<br>\n\
              Best-block: {best}, height {height}<br>\n<br>\n\
              Wallet balance: {balance} sats (confirmed)</p>\n<hr>\n\
-             <p>You can donate to the wallet by sending funds to:<br>\n<a href=\"{x}/address/{addr}\">{addr}</a></p>\n<hr>\n\
+             <p>You can donate to the wallet by sending funds to:<br>\n{addr_qr}<a href=\"{x}/address/{addr}\">{addr}</a></p>\n<hr>\n\
              {lightning}\
              <p>Average time between transactions in the last week: {between}<br>\n\
              Fees used in the last week: {fees} sats</p>\n\
@@ -120,10 +182,10 @@ impl InfoPage {
             version = e(self.version),
             pending = self.pending_commitments,
             waiting = num(c.txs_waiting_for_confirmation),
-            tx = opt(&c.most_recent_tx),
+            tx = linked(&c.most_recent_tx, "tx"),
             prior = num(c.prior_versions),
             tip = opt(&self.tip),
-            best = opt(&c.best_block),
+            best = linked(&c.best_block, "block"),
             height = num(c.block_height),
             balance = num(c.balance_sats),
             between = c
@@ -150,6 +212,53 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The info page in both renderings.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The HTML page.
+    pub html: Bytes,
+    /// The JSON figures.
+    pub json: Bytes,
+}
+
+/// The info page, built at most once per time-to-live however many
+/// requests come: building it walks the pending index, reads the
+/// stamper's view and the invoice file, and draws the QR codes.
+#[derive(Debug)]
+pub struct InfoCache {
+    ttl: Duration,
+    slot: tokio::sync::Mutex<Option<(Instant, Arc<Rendered>)>>,
+}
+
+impl InfoCache {
+    /// An empty cache keeping pages for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        InfoCache {
+            ttl,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The page, built by `build` unless one built less than the
+    /// time-to-live before `now` is at hand. Concurrent callers wait for
+    /// the one building rather than build it again.
+    pub async fn get(&self, now: Instant, build: impl FnOnce() -> InfoPage) -> Arc<Rendered> {
+        let mut slot = self.slot.lock().await;
+        if let Some((built, page)) = slot.as_ref() {
+            if now.saturating_duration_since(*built) < self.ttl {
+                return page.clone();
+            }
+        }
+        let page = build();
+        let rendered = Arc::new(Rendered {
+            html: Bytes::from(page.html()),
+            json: Bytes::from(page.json()),
+        });
+        *slot = Some((now, rendered.clone()));
+        rendered
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +283,102 @@ mod tests {
         let html = page.html();
         assert!(html.contains("Pending commitments: 1234"));
         assert!(html.contains("&lt;addr&gt;") && !html.contains("<addr>"));
+        // The QR codes are for people only.
+        assert!(v.get("donation_qr").is_none() && v.get("lightning_qr").is_none());
+    }
+
+    fn config(invoice: Option<PathBuf>) -> InfoConfig {
+        InfoConfig {
+            donation_addr: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq".into(),
+            explorer_url: DEFAULT_EXPLORER_URL.into(),
+            lightning_invoice_file: invoice,
+        }
+    }
+
+    /// The inline SVGs of `html`, in order.
+    fn svgs(html: &str) -> Vec<&str> {
+        html.match_indices("<svg ")
+            .map(|(at, _)| &html[at..at + html[at..].find("</svg>").unwrap() + 6])
+            .collect()
+    }
+
+    #[test]
+    fn qr_codes_decode_to_the_address_and_the_invoice() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("invoice");
+        let page = |pending| {
+            InfoPage::new(
+                &config(Some(file.clone())),
+                pending,
+                None,
+                ChainInfo::default(),
+            )
+        };
+
+        // The file is missing: the address's code only.
+        let html = page(0).html();
+        let codes = svgs(&html);
+        assert_eq!(codes.len(), 1, "{html}");
+        assert_eq!(
+            crate::qr::tests::decode(codes[0]),
+            "BITCOIN:BC1QAR0SRRR7XFKVY5L643LYDNW9RE59GTZZWF5MDQ"
+        );
+        assert!(!html.contains("Lightning"));
+
+        // An empty file shows no invoice either.
+        std::fs::write(&file, " \n").unwrap();
+        assert_eq!(svgs(&page(0).html()).len(), 1);
+
+        let invoice = format!("lnbc10u1{}", "p".repeat(250));
+        std::fs::write(&file, format!("{invoice}\n")).unwrap();
+        let html = page(0).html();
+        let codes = svgs(&html);
+        assert_eq!(codes.len(), 2, "{html}");
+        assert_eq!(
+            crate::qr::tests::decode(codes[1]),
+            format!("LIGHTNING:{}", invoice.to_ascii_uppercase())
+        );
+        assert!(html.contains(&format!("<a href=\"lightning:{invoice}\">")));
+
+        // An oversized file is not shown (and nothing fails).
+        std::fs::write(&file, "l".repeat(MAX_INVOICE_BYTES as usize + 1)).unwrap();
+        let p = page(0);
+        assert_eq!(
+            (p.lightning_invoice.as_deref(), p.lightning_qr.as_deref()),
+            (None, None)
+        );
+        assert_eq!(svgs(&p.html()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_page_is_built_once_per_ttl() {
+        let cache = InfoCache::new(INFO_TTL);
+        let builds = std::cell::Cell::new(0u64);
+        let build = |pending| {
+            let builds = &builds;
+            move || {
+                builds.set(builds.get() + 1);
+                InfoPage::new(&config(None), pending, None, ChainInfo::default())
+            }
+        };
+        let t0 = Instant::now();
+        let first = cache.get(t0, build(1)).await;
+        assert_eq!(builds.get(), 1);
+        // Within the time-to-live: the same page, whatever changed since.
+        for later in [Duration::ZERO, Duration::from_millis(4_999)] {
+            let page = cache.get(t0 + later, build(2)).await;
+            assert!(Arc::ptr_eq(&page, &first));
+        }
+        assert_eq!(builds.get(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&first.json).unwrap();
+        assert_eq!(v["pending_commitments"], 1);
+        // Then built again, with the new figures.
+        let page = cache.get(t0 + INFO_TTL, build(2)).await;
+        assert_eq!(builds.get(), 2);
+        let v: serde_json::Value = serde_json::from_slice(&page.json).unwrap();
+        assert_eq!(v["pending_commitments"], 2);
+        assert!(std::str::from_utf8(&page.html)
+            .unwrap()
+            .contains("Pending commitments: 2"));
     }
 }

@@ -7,7 +7,8 @@
 //! commitment, appends it to the [`journal`] with one fsync, records it in
 //! the pending index ([`status`]) and answers every request. Completed
 //! proofs live in the [`store`] (filled by the stamper), served by
-//! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`.
+//! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`
+//! (with [`qr`] codes) and caches it briefly.
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
 //! runner over the journal and the store.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod config;
 pub mod http;
 pub mod info;
 pub mod journal;
+pub mod qr;
 pub mod server;
 pub mod stamping;
 pub mod status;

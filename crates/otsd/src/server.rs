@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::aggregator::{self, AggregatorConfig, DEFAULT_AGGREGATION_INTERVAL};
 use crate::calendar::{Calendar, CalendarError, KeyDeriver};
 use crate::http::{self, AppState, Limits};
-use crate::info::{InfoConfig, DEFAULT_EXPLORER_URL};
+use crate::info::{InfoCache, InfoConfig, DEFAULT_EXPLORER_URL, INFO_TTL};
 use crate::journal::{Journal, JournalError, Verify};
 use crate::stamping::{JournalSource, Stamping, StoreSink};
 use crate::status::{key_of, PendingIndex, StamperView};
@@ -188,6 +188,7 @@ pub async fn serve(
             explorer_url: settings.explorer_url.clone(),
             lightning_invoice_file: settings.lightning_invoice_file.clone(),
         }),
+        info_cache: Arc::new(InfoCache::new(INFO_TTL)),
         limits: settings.limits.clone(),
     };
     let served = http::run(listener, state, async move {

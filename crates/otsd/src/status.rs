@@ -34,6 +34,8 @@ pub struct MinedTx {
     pub fee_rate: f64,
     /// Confirmations.
     pub confirmations: u32,
+    /// Header time of the block that mined it (unix seconds).
+    pub block_time: u64,
 }
 
 /// The chain-side figures of the info page; `None` where unknown (no
@@ -52,11 +54,14 @@ pub struct ChainInfo {
     pub block_height: Option<u64>,
     /// Confirmed wallet balance, in satoshis.
     pub balance_sats: Option<u64>,
-    /// Average time between timestamp transactions in the last week.
+    /// Average spacing, in hours, of the block times of the timestamp
+    /// transactions mined in the last week (`None` for fewer than two, or
+    /// while the recorded history does not cover the whole week).
     pub hours_between_transactions: Option<f64>,
-    /// Fees paid in the last week, in satoshis.
+    /// Fees of the timestamp transactions mined in the last week, in
+    /// satoshis (`None` while the history does not cover the whole week).
     pub fees_in_last_week_sats: Option<u64>,
-    /// Latest mined timestamp transactions, most recent first.
+    /// Latest completed timestamp transactions, most recent first.
     pub transactions: Vec<MinedTx>,
 }
 

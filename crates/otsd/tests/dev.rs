@@ -77,7 +77,41 @@ async fn dev_mode_completes_a_proof_on_devchain() {
         .expect("the block exists");
     let header = node.block_header(&hash).await.unwrap().unwrap();
     assert!(ots_proof::verify::verify_bitcoin_header(msg, &header).is_ok());
+    check_info_page(addr, u64::from(header.time)).await;
     child.kill().await.unwrap();
+}
+
+/// The info page lists the completed transaction with the time of the
+/// block that mined it, and counts its fee in the week's figures (a fresh
+/// calendar's history covers the whole week).
+async fn check_info_page(addr: SocketAddr, block_time: u64) {
+    let mut info = serde_json::Value::Null;
+    // The page is rebuilt every few seconds: wait for one built after the
+    // completion.
+    for _ in 0..POLLS {
+        let r = get(addr, "/", "Accept: application/json\r\n").await;
+        info = serde_json::from_slice(&r.body).unwrap();
+        if info["transactions"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let txs = info["transactions"]
+        .as_array()
+        .expect("transactions listed");
+    assert_eq!(txs.len(), 1, "{info}");
+    assert_eq!(txs[0]["block_time"], block_time);
+    assert!(txs[0]["confirmations"].as_u64().unwrap() >= 2);
+    let fee = txs[0]["fee_sats"].as_u64().unwrap();
+    assert!(fee > 0);
+    assert_eq!(info["fees_in_last_week_sats"], fee);
+    assert!(
+        info["hours_between_transactions"].is_null(),
+        "one transaction"
+    );
 }
 
 /// The reference Python client stamps against `otsd --dev`, upgrades, and

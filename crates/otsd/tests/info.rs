@@ -1,0 +1,100 @@
+//! The info page over HTTP: QR codes in the HTML, and page views served
+//! from the built page rather than asking the stamper (and through it the
+//! node) each time.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use otsd::server::Settings;
+use otsd::status::{ChainInfo, StamperView, Waiting};
+
+/// A stamper view that counts how often the page asks it for figures.
+#[derive(Default)]
+struct Counting {
+    asked: AtomicU64,
+}
+
+impl StamperView for Counting {
+    fn waiting(&self, _: &[u8]) -> Option<Waiting> {
+        None
+    }
+    fn tip(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn chain_info(&self) -> ChainInfo {
+        let n = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        ChainInfo {
+            block_height: Some(1_000 + n),
+            ..ChainInfo::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn page_views_within_the_ttl_share_one_build_with_its_qr_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = init_calendar(dir.path());
+    let invoice = dir.path().join("invoice");
+    std::fs::write(&invoice, "lnbcrt10u1pexampleinvoice\n").unwrap();
+    let counting = Arc::new(Counting::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stamper = counting.clone();
+    let task = tokio::spawn(async move {
+        otsd::server::serve(
+            listener,
+            &cal,
+            Settings {
+                lightning_invoice_file: Some(invoice),
+                ..Settings::default()
+            },
+            stamper,
+            async {
+                let _ = rx.await;
+            },
+        )
+        .await
+    });
+
+    let start = std::time::Instant::now();
+    let html = get(addr, "/", "").await;
+    assert_eq!(html.status, 200);
+    let text = html.text();
+    assert_eq!(text.matches("<svg ").count(), 2, "{text}");
+    assert!(text.contains("aria-label=\"QR code of the donation address\""));
+    assert!(text.contains("aria-label=\"QR code of the Lightning invoice\""));
+    assert!(text.contains("height 1001"));
+    let mut bodies = Vec::new();
+    for _ in 0..20 {
+        bodies.push(get(addr, "/", "").await.body);
+        let r = get(addr, "/", "Accept: application/json\r\n").await;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["lightning_invoice"], "lnbcrt10u1pexampleinvoice");
+    }
+    // At most one build per time-to-live: one, unless this machine took
+    // longer than that for these 41 requests.
+    let ttl = otsd::info::INFO_TTL;
+    let asked = counting.asked.load(Ordering::SeqCst);
+    let allowed = 1 + (start.elapsed().as_millis() / ttl.as_millis()) as u64;
+    assert!(
+        (1..=allowed).contains(&asked),
+        "{asked} builds, {allowed} allowed"
+    );
+    if asked == 1 {
+        assert!(bodies.iter().all(|b| *b == html.body));
+    }
+
+    // Once the page is older than its time-to-live, it is built again.
+    tokio::time::sleep(ttl).await;
+    let r = get(addr, "/", "Accept: application/json\r\n").await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(counting.asked.load(Ordering::SeqCst), asked + 1);
+    assert_eq!(v["block_height"], 1000 + asked + 1);
+
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
