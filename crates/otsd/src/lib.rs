@@ -8,6 +8,7 @@
 //! the pending index ([`status`]) and answers every request. Completed
 //! proofs live in the [`store`] (filled by the stamper), served by
 //! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`.
+//! [`dev`] is `otsd --dev`: the same server on an embedded regtest chain.
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
 //! runner over the journal and the store.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod aggregator;
 pub mod backup;
 pub mod calendar;
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod info;
 pub mod journal;
