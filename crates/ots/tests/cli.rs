@@ -2,8 +2,9 @@
 //! on 127.0.0.1 by the test: every command, and every error case with its
 //! message and exit status.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -11,25 +12,13 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::{ots, reference, reference_client, stderr, REFERENCE_SKIPPED};
 use ots_proof::op::sha256;
 use ots_proof::{Attestation, DetachedTimestampFile, Op, Timestamp};
 use serde_json::{json, Value};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ots-proof/tests/data")
-}
-
-fn ots(args: &[&str], cwd: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ots"))
-        .args(["--no-cache"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 async fn serve(app: Router) -> String {
@@ -443,28 +432,10 @@ async fn stamp_errors() {
     assert!(stderr(&out).contains("Could not read \"nope.txt\""));
 }
 
-/// The reference Python client, when `OTS_REFERENCE_CLIENT` names its `ots`
-/// executable (`.ci/run` installs it from PyPI into a virtual environment).
-fn reference_client() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os("OTS_REFERENCE_CLIENT")?);
-    path.is_file().then_some(path)
-}
-
-fn reference(client: &Path, args: &[&str], cwd: &Path) -> Output {
-    std::process::Command::new(client)
-        .arg("--no-cache")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reference_client_interoperates() {
     let Some(python_ots) = reference_client() else {
-        eprintln!(
-            "skipped: set OTS_REFERENCE_CLIENT to the reference client's `ots` to run this test"
-        );
+        eprintln!("{REFERENCE_SKIPPED}");
         return;
     };
     let work = tempfile::tempdir().unwrap();
