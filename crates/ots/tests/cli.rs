@@ -41,6 +41,8 @@ struct CalendarState {
     confirmed: Mutex<bool>,
     /// Reply to GET /timestamp with this (status 200) instead.
     override_timestamp: Mutex<Option<Vec<u8>>>,
+    /// How many GET /timestamp requests were made.
+    timestamp_requests: Mutex<usize>,
 }
 
 /// The Bitcoin part the calendar hands out: sha256, then the attestation
@@ -67,6 +69,7 @@ async fn get_timestamp(
     State(s): State<Arc<CalendarState>>,
     UrlPath(hex_c): UrlPath<String>,
 ) -> (StatusCode, Vec<u8>) {
+    *s.timestamp_requests.lock().unwrap() += 1;
     if let Some(reply) = s.override_timestamp.lock().unwrap().clone() {
         return (StatusCode::OK, reply);
     }
@@ -354,14 +357,26 @@ async fn stamp_upgrade_verify_prune() {
     // a.txt and b.txt were stamped together: the first commitment.
     let root = sha256(&state.commitments.lock().unwrap()[0]);
     let node_url = node(HEIGHT, header_with_root(&root, 1_700_000_000)).await;
-    let out = ots(
-        &["--bitcoin-node", &node_url, "verify", "a.txt.ots"],
-        work.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("Success! Bitcoin block 1 attests existence as of 2023-11-14 UTC")
-    );
+    // The proof is complete: as the reference, neither verify nor upgrade
+    // asks its calendar again (whitelisted or not), nor mentions it.
+    let requests = *state.timestamp_requests.lock().unwrap();
+    for whitelist in [&[][..], &["-l", &url][..]] {
+        let mut args = whitelist.to_vec();
+        args.extend(["--bitcoin-node", &node_url, "verify", "a.txt.ots"]);
+        let out = ots(&args, work.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "Assuming target filename is \"a.txt\"\n\
+             Success! Bitcoin block 1 attests existence as of 2023-11-14 UTC\n"
+        );
+        let mut args = whitelist.to_vec();
+        args.extend(["upgrade", "a.txt.ots"]);
+        let out = ots(&args, work.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "Success! Timestamp complete\n");
+    }
+    assert_eq!(*state.timestamp_requests.lock().unwrap(), requests);
 
     // Prune drops the pending attestation; a second backup is refused.
     let out = ots(
