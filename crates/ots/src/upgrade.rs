@@ -63,8 +63,9 @@ fn node_mut<'a>(root: &'a mut Timestamp, path: &[Op]) -> Option<&'a mut Timestam
     Some(node)
 }
 
-/// One round of upgrading: every node against the cache, then every pending
-/// attestation against its calendar. Returns whether anything new was added.
+/// One round of upgrading: every node against the cache, then, unless that
+/// made it complete or it already was, every pending attestation against
+/// its calendar. Returns whether anything new was added.
 pub async fn upgrade_once(
     timestamp: &mut Timestamp,
     cache: &Cache,
@@ -87,6 +88,11 @@ pub async fn upgrade_once(
             "Got {} attestation(s) from cache",
             known.len() - before
         ));
+    }
+    // As the reference: calendars are asked only while the timestamp is
+    // incomplete (a complete proof is verified without telling anyone).
+    if is_complete(timestamp) {
+        return changed;
     }
 
     let pending: Vec<(Vec<Op>, String, Vec<u8>)> = node_paths(timestamp)

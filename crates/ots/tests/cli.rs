@@ -2,6 +2,8 @@
 //! on 127.0.0.1 by the test: every command, and every error case with its
 //! message and exit status.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
@@ -11,25 +13,13 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::{ots, reference, reference_client, stderr, REFERENCE_SKIPPED};
 use ots_proof::op::sha256;
 use ots_proof::{Attestation, DetachedTimestampFile, Op, Timestamp};
 use serde_json::{json, Value};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ots-proof/tests/data")
-}
-
-fn ots(args: &[&str], cwd: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ots"))
-        .args(["--no-cache"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 async fn serve(app: Router) -> String {
@@ -49,6 +39,10 @@ struct CalendarState {
     override_reply: Mutex<Option<Vec<u8>>>,
     /// Whether GET /timestamp has the Bitcoin part yet.
     confirmed: Mutex<bool>,
+    /// Reply to GET /timestamp with this (status 200) instead.
+    override_timestamp: Mutex<Option<Vec<u8>>>,
+    /// How many GET /timestamp requests were made.
+    timestamp_requests: Mutex<usize>,
 }
 
 /// The Bitcoin part the calendar hands out: sha256, then the attestation
@@ -75,6 +69,10 @@ async fn get_timestamp(
     State(s): State<Arc<CalendarState>>,
     UrlPath(hex_c): UrlPath<String>,
 ) -> (StatusCode, Vec<u8>) {
+    *s.timestamp_requests.lock().unwrap() += 1;
+    if let Some(reply) = s.override_timestamp.lock().unwrap().clone() {
+        return (StatusCode::OK, reply);
+    }
     let commitment = hex::decode(hex_c).unwrap_or_default();
     if !s.commitments.lock().unwrap().contains(&commitment) {
         return (StatusCode::NOT_FOUND, b"Not found".to_vec());
@@ -359,14 +357,26 @@ async fn stamp_upgrade_verify_prune() {
     // a.txt and b.txt were stamped together: the first commitment.
     let root = sha256(&state.commitments.lock().unwrap()[0]);
     let node_url = node(HEIGHT, header_with_root(&root, 1_700_000_000)).await;
-    let out = ots(
-        &["--bitcoin-node", &node_url, "verify", "a.txt.ots"],
-        work.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("Success! Bitcoin block 1 attests existence as of 2023-11-14 UTC")
-    );
+    // The proof is complete: as the reference, neither verify nor upgrade
+    // asks its calendar again (whitelisted or not), nor mentions it.
+    let requests = *state.timestamp_requests.lock().unwrap();
+    for whitelist in [&[][..], &["-l", &url][..]] {
+        let mut args = whitelist.to_vec();
+        args.extend(["--bitcoin-node", &node_url, "verify", "a.txt.ots"]);
+        let out = ots(&args, work.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "Assuming target filename is \"a.txt\"\n\
+             Success! Bitcoin block 1 attests existence as of 2023-11-14 UTC\n"
+        );
+        let mut args = whitelist.to_vec();
+        args.extend(["upgrade", "a.txt.ots"]);
+        let out = ots(&args, work.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "Success! Timestamp complete\n");
+    }
+    assert_eq!(*state.timestamp_requests.lock().unwrap(), requests);
 
     // Prune drops the pending attestation; a second backup is refused.
     let out = ots(
@@ -396,8 +406,15 @@ async fn stamp_errors() {
     // Unreachable calendar.
     let out = ots(&["stamp", "-c", "http://127.0.0.1:9", "a.txt"], work.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("need at least 1 attestation but received 0"));
+    assert!(
+        stderr(&out).contains("calendar http://127.0.0.1:9/: unreachable: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(
+        "Failed to create timestamp: need at least 1 attestation but received 0 within timeout"
+    ));
+    assert!(!work.path().join("a.txt.ots").exists());
     // m larger than the calendars given.
     let out = ots(
         &["stamp", "-c", "http://127.0.0.1:9", "-m", "2", "a.txt"],
@@ -409,14 +426,21 @@ async fn stamp_errors() {
     let (url, state) = calendar().await;
     *state.override_reply.lock().unwrap() = Some(vec![0; 10_001]);
     let out = ots(&["stamp", "-c", &url, "a.txt"], work.path());
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("reply exceeds 10000 bytes"),
+        stderr(&out).contains(&format!("calendar {url}/: reply exceeds 10000 bytes")),
         "{}",
         stderr(&out)
     );
+    assert!(!work.path().join("a.txt.ots").exists());
     *state.override_reply.lock().unwrap() = Some(vec![0xff, 0x42]);
     let out = ots(&["stamp", "-c", &url, "a.txt"], work.path());
-    assert!(stderr(&out).contains("malformed reply"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("calendar {url}/: malformed reply: ")),
+        "{}",
+        stderr(&out)
+    );
     assert!(!work.path().join("a.txt.ots").exists());
     // A calendar that never answers in time.
     let slow = serve(Router::new().route(
@@ -443,28 +467,128 @@ async fn stamp_errors() {
     assert!(stderr(&out).contains("Could not read \"nope.txt\""));
 }
 
-/// The reference Python client, when `OTS_REFERENCE_CLIENT` names its `ots`
-/// executable (`.ci/run` installs it from PyPI into a virtual environment).
-fn reference_client() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os("OTS_REFERENCE_CLIENT")?);
-    path.is_file().then_some(path)
+/// Stamps `a.txt` in `work` with the test calendar; returns the proof.
+async fn stamped(work: &Path) -> (String, Arc<CalendarState>, Vec<u8>) {
+    std::fs::write(work.join("a.txt"), b"to upgrade").unwrap();
+    let (url, state) = calendar().await;
+    let out = ots(&["stamp", "-c", &url, "a.txt"], work);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proof = std::fs::read(work.join("a.txt.ots")).unwrap();
+    (url, state, proof)
 }
 
-fn reference(client: &Path, args: &[&str], cwd: &Path) -> Output {
-    std::process::Command::new(client)
-        .arg("--no-cache")
-        .args(args)
-        .current_dir(cwd)
+/// A failed upgrade: exit 1, `message` on a line of its own, the proof
+/// left as it was and no backup.
+fn assert_upgrade_fails(out: &Output, message: &str, work: &Path, proof: &[u8]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().any(|l| l.starts_with(message)), "{err}");
+    assert!(
+        err.lines().any(|l| l == "Failed! Timestamp not complete"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(work.join("a.txt.ots")).unwrap(), proof);
+    assert!(!work.join("a.txt.ots.bak").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (url, state, proof) = stamped(work).await;
+    // Unreachable (the calendar given with -c instead of the proof's).
+    let out = ots(&["upgrade", "-c", "http://127.0.0.1:9", "a.txt.ots"], work);
+    assert_upgrade_fails(
+        &out,
+        "calendar http://127.0.0.1:9/: unreachable: ",
+        work,
+        &proof,
+    );
+    // The proof's calendar, whitelisted, answering 10,001 bytes.
+    *state.override_timestamp.lock().unwrap() = Some(vec![0; 10_001]);
+    let out = ots(&["-l", &url, "upgrade", "a.txt.ots"], work);
+    assert_upgrade_fails(
+        &out,
+        &format!("calendar {url}/: reply exceeds 10000 bytes"),
+        work,
+        &proof,
+    );
+    // Exactly 10,000 bytes is read (and is not a timestamp).
+    *state.override_timestamp.lock().unwrap() = Some(vec![0; 10_000]);
+    let out = ots(&["-l", &url, "upgrade", "a.txt.ots"], work);
+    assert_upgrade_fails(
+        &out,
+        &format!("calendar {url}/: malformed reply: "),
+        work,
+        &proof,
+    );
+    // Malformed.
+    *state.override_timestamp.lock().unwrap() = Some(vec![0xff, 0x42]);
+    let out = ots(&["-l", &url, "upgrade", "a.txt.ots"], work);
+    assert_upgrade_fails(
+        &out,
+        &format!("calendar {url}/: malformed reply: "),
+        work,
+        &proof,
+    );
+    // Not whitelisted: named, not contacted.
+    let out = ots(&["upgrade", "a.txt.ots"], work);
+    assert_upgrade_fails(
+        &out,
+        &format!("Ignoring attestation from calendar {url}: Calendar not in whitelist"),
+        work,
+        &proof,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (_, _, proof) = stamped(work).await;
+    // Answers after 30 s; upgrade gives up after its 10 s.
+    let slow = serve(Router::new().route(
+        "/timestamp/{c}",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Vec::<u8>::new()
+        }),
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let out = ots(&["upgrade", "-c", &slow, "a.txt.ots"], work);
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    assert_upgrade_fails(&out, &format!("calendar {slow}/: timed out"), work, &proof);
+}
+
+#[test]
+fn verify_without_a_configured_node() {
+    // No --bitcoin-node and no local node configuration: HOME is empty.
+    let home = tempfile::tempdir().unwrap();
+    let dir = vectors();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ots"))
+        .args(["--no-cache", "--btc-regtest", "verify"])
+        .arg(dir.join("examples/hello-world.txt.ots"))
+        .env("HOME", home.path())
         .output()
-        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let cookie = home.path().join(".bitcoin/regtest/.cookie");
+    assert!(
+        stderr(&out).lines().any(|l| l.starts_with(&format!(
+            "Could not connect to Bitcoin node: cannot read the cookie file {}: ",
+            cookie.display()
+        ))),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("Success!"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reference_client_interoperates() {
     let Some(python_ots) = reference_client() else {
-        eprintln!(
-            "skipped: set OTS_REFERENCE_CLIENT to the reference client's `ots` to run this test"
-        );
+        eprintln!("{REFERENCE_SKIPPED}");
         return;
     };
     let work = tempfile::tempdir().unwrap();

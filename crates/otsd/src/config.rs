@@ -105,6 +105,32 @@ pub struct ServerArgs {
     pub bitcoin: BitcoinArgs,
 }
 
+impl ServerArgs {
+    /// The server's settings from these flags. With `--dev`, the Bitcoin
+    /// part is replaced by what [`crate::dev::start`] returns.
+    pub fn settings(&self) -> crate::server::Settings {
+        crate::server::Settings {
+            aggregation_interval: Duration::from_millis(self.aggregation_interval_ms),
+            limits: self.limits.limits(),
+            explorer_url: self.explorer_url.clone(),
+            lightning_invoice_file: self.lightning_invoice_file.clone(),
+            journal_verify: self
+                .journal_verify_last
+                .map_or(crate::journal::Verify::All, crate::journal::Verify::Last),
+            bitcoin: self.bitcoin_settings(),
+        }
+    }
+
+    /// The node and stamper settings (with `--max-pending`), or `None`
+    /// with `--no-bitcoin`.
+    pub fn bitcoin_settings(&self) -> Option<crate::server::Bitcoin> {
+        self.bitcoin.settings().map(|mut b| {
+            b.stamper.max_pending = self.max_pending;
+            b
+        })
+    }
+}
+
 /// Limits on clients.
 #[derive(Debug, Args)]
 pub struct LimitArgs {

@@ -9,6 +9,7 @@
 //! proofs live in the [`store`] (filled by the stamper), served by
 //! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`
 //! (with [`qr`] codes) and caches it briefly.
+//! [`dev`] is `otsd --dev`: the same server on an embedded regtest chain.
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
 //! runner over the journal and the store.
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod aggregator;
 pub mod backup;
 pub mod calendar;
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod info;
 pub mod journal;

@@ -2,14 +2,12 @@
 //! the library's server (or the `init` step).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use otsd::calendar::Calendar;
 use otsd::config::{Cli, Command};
-use otsd::journal::Verify;
-use otsd::server::{serve, Settings};
+use otsd::server::serve;
 use otsd::status::NoStamper;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -27,17 +25,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let s = &cli.server;
-    let settings = Settings {
-        aggregation_interval: Duration::from_millis(s.aggregation_interval_ms),
-        limits: s.limits.limits(),
-        explorer_url: s.explorer_url.clone(),
-        lightning_invoice_file: s.lightning_invoice_file.clone(),
-        journal_verify: s.journal_verify_last.map_or(Verify::All, Verify::Last),
-        bitcoin: s.bitcoin.settings().map(|mut b| {
-            b.stamper.max_pending = s.max_pending;
-            b
-        }),
-    };
+    let mut settings = s.settings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,11 +34,9 @@ fn main() -> anyhow::Result<()> {
         let listener = otsd::http::bind(&s.rpc_address, s.rpc_port)
             .await
             .with_context(|| format!("binding {}:{}", s.rpc_address, s.rpc_port))?;
-        let mut settings = settings;
         // Kept alive (and mining) for as long as the server runs.
         let _devchain = if s.bitcoin.dev {
-            let (chain, mut bitcoin) = dev::start(&dir, &listener, &s.bitcoin).await?;
-            bitcoin.stamper.max_pending = s.max_pending;
+            let (chain, bitcoin) = otsd::dev::start(&dir, &listener, s).await?;
             settings.bitcoin = Some(bitcoin);
             Some(chain)
         } else {
@@ -66,69 +52,6 @@ fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("calendar {}", dir.display()))
     })
-}
-
-/// `otsd --dev`: a calendar on an embedded regtest chain.
-mod dev {
-    use std::net::SocketAddr;
-    use std::path::Path;
-    use std::time::Duration;
-
-    use anyhow::Context;
-    use devchain::{DevChain, DevChainConfig};
-    use otsd::calendar::Calendar;
-    use otsd::config::BitcoinArgs;
-    use otsd::server::Bitcoin;
-
-    /// Seconds between rounds in dev mode.
-    const DEV_TX_INTERVAL_SECS: u64 = 5;
-    /// Confirmations in dev mode.
-    const DEV_CONFIRMATIONS: u64 = 2;
-    /// Chain polling in dev mode.
-    const DEV_POLL: Duration = Duration::from_secs(1);
-
-    /// Initialises the calendar if needed (uri `http://127.0.0.1:<port>`,
-    /// a fresh key), starts devchain (prefunded, mining on a timer, kept in
-    /// `<dir>/devchain`), prints and writes its RPC URL, and returns it with
-    /// the settings that point the stamper at it.
-    pub async fn start(
-        dir: &Path,
-        listener: &tokio::net::TcpListener,
-        args: &BitcoinArgs,
-    ) -> anyhow::Result<(DevChain, Bitcoin)> {
-        let port = listener.local_addr()?.port();
-        if !dir.join("hmac-key").exists() {
-            Calendar::init(dir, &format!("http://127.0.0.1:{port}"), "")
-                .with_context(|| format!("initialising dev calendar {}", dir.display()))?;
-        }
-        let chain = DevChain::start(DevChainConfig {
-            data_dir: Some(dir.join("devchain")),
-            bind: SocketAddr::from(([127, 0, 0, 1], args.dev_rpc_port)),
-            block_interval: Some(Duration::from_secs(args.dev_block_interval.max(1))),
-            prefund: true,
-            ..DevChainConfig::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("starting devchain: {e}"))?;
-        let url = format!(
-            "http://{}:{}@{}/",
-            chain.user(),
-            chain.password(),
-            chain.addr()
-        );
-        println!("devchain RPC: {url}");
-        std::fs::write(dir.join("dev-rpc-url"), format!("{url}\n"))
-            .context("writing dev-rpc-url")?;
-        let mut rpc = ots_bitcoin::RpcConfig::new(url, ots_bitcoin::Auth::None);
-        rpc.wallet = Some(DevChainConfig::default().wallet);
-        let mut bitcoin =
-            BitcoinArgs::settings(args).ok_or_else(|| anyhow::anyhow!("--dev needs Bitcoin"))?;
-        bitcoin.rpc = rpc;
-        bitcoin.stamper.min_confirmations = DEV_CONFIRMATIONS;
-        bitcoin.stamper.min_tx_interval_secs = DEV_TX_INTERVAL_SECS;
-        bitcoin.poll = DEV_POLL;
-        Ok((chain, bitcoin))
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
