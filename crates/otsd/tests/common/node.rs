@@ -105,6 +105,8 @@ impl TestNode {
                     block_interval: None,
                     prefund: true,
                     wallet: WALLET.into(),
+                    // A restarted node warms up first (-28), as Core does.
+                    warmup: (self.port != 0).then_some(Duration::from_secs(2)),
                 })
                 .await
                 .expect("devchain starts");
