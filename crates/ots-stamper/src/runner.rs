@@ -254,9 +254,7 @@ impl Runner {
                 break;
             };
             let txids: Vec<Txid> = block.txdata.iter().map(|tx| tx.compute_txid()).collect();
-            let actions = self
-                .stamper
-                .on_block(now(), height, hash, &txids, self.source.len());
+            let actions = self.stamper.on_block(now(), height, hash, &txids);
             self.known.push((height, hash));
             if self.known.len() > KNOWN_BLOCKS {
                 self.known.remove(0);
@@ -333,6 +331,9 @@ impl Runner {
                 };
                 if result == BroadcastResult::Accepted {
                     tracing::info!(txid = %tx.compute_txid(), "timestamp transaction sent");
+                    // Whatever stood in the way (an empty wallet, a refusal,
+                    // the fee cap of an earlier round) no longer does.
+                    self.set_view(|v| v.warnings.clear());
                 }
                 Ok(self.stamper.on_broadcast(now(), result))
             }
@@ -351,10 +352,12 @@ impl Runner {
                 }
             }
             Action::Warn(warning) => {
+                // Said once, and shown on the info page, until a
+                // transaction goes out again.
                 let text = describe(&warning);
-                tracing::warn!("{text}");
                 self.set_view(|v| {
                     if !v.warnings.contains(&text) {
+                        tracing::warn!("{text}");
                         v.warnings.push(text);
                     }
                 });

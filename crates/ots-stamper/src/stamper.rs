@@ -266,6 +266,12 @@ pub struct Stamper {
     completing: Vec<Txid>,
     /// Whether the fee cap warning was given for the current round.
     cap_warned: bool,
+    /// The last round could not be funded: try again at the next block
+    /// (which may confirm a deposit) rather than only after the delay.
+    unfunded: bool,
+    /// A block came and the round's transaction is still unconfirmed: the
+    /// next tick bumps it.
+    bump_due: bool,
 }
 
 impl Stamper {
@@ -277,6 +283,8 @@ impl Stamper {
             funding_requested: false,
             completing: Vec::new(),
             cap_warned: false,
+            unfunded: false,
+            bump_due: false,
         }
     }
 
@@ -328,6 +336,11 @@ impl Stamper {
 
     /// Time passes: start a round when it is time and something is pending.
     pub fn on_tick(&mut self, now: u64, journal_len: u64) -> Vec<Action> {
+        if std::mem::take(&mut self.bump_due) {
+            if let Some(covered) = self.bump_cover(journal_len) {
+                return vec![Action::Bump(covered)];
+            }
+        }
         if self.state.round.is_some() || self.funding_requested || now < self.state.next_round_at {
             return Vec::new();
         }
@@ -367,6 +380,7 @@ impl Stamper {
         let rate = feerate.unwrap_or(0).max(self.config.relay_feerate);
         let Some(utxo) = best else {
             self.state.next_round_at = now + UNFUNDED_RETRY_SECS;
+            self.unfunded = true;
             return vec![Action::Warn(Warning::WalletTooSmall {
                 needed: fee_for(rate, crate::tx::vsize(InputKind::P2wpkh, Some(&change))),
             })];
@@ -394,6 +408,7 @@ impl Stamper {
             Err(DraftError::InputTooSmall { fee, .. })
             | Err(DraftError::OverMaxFee { fee, .. }) => {
                 self.state.next_round_at = now + UNFUNDED_RETRY_SECS;
+                self.unfunded = true;
                 vec![Action::Warn(Warning::WalletTooSmall { needed: fee })]
             }
         }
@@ -563,11 +578,13 @@ impl Stamper {
         height: u64,
         hash: BlockHash,
         txids: &[Txid],
-        journal_len: u64,
     ) -> Vec<Action> {
         self.state.best_height = height;
         let mut actions = Vec::new();
         let in_block = |txid: &Txid| txids.contains(txid);
+        if std::mem::take(&mut self.unfunded) && self.state.round.is_none() {
+            self.state.next_round_at = self.state.next_round_at.min(now);
+        }
 
         // Our round's transaction mined?
         let mined_version = self
@@ -613,22 +630,28 @@ impl Stamper {
         }
         actions.extend(self.final_completions());
 
-        // Still unconfirmed: replace it, covering everything pending now.
-        if let Some(round) = &self.state.round {
-            if round.attempt.is_none() {
-                if let Some(latest) = round.versions.last() {
-                    let mut covered = latest.ranges.clone();
-                    let pending = self.pending(journal_len);
-                    let room = self
-                        .config
-                        .max_pending
-                        .saturating_sub(ranges::count(&covered));
-                    covered.extend(ranges::take(&pending, room));
-                    actions.push(Action::Bump(covered));
-                }
-            }
-        }
+        // Still unconfirmed: replace it at the next tick, which comes once
+        // the runtime has caught up with the chain (a calendar that was
+        // many blocks behind bumps once, not once per block).
+        self.bump_due = self.state.round.is_some();
         actions
+    }
+
+    /// The replacement's coverage: the latest version's commitments and
+    /// everything pending now; `None` when no replacement is possible.
+    fn bump_cover(&self, journal_len: u64) -> Option<Vec<Range<u64>>> {
+        let round = self.state.round.as_ref()?;
+        if round.attempt.is_some() {
+            return None;
+        }
+        let mut covered = round.versions.last()?.ranges.clone();
+        let pending = self.pending(journal_len);
+        let room = self
+            .config
+            .max_pending
+            .saturating_sub(ranges::count(&covered));
+        covered.extend(ranges::take(&pending, room));
+        Some(covered)
     }
 
     /// `min_tx_interval × random(1..2)`, the randomness from `block`.

@@ -44,6 +44,20 @@ fn only<T: std::fmt::Debug>(mut v: Vec<T>) -> T {
     v.remove(0)
 }
 
+/// A block, then the tick that follows once the runtime has caught up.
+fn block_then_tick(
+    s: &mut Stamper,
+    now: u64,
+    height: u64,
+    hash: BlockHash,
+    txids: &[Txid],
+    journal_len: u64,
+) -> Vec<Action> {
+    let mut actions = s.on_block(now, height, hash, txids);
+    actions.extend(s.on_tick(now, journal_len));
+    actions
+}
+
 fn sign_of(action: Action) -> Transaction {
     match action {
         Action::Sign(tx) => tx,
@@ -145,7 +159,7 @@ fn every_block_without_confirmation_brings_one_higher_paying_replacement() {
     let (mut s, first) = first_version(3);
     let first_fee = 90_000 - first.output[1].value.to_sat();
     // A block without our transaction: replace, covering new commitments.
-    let bump = only(s.on_block(1_100, 101, block(1), &[], 5));
+    let bump = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 5));
     assert_eq!(bump, Action::Bump(vec![0..3, 3..5]));
     let second = sign_of(only(s.on_bump([8; 32], vec![0..3, 3..5], 101)));
     assert_eq!(
@@ -206,7 +220,7 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
     s.on_signed(tx);
     s.on_broadcast(1_000, BroadcastResult::Accepted);
     // 306 → 459 would exceed 400.
-    let Action::Bump(covered) = only(s.on_block(1_100, 101, block(1), &[], 1)) else {
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 1)) else {
         panic!()
     };
     let warn = only(s.on_bump([7; 32], covered.clone(), 101));
@@ -217,7 +231,7 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
             max: Amount::from_sat(400)
         })
     );
-    let Action::Bump(covered) = only(s.on_block(1_200, 102, block(2), &[], 1)) else {
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_200, 102, block(2), &[], 1)) else {
         panic!()
     };
     assert!(s.on_bump([7; 32], covered, 102).is_empty(), "warned once");
@@ -228,7 +242,7 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
 #[test]
 fn a_mined_version_is_final_after_min_confirmations() {
     let (mut s, first) = first_version(3);
-    let Action::Bump(covered) = only(s.on_block(1_100, 101, block(1), &[], 5)) else {
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 5)) else {
         panic!()
     };
     let second = sign_of(only(s.on_bump([8; 32], covered, 101)));
@@ -238,7 +252,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     // The FIRST version gets mined: its 3 commitments are in it, the 2 added
     // by the replacement go back to pending.
     let txid = first.compute_txid();
-    assert!(s.on_block(1_200, 102, block(2), &[txid], 5).is_empty());
+    assert!(s.on_block(1_200, 102, block(2), &[txid]).is_empty());
     assert!(s.state().round.is_none());
     assert_eq!(s.pending(5), vec![3..5]);
     assert_eq!(
@@ -252,7 +266,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     let wait = s.state().next_round_at - 1_200;
     assert!((600..=1_200).contains(&wait), "{wait}");
 
-    let complete = only(s.on_block(1_300, 103, block(3), &[], 5));
+    let complete = only(s.on_block(1_300, 103, block(3), &[]));
     let Action::Complete(mined) = complete else {
         panic!("{complete:?}")
     };
@@ -260,7 +274,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     assert_eq!(mined.version.ranges, vec![0..3]);
     assert_eq!((mined.height, mined.block), (102, block(2)));
     // Not asked twice while the runtime works on it.
-    assert!(s.on_block(1_400, 104, block(4), &[], 5).is_empty());
+    assert!(s.on_block(1_400, 104, block(4), &[]).is_empty());
     s.on_completed(1_500, txid, 1_150);
     assert!(s.state().mined.is_empty());
     // Kept for the info page: fee, size and height of the mined version,
@@ -278,7 +292,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
 fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
     let (mut s, first) = first_version(3);
     let txid = first.compute_txid();
-    s.on_block(1_100, 101, block(1), &[txid], 3);
+    s.on_block(1_100, 101, block(1), &[txid]);
     assert!(s.state().round.is_none());
     assert!(s.on_reorg(100).is_empty());
     assert!(s.state().mined.is_empty());
@@ -286,11 +300,11 @@ fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
     assert_eq!(s.status(0), Status::Pending);
     // The new branch's next block: the transaction is bumped again...
     assert!(matches!(
-        only(s.on_block(1_200, 101, block(9), &[], 3)),
+        only(block_then_tick(&mut s, 1_200, 101, block(9), &[], 3)),
         Action::Bump(_)
     ));
     // ...or found in the new branch.
-    s.on_block(1_300, 102, block(10), &[txid], 3);
+    s.on_block(1_300, 102, block(10), &[txid]);
     assert_eq!(s.state().mined[0].block, block(10));
 }
 
@@ -298,7 +312,7 @@ fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
 fn a_reorg_with_a_new_round_underway_keeps_the_old_transaction_watched() {
     let (mut s, first) = first_version(3);
     let txid = first.compute_txid();
-    s.on_block(1_100, 101, block(1), &[txid], 3);
+    s.on_block(1_100, 101, block(1), &[txid]);
     // A new round starts (its interval passed) with commitments 3..6.
     s.on_tick(10_000, 6);
     let tx = sign_of(only(s.on_funding(
@@ -315,7 +329,7 @@ fn a_reorg_with_a_new_round_underway_keeps_the_old_transaction_watched() {
     s.on_reorg(100);
     assert_eq!(s.pending(6), vec![0..3]);
     assert_eq!(s.state().orphans.len(), 1);
-    s.on_block(10_100, 101, block(7), &[txid], 6);
+    s.on_block(10_100, 101, block(7), &[txid]);
     assert!(s.state().orphans.is_empty());
     assert_eq!(s.pending(6), Vec::<std::ops::Range<u64>>::new());
 }
@@ -364,6 +378,38 @@ fn a_restart_sends_the_latest_version_again() {
     };
     assert!(again.on_broadcast(2_000, refused).is_empty());
     assert_eq!(again.state(), &before);
+}
+
+#[test]
+fn an_unfunded_round_is_tried_again_at_the_next_block() {
+    let mut s = Stamper::new(config(), State::default());
+    assert_eq!(only(s.on_tick(1_000, 2)), Action::Fund(vec![0..2]));
+    let warned = s.on_funding(1_000, &[], None, wallet_script(), 100, [7; 32], vec![0..2]);
+    assert!(matches!(
+        only(warned),
+        Action::Warn(Warning::WalletTooSmall { .. })
+    ));
+    // Not before the retry delay...
+    assert!(s.on_tick(1_001, 2).is_empty());
+    // ...unless a block arrives, which may have confirmed a deposit.
+    assert!(s.on_block(1_002, 101, block(1), &[]).is_empty());
+    assert_eq!(only(s.on_tick(1_002, 2)), Action::Fund(vec![0..2]));
+    // A block with nothing to retry changes nothing.
+    let mut calm = Stamper::new(config(), State::default());
+    calm.on_block(1_000, 101, block(1), &[]);
+    assert!(calm.on_tick(1_000, 0).is_empty());
+}
+
+#[test]
+fn a_calendar_catching_up_with_many_blocks_bumps_once() {
+    let (mut s, _) = first_version(3);
+    for height in 101..111 {
+        assert!(s
+            .on_block(1_100, height, block(height as u8), &[])
+            .is_empty());
+    }
+    assert!(matches!(only(s.on_tick(1_100, 3)), Action::Bump(_)));
+    assert!(s.on_tick(1_101, 3).is_empty(), "once per batch of blocks");
 }
 
 #[test]

@@ -155,6 +155,15 @@ impl InfoPage {
             let code = qr_of(&self.lightning_qr);
             format!("<p>You can also donate with Lightning:<br>\n{code}<a href=\"lightning:{i}\">{i}</a></p>\n<hr>\n")
         });
+        let warnings = if c.warnings.is_empty() {
+            String::new()
+        } else {
+            let lines: Vec<String> = c.warnings.iter().map(|w| e(w)).collect();
+            format!(
+                "<p style=\"color:#a00\"><b>Warning:</b> {}</p>\n",
+                lines.join("<br>\n")
+            )
+        };
         let addr = e(&self.donation_address);
         let addr_qr = qr_of(&self.donation_qr);
         let linked = |v: &Option<String>, path: &str| {
@@ -167,6 +176,7 @@ impl InfoPage {
             "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>OpenTimestamps Calendar Server</title></head>\n\
              <body style=\"word-break: break-word;\">\n\
              <p>This is an <a href=\"https://opentimestamps.org\">OpenTimestamps</a> Calendar Server (v{version})</p>\n\
+             {warnings}\
              <p>Pending commitments: {pending}<br>\n\
              Transactions waiting for confirmation: {waiting}<br>\n\
              Most recent unconfirmed timestamp tx: {tx} ({prior} prior versions)<br>\n\
@@ -272,6 +282,7 @@ mod tests {
         };
         let chain = ChainInfo {
             block_height: Some(800_000),
+            warnings: vec!["the wallet is <empty>".into()],
             ..ChainInfo::default()
         };
         let page = InfoPage::new(&cfg, 1234, Some(vec![0xab]), chain);
@@ -283,6 +294,10 @@ mod tests {
         let html = page.html();
         assert!(html.contains("Pending commitments: 1234"));
         assert!(html.contains("&lt;addr&gt;") && !html.contains("<addr>"));
+        assert_eq!(v["warnings"], serde_json::json!(["the wallet is <empty>"]));
+        assert!(html.contains("<b>Warning:</b> the wallet is &lt;empty&gt;</p>"));
+        let calm = InfoPage::new(&cfg, 0, None, ChainInfo::default());
+        assert!(!calm.html().contains("Warning"));
         // The QR codes are for people only.
         assert!(v.get("donation_qr").is_none() && v.get("lightning_qr").is_none());
     }

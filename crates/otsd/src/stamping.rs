@@ -155,6 +155,12 @@ pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
                 block_time: done.block_time,
             })
             .collect(),
+        warnings: v
+            .node_error
+            .iter()
+            .map(|e| format!("the Bitcoin node is unreachable, stamping is paused: {e}"))
+            .chain(v.warnings.iter().cloned())
+            .collect(),
     }
 }
 

@@ -63,6 +63,9 @@ pub struct ChainInfo {
     pub fees_in_last_week_sats: Option<u64>,
     /// Latest completed timestamp transactions, most recent first.
     pub transactions: Vec<MinedTx>,
+    /// Conditions the operator should act on (an unreachable node, an
+    /// empty wallet, the fee cap), until stamping proceeds again.
+    pub warnings: Vec<String>,
 }
 
 /// The stamper's state as the HTTP layer sees it. The stamper (issue 5)

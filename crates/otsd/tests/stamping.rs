@@ -473,3 +473,43 @@ async fn outage(backend: Backend) {
     cal.until_complete(&node, &commitments).await;
     cal.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_wallet_is_reported_once_and_digests_are_still_accepted() {
+    for backend in Backend::all() {
+        empty_wallet(backend).await;
+    }
+}
+
+async fn empty_wallet(backend: Backend) {
+    const SAID: &str = "the wallet has no confirmed output";
+    let node = TestNode::start_unfunded(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let mut commitments = cal.post(2).await;
+    let warnings = until("the info page's warning", || async {
+        let warnings = cal.info().await["warnings"].clone();
+        (warnings.to_string().contains(SAID)).then_some(warnings)
+    })
+    .await;
+    assert_eq!(warnings.as_array().unwrap().len(), 1, "{warnings}");
+
+    // Still accepting digests; said once, nothing sent.
+    commitments.extend(cal.post(2).await);
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    assert!(node.mempool().await.is_empty());
+    assert_eq!(cal.log_count(SAID), 1, "logged once");
+
+    // Funded: the first of these blocks' coinbase matures (101
+    // confirmations, as Core's wallet counts) with the last one, so the
+    // round cannot start, and be mined, halfway through.
+    node.mine(101).await;
+    let txid = until_mempool_tx(&node).await;
+    cal.until_recorded(&txid).await;
+    assert_eq!(cal.info().await["warnings"], json!([]));
+    node.mine(2).await;
+    cal.until_complete(&node, &commitments).await;
+    cal.kill().await;
+}

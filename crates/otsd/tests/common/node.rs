@@ -55,6 +55,7 @@ pub struct TestNode {
     port: u16,
     running: Running,
     mine_to: String,
+    funded: bool,
 }
 
 fn free_port() -> u16 {
@@ -68,7 +69,18 @@ fn free_port() -> u16 {
 impl TestNode {
     /// Starts a node with a funded wallet [`WALLET`].
     pub async fn start(backend: Backend) -> TestNode {
+        Self::start_with(backend, true).await
+    }
+
+    /// Starts a node whose wallet [`WALLET`] holds nothing (the chain is
+    /// at genesis).
+    pub async fn start_unfunded(backend: Backend) -> TestNode {
+        Self::start_with(backend, false).await
+    }
+
+    async fn start_with(backend: Backend, funded: bool) -> TestNode {
         let mut node = TestNode {
+            funded,
             port: match backend {
                 Backend::Dev => 0,
                 Backend::Core(_) => free_port(),
@@ -88,7 +100,7 @@ impl TestNode {
                 .await;
         }
         node.mine_to = node.wallet().new_address().await.unwrap();
-        if matches!(node.backend, Backend::Core(_)) {
+        if funded && matches!(node.backend, Backend::Core(_)) {
             node.mine(101).await;
         }
         node
@@ -103,7 +115,7 @@ impl TestNode {
                     rpc_user: USER.into(),
                     rpc_password: Some(PASSWORD.into()),
                     block_interval: None,
-                    prefund: true,
+                    prefund: self.funded,
                     wallet: WALLET.into(),
                     // A restarted node warms up first (-28), as Core does.
                     warmup: (self.port != 0).then_some(Duration::from_secs(2)),
@@ -170,11 +182,16 @@ impl TestNode {
             .await
     }
 
-    /// Mines one block holding no transaction but its coinbase (paying a
-    /// fresh address, so that a block replacing an invalidated one never
-    /// repeats it exactly).
+    /// Mines one block holding no transaction but its coinbase, which pays
+    /// a fresh address outside the wallet (so that a block replacing an
+    /// invalidated one never repeats it exactly, and the wallet gains
+    /// nothing).
     pub async fn mine_empty(&self) -> String {
-        let to = self.wallet().new_address().await.unwrap();
+        let mut script = vec![0x04];
+        script.extend(rand::random::<[u8; 4]>());
+        script.extend([0x75, 0x51]); // OP_DROP OP_TRUE
+        let script = bitcoin::ScriptBuf::from_bytes(script);
+        let to = bitcoin::Address::p2wsh(&script, bitcoin::Network::Regtest).to_string();
         let reply: Value = self.call("generateblock", json!([to, []])).await;
         reply["hash"].as_str().unwrap().to_string()
     }
