@@ -63,17 +63,34 @@ pub struct StoreSink {
 
 impl ProofSink for StoreSink {
     fn add_batch(&self, commitments: Vec<(u64, Vec<u8>)>, tail: Timestamp) -> Result<(), String> {
+        // The records back from the journal, a run of consecutive
+        // positions per read.
         let mut records = Vec::with_capacity(commitments.len());
-        for (index, bytes) in commitments {
-            let record = self
+        let mut at = 0;
+        while at < commitments.len() {
+            let start = commitments[at].0;
+            let run = commitments[at..]
+                .iter()
+                .enumerate()
+                .take_while(|(k, (index, _))| *index == start + *k as u64)
+                .count();
+            let read = self
                 .journal
-                .get(index)
-                .map_err(|e| format!("journal record {index}: {e}"))?
-                .ok_or_else(|| format!("journal has no record {index}"))?;
-            if commitment_bytes(&record) != bytes.as_slice() {
-                return Err(format!("journal record {index} changed under the stamper"));
+                .read_range(start, run)
+                .map_err(|e| format!("journal records from {start}: {e}"))?;
+            if read.len() != run {
+                return Err(format!(
+                    "journal has no record {}",
+                    start + read.len() as u64
+                ));
             }
-            records.push((index, record));
+            for (record, (index, bytes)) in read.into_iter().zip(&commitments[at..]) {
+                if commitment_bytes(&record) != bytes.as_slice() {
+                    return Err(format!("journal record {index} changed under the stamper"));
+                }
+                records.push((*index, record));
+            }
+            at += run;
         }
         let done: Vec<_> = records.clone();
         self.store

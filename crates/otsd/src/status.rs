@@ -7,7 +7,6 @@
 //! *before* any reply leaves, so a client asking for its commitment right
 //! after its POST never sees "Not found".
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::calendar::{Commitment, COMMITMENT_LEN, TIME_LEN};
@@ -111,9 +110,14 @@ enum Slot {
 /// record back from the journal (page cache, one `pread`).
 #[derive(Debug)]
 pub struct PendingIndex {
-    map: RwLock<HashMap<u64, Slot>>,
+    map: RwLock<KeyMap>,
     journal: JournalReader,
 }
+
+/// The map of keys to journal positions. The keys are sha256 output, so a
+/// fast non-keyed hash is as good as SipHash here, at a fraction of its
+/// cost on the hot paths (every digest round, every completed batch).
+type KeyMap = rustc_hash::FxHashMap<u64, Slot>;
 
 /// The index key of a commitment (44 or 36 bytes): 8 bytes of its tip.
 pub fn key_of(commitment: &[u8]) -> u64 {
@@ -123,7 +127,7 @@ pub fn key_of(commitment: &[u8]) -> u64 {
     u64::from_le_bytes(k)
 }
 
-fn insert_into(map: &mut HashMap<u64, Slot>, key: u64, index: u64) {
+fn insert_into(map: &mut KeyMap, key: u64, index: u64) {
     match map.get_mut(&key) {
         None => {
             map.insert(key, Slot::One(index));
@@ -136,7 +140,7 @@ fn insert_into(map: &mut HashMap<u64, Slot>, key: u64, index: u64) {
     }
 }
 
-fn remove_from(map: &mut HashMap<u64, Slot>, key: u64, index: u64) {
+fn remove_from(map: &mut KeyMap, key: u64, index: u64) {
     match map.get_mut(&key) {
         Some(Slot::One(i)) if *i == index => {
             map.remove(&key);
@@ -155,7 +159,7 @@ impl PendingIndex {
     /// An empty index over `journal`.
     pub fn new(journal: JournalReader) -> Self {
         PendingIndex {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(KeyMap::default()),
             journal,
         }
     }
