@@ -7,7 +7,12 @@
 //! computed beforehand, as the stamper did when it sent the transaction. Prints the time of each step and the store's bytes per
 //! commitment.
 //!
-//! `cargo run --release -p otsd --example complete_one_tx [N] [BLOCK_TXS]`
+//! `cargo run --release -p otsd --example complete_one_tx [N] [BLOCK_TXS] [DIR]`
+//!
+//! With DIR, the calendar is kept there (initialised as `otsd init` does,
+//! to be served by `otsd -c DIR --no-bitcoin`), with `DIR/bench-paths.txt`
+//! listing `/timestamp/<hex>` for 100,000 of its completed commitments (the
+//! GET scenario of `bench/load.sh`).
 
 // One journal range is a set of one interval.
 #![allow(clippy::single_range_in_vec_init)]
@@ -22,7 +27,7 @@ use bitcoin::{
     Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness,
 };
 use ots_stamper::runner::{CommitmentSource, ProofSink};
-use otsd::calendar::{Commitment, HmacKey, KeyDeriver};
+use otsd::calendar::{Calendar, Commitment, KeyDeriver};
 use otsd::journal::{Journal, Verify};
 use otsd::stamping::{JournalSource, StoreSink};
 use otsd::status::PendingIndex;
@@ -91,11 +96,14 @@ fn main() {
         .collect();
     let n = args.first().copied().unwrap_or(1_000_000);
     let block_txs = args.get(1).copied().unwrap_or(3_000) as u32;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let key = HmacKey::new(vec![1; 32]);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let keep = std::env::args().nth(3).map(std::path::PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| temp.path().join("calendar"));
+    Calendar::init(&dir, "https://bench.invalid", "").expect("a fresh calendar directory");
+    let key = Calendar::open(&dir).expect("calendar").key;
     let (mut journal, reader, _) =
-        Journal::open(dir.path(), &key, Verify::All, |_, _| {}).expect("journal");
-    let store = Arc::new(Store::open(dir.path(), reader.clone()).expect("store"));
+        Journal::open(&dir, &key, Verify::All, |_, _| {}).expect("journal");
+    let store = Arc::new(Store::open(&dir, reader.clone()).expect("store"));
     let pending = Arc::new(PendingIndex::new(reader.clone()));
 
     // The calendar's day: N commitments journaled, all pending.
@@ -154,7 +162,7 @@ fn main() {
     );
     let probe = reader.get(n / 2).expect("read").expect("durable");
     assert!(store.get(&probe).expect("get").is_some());
-    let size = std::fs::metadata(dir.path().join(STORE_FILE))
+    let size = std::fs::metadata(dir.join(STORE_FILE))
         .expect("store file")
         .len();
     println!("commitments:              {n} in one transaction ({block_txs} in its block)");
@@ -164,4 +172,17 @@ fn main() {
     println!("total:                    {total:.2?}");
     println!("store file:               {size} bytes");
     println!("store bytes/commitment:   {:.1}", size as f64 / n as f64);
+    if keep.is_some() {
+        let paths: Vec<String> = (0..n.min(100_000))
+            .map(|i| {
+                let c = reader.get(i * 7_919 % n).expect("read").expect("durable");
+                format!(
+                    "/timestamp/{}\n",
+                    hex::encode(otsd::store::commitment_bytes(&c))
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("bench-paths.txt"), paths.concat()).expect("paths");
+        println!("calendar kept in {}", dir.display());
+    }
 }

@@ -16,6 +16,7 @@
 
 pub mod aggregator;
 pub mod backup;
+pub mod batchcache;
 pub mod calendar;
 pub mod config;
 pub mod dev;

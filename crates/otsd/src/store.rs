@@ -26,11 +26,14 @@
 //! in batches of 10,000 (the `store_size` example).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ots_proof::codec::{write_varuint, Reader};
 use ots_proof::op::sha256;
 use ots_proof::{MerkleTree, Op, Timestamp};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableTable, TableDefinition};
+
+use crate::batchcache::{BatchCache, BatchMeta};
 
 use crate::calendar::{has_no_mac, Commitment, COMMITMENT_LEN, MAC_LEN, TIME_LEN};
 use crate::journal::JournalReader;
@@ -133,6 +136,9 @@ pub(crate) fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
 pub struct Store {
     db: Database,
     journal: JournalReader,
+    cache: BatchCache,
+    /// Whether batches' levels are loaded into the cache (on by default).
+    cache_levels: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -144,7 +150,12 @@ impl Store {
         txn.open_table(LEVELS).map_err(dberr)?;
         txn.open_table(INDEX).map_err(dberr)?;
         txn.commit().map_err(dberr)?;
-        Ok(Store { db, journal })
+        Ok(Store {
+            db,
+            journal,
+            cache: BatchCache::default(),
+            cache_levels: std::sync::atomic::AtomicBool::new(true),
+        })
     }
 
     /// Adds the completed proofs of a batch in one transaction (one fsync).
@@ -266,6 +277,52 @@ impl Store {
     /// The full proof of `commitment` (44 bytes, or 36 for a reference
     /// legacy commitment), from the commitment down to its attestations.
     pub fn get(&self, commitment: &[u8]) -> Result<Option<Timestamp>, StoreError> {
+        let Some(found) = self.locate(commitment)? else {
+            return Ok(None);
+        };
+        let batch = found.batch;
+        let bad = |e: ots_proof::DecodeError| corrupt(batch, e.to_string());
+        let mut r = Reader::new(&found.meta.tail);
+        let tail = Timestamp::decode(&mut r, &found.meta.root).map_err(bad)?;
+        r.expect_end().map_err(bad)?;
+        let mut ts = Timestamp::new(commitment_bytes(&found.record).to_vec())
+            .map_err(|e| corrupt(batch, e.to_string()))?;
+        let end = ts
+            .add_path(found.ops)
+            .map_err(|e| corrupt(batch, e.to_string()))?;
+        if end.msg() != found.meta.root {
+            return Err(corrupt(batch, "path does not reach the root"));
+        }
+        end.merge(tail).map_err(|e| corrupt(batch, e.to_string()))?;
+        Ok(Some(ts))
+    }
+
+    /// [`get`](Store::get), serialized: the same bytes as
+    /// `get(c)?.serialize()`, built without decoding the shared tail (the
+    /// path is one op after another, and the tail's bytes are stored in
+    /// their serialized form).
+    pub fn get_serialized(&self, commitment: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(found) = self.locate(commitment)? else {
+            return Ok(None);
+        };
+        let mut msg = commitment_bytes(&found.record).to_vec();
+        let mut out = Vec::with_capacity(found.ops.len() * 34 + found.meta.tail.len());
+        for op in &found.ops {
+            msg = op
+                .apply(&msg)
+                .map_err(|e| corrupt(found.batch, e.to_string()))?;
+            op.encode(&mut out);
+        }
+        if msg != found.meta.root {
+            return Err(corrupt(found.batch, "path does not reach the root"));
+        }
+        out.extend_from_slice(&found.meta.tail);
+        Ok(Some(out))
+    }
+
+    /// Finds a commitment's batch, its path up to the batch's root, and
+    /// the batch's serialized tail.
+    fn locate(&self, commitment: &[u8]) -> Result<Option<Located>, StoreError> {
         let mut record = [0u8; COMMITMENT_LEN];
         match commitment.len() {
             COMMITMENT_LEN => record.copy_from_slice(commitment),
@@ -281,22 +338,11 @@ impl Store {
         else {
             return Ok(None);
         };
-        let batches = txn.open_table(BATCHES).map_err(dberr)?;
-        let Some(value) = batches.get(batch).map_err(dberr)? else {
-            return Err(corrupt(batch, "indexed batch missing"));
+        let meta = match self.cache.get(batch) {
+            Some(meta) => meta,
+            None => self.load(&txn, batch)?,
         };
-        let value = value.value();
-        let mut r = Reader::new(value);
-        let bad = |e: ots_proof::DecodeError| corrupt(batch, e.to_string());
-        let n = r.read_varuint().map_err(bad)?;
-        let mut runs = Vec::new();
-        for _ in 0..r.read_varuint().map_err(bad)? {
-            runs.push((
-                r.read_varuint().map_err(bad)?,
-                r.read_varuint().map_err(bad)?,
-            ));
-        }
-        let root: [u8; 32] = r.read_array().map_err(bad)?;
+        let (n, runs) = (meta.n, &meta.runs);
         let pos = u64::from(pos);
         if pos >= n {
             return Err(corrupt(batch, "leaf position out of range"));
@@ -305,13 +351,28 @@ impl Store {
         let group_start = pos >> GROUP_BITS << GROUP_BITS;
         let group_end = n.min(group_start + (1 << GROUP_BITS));
         let mut group = Vec::new();
-        for p in group_start..group_end {
-            let j = journal_index(&runs, p).ok_or_else(|| corrupt(batch, "runs too short"))?;
-            let rec = self
-                .journal
-                .get(j)?
-                .ok_or_else(|| corrupt(batch, "journal record missing"))?;
-            group.push(leaf(&rec));
+        match one_run(runs, group_start, group_end - group_start) {
+            // The usual case: the group is one run of the journal.
+            Some(first) => {
+                let recs = self
+                    .journal
+                    .read_range(first, (group_end - group_start) as usize)?;
+                if recs.len() as u64 != group_end - group_start {
+                    return Err(corrupt(batch, "journal record missing"));
+                }
+                group.extend(recs.iter().map(leaf));
+            }
+            None => {
+                for p in group_start..group_end {
+                    let j =
+                        journal_index(runs, p).ok_or_else(|| corrupt(batch, "runs too short"))?;
+                    let rec = self
+                        .journal
+                        .get(j)?
+                        .ok_or_else(|| corrupt(batch, "journal record missing"))?;
+                    group.push(leaf(&rec));
+                }
+            }
         }
         let local = (pos - group_start) as usize;
         if group[local] != leaf(&record) {
@@ -320,8 +381,8 @@ impl Store {
         let mini = MerkleTree::new(group).expect("group is not empty");
         let mut ops = vec![Op::Sha256];
         ops.extend(mini.path(local).expect("local index in range"));
-        // Levels GROUP_BITS and up: stored.
-        let levels = txn.open_table(LEVELS).map_err(dberr)?;
+        // Levels GROUP_BITS and up: stored (in the cache, or read here).
+        let mut levels = None;
         let mut size = n;
         for _ in 0..GROUP_BITS {
             size = size.div_ceil(2);
@@ -331,16 +392,27 @@ impl Store {
             let i = pos >> k;
             let sib = i ^ 1;
             if sib < size {
-                let row = levels
-                    .get((batch, k as u8, sib / LEVEL_CHUNK_NODES))
-                    .map_err(dberr)?
-                    .ok_or_else(|| corrupt(batch, "level row missing"))?;
-                let off = ((sib % LEVEL_CHUNK_NODES) * 32) as usize;
-                let node = row
-                    .value()
-                    .get(off..off + 32)
-                    .ok_or_else(|| corrupt(batch, "level row too short"))?
-                    .to_vec();
+                let node = match meta.node((k - GROUP_BITS) as usize, sib) {
+                    Some(node) => node.to_vec(),
+                    None if meta.levels.is_some() => {
+                        return Err(corrupt(batch, "level row missing"));
+                    }
+                    None => {
+                        if levels.is_none() {
+                            levels = Some(txn.open_table(LEVELS).map_err(dberr)?);
+                        }
+                        let table = levels.as_ref().expect("just opened");
+                        let row = table
+                            .get((batch, k as u8, sib / LEVEL_CHUNK_NODES))
+                            .map_err(dberr)?
+                            .ok_or_else(|| corrupt(batch, "level row missing"))?;
+                        let off = ((sib % LEVEL_CHUNK_NODES) * 32) as usize;
+                        row.value()
+                            .get(off..off + 32)
+                            .ok_or_else(|| corrupt(batch, "level row too short"))?
+                            .to_vec()
+                    }
+                };
                 ops.push(if i % 2 == 1 {
                     Op::Prepend(node)
                 } else {
@@ -351,19 +423,66 @@ impl Store {
             size = size.div_ceil(2);
             k += 1;
         }
-        let tail = Timestamp::decode(&mut r, &root).map_err(bad)?;
-        r.expect_end().map_err(bad)?;
-        let mut ts = Timestamp::new(commitment_bytes(&record).to_vec())
-            .map_err(|e| corrupt(batch, e.to_string()))?;
-        let end = ts
-            .add_path(ops)
-            .map_err(|e| corrupt(batch, e.to_string()))?;
-        if end.msg() != root {
-            return Err(corrupt(batch, "path does not reach the root"));
-        }
-        end.merge(tail).map_err(|e| corrupt(batch, e.to_string()))?;
-        Ok(Some(ts))
+        Ok(Some(Located {
+            batch,
+            record,
+            ops,
+            meta,
+        }))
     }
+
+    /// Turns the loading of levels into the cache on or off (batches
+    /// loaded from now on); off, every level is read from the database, as
+    /// for batches too large for the cache.
+    pub fn set_level_cache(&self, on: bool) {
+        self.cache_levels
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads a batch (with its levels, when small enough) into the cache.
+    fn load(&self, txn: &ReadTransaction, batch: u64) -> Result<Arc<BatchMeta>, StoreError> {
+        let batches = txn.open_table(BATCHES).map_err(dberr)?;
+        let Some(value) = batches.get(batch).map_err(dberr)? else {
+            return Err(corrupt(batch, "indexed batch missing"));
+        };
+        let mut meta =
+            BatchMeta::parse(value.value()).map_err(|e| corrupt(batch, e.to_string()))?;
+        if self.cache_levels.load(std::sync::atomic::Ordering::Relaxed) && BatchCache::fits(meta.n)
+        {
+            let table = txn.open_table(LEVELS).map_err(dberr)?;
+            let mut levels: Vec<Vec<u8>> = Vec::new();
+            let rows = table
+                .range((batch, 0u8, 0u64)..=(batch, u8::MAX, u64::MAX))
+                .map_err(dberr)?;
+            for row in rows {
+                let (key, value) = row.map_err(dberr)?;
+                let (_, k, chunk) = key.value();
+                let level = usize::from(k)
+                    .checked_sub(GROUP_BITS as usize)
+                    .ok_or_else(|| corrupt(batch, "level below the stored ones"))?;
+                if levels.len() <= level {
+                    levels.resize(level + 1, Vec::new());
+                }
+                let row = &mut levels[level];
+                if row.len() as u64 != chunk * LEVEL_CHUNK_NODES * 32 {
+                    return Err(corrupt(batch, "level rows out of order"));
+                }
+                row.extend_from_slice(value.value());
+            }
+            meta.levels = Some(levels);
+        }
+        let meta = Arc::new(meta);
+        self.cache.insert(batch, meta.clone());
+        Ok(meta)
+    }
+}
+
+/// Where a commitment's proof is, as [`Store::locate`] found it.
+struct Located {
+    batch: u64,
+    record: Commitment,
+    ops: Vec<Op>,
+    meta: Arc<BatchMeta>,
 }
 
 fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
@@ -371,6 +490,18 @@ fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
         batch,
         what: what.into(),
     }
+}
+
+/// The journal index of leaf `pos` when leaves `pos..pos + count` all lie
+/// in one run (consecutive journal records).
+fn one_run(runs: &[(u64, u64)], mut pos: u64, count: u64) -> Option<u64> {
+    for &(start, len) in runs {
+        if pos < len {
+            return (pos + count <= len).then_some(start + pos);
+        }
+        pos -= len;
+    }
+    None
 }
 
 /// The journal index of leaf `pos` of a batch stored as `runs`.

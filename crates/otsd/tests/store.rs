@@ -90,12 +90,26 @@ fn check(store: &Store, c: &Commitment, height: u64) {
     assert_eq!(atts[0].1, &Attestation::Bitcoin { height });
     let bytes = ts.serialize().unwrap();
     assert_eq!(Timestamp::deserialize(&bytes, c).unwrap(), ts);
+    // What the server sends: the same bytes, built without decoding.
+    assert_eq!(store.get_serialized(c).unwrap(), Some(bytes));
 }
 
 #[test]
 fn batches_of_every_small_size_and_a_large_one() {
+    every_size(true);
+}
+
+#[test]
+fn levels_read_from_the_database_give_the_same_proofs() {
+    every_size(false);
+}
+
+/// With the batch cache holding levels, or reading every one from the
+/// database (as for batches too large to cache).
+fn every_size(level_cache: bool) {
     let mut f = Fixture::new();
     let store = Store::open(&f.cal, f.reader.clone()).unwrap();
+    store.set_level_cache(level_cache);
     assert!(store.is_empty().unwrap());
     let mut all = Vec::new();
     for (h, n) in (1..=40).chain([1000]).enumerate() {
@@ -112,11 +126,13 @@ fn batches_of_every_small_size_and_a_large_one() {
     // Unknown commitment, wrong lengths.
     let other = f.commit(1)[0].1;
     assert!(store.get(&other).unwrap().is_none());
+    assert!(store.get_serialized(&other).unwrap().is_none());
     assert!(!store.contains(&other).unwrap());
     assert!(store.get(&[1; 32]).unwrap().is_none());
     // Reopened: still there.
     drop(store);
     let store = Store::open(&f.cal, f.reader.clone()).unwrap();
+    store.set_level_cache(level_cache);
     check(&store, &all[40].0[999].1, 40);
 }
 
