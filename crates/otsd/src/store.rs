@@ -28,9 +28,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ots_proof::codec::{write_varuint, Reader};
-use ots_proof::op::sha256;
-use ots_proof::{MerkleTree, Op, Timestamp};
+use ots_proof::codec::{write_varbytes, write_varuint, Reader};
+use ots_proof::op::{sha256, TAG_APPEND, TAG_PREPEND, TAG_SHA256};
+use ots_proof::{Op, Timestamp};
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition};
 
 use crate::batchcache::{BatchCache, BatchMeta};
@@ -122,7 +122,7 @@ pub(crate) fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
             .expect("non-empty")
             .chunks(2)
             .map(|p| match p {
-                [l, r] => sha256(&[l.as_slice(), r.as_slice()].concat()),
+                [l, r] => pair_hash(l, r),
                 _ => p[0],
             })
             .collect();
@@ -287,8 +287,18 @@ impl Store {
         r.expect_end().map_err(bad)?;
         let mut ts = Timestamp::new(commitment_bytes(&found.record).to_vec())
             .map_err(|e| corrupt(batch, e.to_string()))?;
+        let mut ops = vec![Op::Sha256];
+        for step in &found.steps {
+            let node = step.node.to_vec();
+            ops.push(if step.prepend {
+                Op::Prepend(node)
+            } else {
+                Op::Append(node)
+            });
+            ops.push(Op::Sha256);
+        }
         let end = ts
-            .add_path(found.ops)
+            .add_path(ops)
             .map_err(|e| corrupt(batch, e.to_string()))?;
         if end.msg() != found.meta.root {
             return Err(corrupt(batch, "path does not reach the root"));
@@ -305,13 +315,22 @@ impl Store {
         let Some(found) = self.locate(commitment)? else {
             return Ok(None);
         };
-        let mut msg = commitment_bytes(&found.record).to_vec();
-        let mut out = Vec::with_capacity(found.ops.len() * 34 + found.meta.tail.len());
-        for op in &found.ops {
-            msg = op
-                .apply(&msg)
-                .map_err(|e| corrupt(found.batch, e.to_string()))?;
-            op.encode(&mut out);
+        let mut msg = sha256(commitment_bytes(&found.record));
+        let mut out = Vec::with_capacity(1 + found.steps.len() * 35 + found.meta.tail.len());
+        out.push(TAG_SHA256);
+        for step in &found.steps {
+            out.push(if step.prepend {
+                TAG_PREPEND
+            } else {
+                TAG_APPEND
+            });
+            write_varbytes(&mut out, &step.node);
+            out.push(TAG_SHA256);
+            msg = if step.prepend {
+                pair_hash(&step.node, &msg)
+            } else {
+                pair_hash(&msg, &step.node)
+            };
         }
         if msg != found.meta.root {
             return Err(corrupt(found.batch, "path does not reach the root"));
@@ -378,11 +397,28 @@ impl Store {
         if group[local] != leaf(&record) {
             return Ok(None); // Another commitment with the same index key.
         }
-        let mini = MerkleTree::new(group).expect("group is not empty");
-        let mut ops = vec![Op::Sha256];
-        ops.extend(mini.path(local).expect("local index in range"));
+        // The path through the group's own small tree.
+        let mut steps = Vec::with_capacity(24);
+        let (mut level, mut at) = (group, local);
+        while level.len() > 1 {
+            if let Some(node) = level.get(at ^ 1) {
+                steps.push(Step {
+                    prepend: at % 2 == 1,
+                    node: *node,
+                });
+            }
+            level = level
+                .chunks(2)
+                .map(|p| match p {
+                    [l, r] => pair_hash(l, r),
+                    _ => p[0],
+                })
+                .collect();
+            at /= 2;
+        }
         // Levels GROUP_BITS and up: stored (in the cache, or read here).
         let mut levels = None;
+        let mut fetched: Vec<u8>;
         let mut size = n;
         for _ in 0..GROUP_BITS {
             size = size.div_ceil(2);
@@ -392,8 +428,8 @@ impl Store {
             let i = pos >> k;
             let sib = i ^ 1;
             if sib < size {
-                let node = match meta.node((k - GROUP_BITS) as usize, sib) {
-                    Some(node) => node.to_vec(),
+                let node: &[u8] = match meta.node((k - GROUP_BITS) as usize, sib) {
+                    Some(node) => node,
                     None if meta.levels.is_some() => {
                         return Err(corrupt(batch, "level row missing"));
                     }
@@ -407,18 +443,20 @@ impl Store {
                             .map_err(dberr)?
                             .ok_or_else(|| corrupt(batch, "level row missing"))?;
                         let off = ((sib % LEVEL_CHUNK_NODES) * 32) as usize;
-                        row.value()
+                        fetched = row
+                            .value()
                             .get(off..off + 32)
                             .ok_or_else(|| corrupt(batch, "level row too short"))?
-                            .to_vec()
+                            .to_vec();
+                        &fetched
                     }
                 };
-                ops.push(if i % 2 == 1 {
-                    Op::Prepend(node)
-                } else {
-                    Op::Append(node)
+                steps.push(Step {
+                    prepend: i % 2 == 1,
+                    node: node
+                        .try_into()
+                        .map_err(|_| corrupt(batch, "level row too short"))?,
                 });
-                ops.push(Op::Sha256);
             }
             size = size.div_ceil(2);
             k += 1;
@@ -426,7 +464,7 @@ impl Store {
         Ok(Some(Located {
             batch,
             record,
-            ops,
+            steps,
             meta,
         }))
     }
@@ -481,8 +519,23 @@ impl Store {
 struct Located {
     batch: u64,
     record: Commitment,
-    ops: Vec<Op>,
+    /// The path above `sha256(commitment)`, leaf side first.
+    steps: Vec<Step>,
     meta: Arc<BatchMeta>,
+}
+
+/// One level of a path: the sibling node, and whether it goes before
+/// (prepend) or after (append) the message, which is then hashed.
+struct Step {
+    prepend: bool,
+    node: [u8; 32],
+}
+
+fn pair_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(left);
+    buf[32..].copy_from_slice(right);
+    sha256(&buf)
 }
 
 fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
