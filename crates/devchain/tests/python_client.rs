@@ -1,7 +1,8 @@
 //! Interoperability with the reference OpenTimestamps client: `ots verify`
 //! (PyPI `opentimestamps-client`) must accept devchain as its Bitcoin node.
-//! Runs when `OTS_PYTHON_CLIENT` names the `ots` executable or `ots` is on
-//! PATH; otherwise prints that it was skipped.
+//! Runs when `OTS_REFERENCE_CLIENT` names that client's `ots` executable
+//! (as for the other interop tests; `.ci/run` sets it); otherwise prints
+//! that it was skipped.
 
 mod common;
 
@@ -25,12 +26,13 @@ const OTS_MAGIC: &[u8] = b"\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x
 const BITCOIN_TAG: [u8; 8] = [0x05, 0x88, 0x96, 0x0d, 0x73, 0xd7, 0x19, 0x01];
 
 fn find_ots() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("OTS_PYTHON_CLIENT") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("ots"))
-        .find(|p| p.is_file())
+    let path = PathBuf::from(std::env::var_os("OTS_REFERENCE_CLIENT")?);
+    assert!(
+        path.is_file(),
+        "OTS_REFERENCE_CLIENT is not a file: {}",
+        path.display()
+    );
+    Some(path)
 }
 
 fn varuint(mut n: u64, out: &mut Vec<u8>) {
@@ -53,7 +55,7 @@ fn varbytes(b: &[u8], out: &mut Vec<u8>) {
 #[test]
 fn python_ots_client_verifies_against_devchain() {
     let Some(ots) = find_ots() else {
-        println!("skipped: no `ots` executable (set OTS_PYTHON_CLIENT or put opentimestamps-client's `ots` on PATH)");
+        println!("skipped: set OTS_REFERENCE_CLIENT to opentimestamps-client's `ots` to run it");
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
