@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::{check_proof, get, post_digest, random_digest, TestServer};
 use ots_bitcoin::{Auth, RpcClient, RpcConfig};
-use ots_proof::{Attestation, Timestamp};
 use otsd::server::{Bitcoin, Settings};
 use serde_json::{json, Value};
 
@@ -166,19 +165,7 @@ async fn digests_get_complete_proofs_from_bitcoin_core() {
             reply = get(server.addr, &path(commitment), "").await;
         }
         assert_eq!(reply.status, 200, "{}", reply.text());
-        let proof = Timestamp::deserialize(&reply.body, commitment).unwrap();
-        let attestations = proof.all_attestations();
-        let (msg, attestation) = attestations
-            .iter()
-            .find(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
-            .copied()
-            .expect("a Bitcoin attestation");
-        let Attestation::Bitcoin { height } = attestation else {
-            unreachable!()
-        };
-        let hash = node.block_hash(*height).await.unwrap().unwrap();
-        let header = node.block_header(&hash).await.unwrap().unwrap();
-        assert!(ots_proof::verify::verify_bitcoin_header(msg, &header).is_ok());
+        common::verify_on_node(&node, commitment, &reply.body).await;
     }
     server.stop().await.unwrap();
 }

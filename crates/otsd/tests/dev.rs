@@ -60,23 +60,7 @@ async fn dev_mode_completes_a_proof_on_devchain() {
         reply = get(addr, &path, "").await;
     }
     assert_eq!(reply.status, 200, "last reason: {}", reply.text());
-    let complete = Timestamp::deserialize(&reply.body, &commitment).unwrap();
-    let attestations = complete.all_attestations();
-    let (msg, attestation) = attestations
-        .iter()
-        .find(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
-        .copied()
-        .expect("a Bitcoin attestation");
-    let Attestation::Bitcoin { height } = attestation else {
-        unreachable!()
-    };
-    let hash = node
-        .block_hash(*height)
-        .await
-        .unwrap()
-        .expect("the block exists");
-    let header = node.block_header(&hash).await.unwrap().unwrap();
-    assert!(ots_proof::verify::verify_bitcoin_header(msg, &header).is_ok());
+    let (_, header) = common::verify_on_node(&node, &commitment, &reply.body).await;
     check_info_page(addr, u64::from(header.time)).await;
     child.kill().await.unwrap();
 }

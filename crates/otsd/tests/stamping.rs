@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::node::{Backend, TestNode, WALLET};
 use common::{check_proof, get, init_calendar, post_digest, random_digest, Log};
-use ots_proof::{Attestation, Timestamp};
+use ots_proof::Attestation;
 use serde_json::{json, Value};
 
 /// Waits poll every 100 ms, at most a minute.
@@ -163,22 +163,16 @@ impl Cal {
                 (status == 200).then_some(body)
             })
             .await;
-            let proof = Timestamp::deserialize(&body, commitment).unwrap();
-            let attestations = proof.all_attestations();
-            let (msg, attestation) = attestations
+            let (proof, _) = common::verify_on_node(&node.node(), commitment, &body).await;
+            let height = proof
+                .all_attestations()
                 .iter()
-                .find(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
-                .copied()
+                .find_map(|(_, a)| match a {
+                    Attestation::Bitcoin { height } => Some(*height),
+                    _ => None,
+                })
                 .expect("a Bitcoin attestation");
-            let Attestation::Bitcoin { height } = attestation else {
-                unreachable!()
-            };
-            let client = node.node();
-            let hash = client.block_hash(*height).await.unwrap().unwrap();
-            let header = client.block_header(&hash).await.unwrap().unwrap();
-            ots_proof::verify::verify_bitcoin_header(msg, &header)
-                .expect("the proof verifies against the best chain");
-            heights.push(*height);
+            heights.push(height);
         }
         heights
     }

@@ -195,6 +195,34 @@ pub fn random_digest() -> Vec<u8> {
 
 pub mod node;
 
+/// Checks a complete proof of `commitment` (a `GET /timestamp` body)
+/// against `node`'s best chain: its Bitcoin attestation's message is the
+/// merkle root of the header at that height. Returns the proof and header.
+pub async fn verify_on_node(
+    node: &ots_bitcoin::RpcClient,
+    commitment: &[u8],
+    body: &[u8],
+) -> (Timestamp, bitcoin::block::Header) {
+    let proof = Timestamp::deserialize(body, commitment).expect("the proof deserializes");
+    let (msg, height) = proof
+        .all_attestations()
+        .into_iter()
+        .find_map(|(msg, a)| match a {
+            Attestation::Bitcoin { height } => Some((msg.to_vec(), *height)),
+            _ => None,
+        })
+        .expect("a Bitcoin attestation");
+    let hash = node
+        .block_hash(height)
+        .await
+        .unwrap()
+        .expect("the block exists");
+    let header = node.block_header(&hash).await.unwrap().unwrap();
+    ots_proof::verify::verify_bitcoin_header(&msg, &header)
+        .expect("the proof verifies against the best chain");
+    (proof, header)
+}
+
 /// Starts the `otsd` binary with `args` (stderr piped, killed on drop) and
 /// returns it with the address from its "listening on" log line; its log
 /// keeps being drained so it never blocks on a full pipe.
