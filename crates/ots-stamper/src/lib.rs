@@ -9,11 +9,14 @@
 // mistaken attempt at a vector of the range's numbers.
 #![allow(clippy::single_range_in_vec_init)]
 
+pub mod action;
 pub mod history;
 pub mod persist;
 pub mod ranges;
+mod round;
 pub mod runner;
 pub mod stamper;
+pub mod state;
 pub mod tx;
 
 pub use stamper::{Action, BroadcastResult, Config, Mined, Stamper, State, Status, Utxo, Warning};

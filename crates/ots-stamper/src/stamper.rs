@@ -18,15 +18,13 @@
 
 use std::ops::Range;
 
-use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
-use serde::{Deserialize, Serialize};
+use bitcoin::{Amount, BlockHash, Transaction, Txid};
 
-use crate::history::{CompletedTx, History};
+pub use crate::action::{Action, BroadcastResult, Status, Utxo, Warning};
+use crate::history::CompletedTx;
 use crate::ranges;
-use crate::tx::{draft, fee_for, Draft, DraftError, InputKind, DUST_LIMIT};
+pub use crate::state::{Attempt, Funding, Mined, Round, State, TxVersion, STATE_FORMAT};
 
-/// Version of the persisted [`State`] format.
-pub const STATE_FORMAT: u32 = 1;
 /// Fee raise after a "fee too low" rejection: +25 %.
 pub const REJECTION_BUMP_PERCENT: u64 = 25;
 /// Delay before trying again when the wallet cannot fund a round.
@@ -50,228 +48,24 @@ pub struct Config {
     pub max_pending: u64,
 }
 
-/// Where a transaction's money comes from and where change goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Funding {
-    /// The wallet output spent.
-    pub outpoint: OutPoint,
-    /// Its value.
-    #[serde(with = "bitcoin::amount::serde::as_sat")]
-    pub value: Amount,
-    /// Its script type (for size estimates).
-    pub kind: InputKind,
-    /// The change script.
-    pub change: ScriptBuf,
-}
-
-/// One version of a round's transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxVersion {
-    /// The signed transaction.
-    pub tx: Transaction,
-    /// Its txid.
-    pub txid: Txid,
-    /// The Merkle tip it commits to.
-    pub tip: [u8; 32],
-    /// The journal positions whose commitments the tip covers, in tree order.
-    pub ranges: Vec<Range<u64>>,
-    /// Its fee.
-    #[serde(with = "bitcoin::amount::serde::as_sat")]
-    pub fee: Amount,
-    /// Estimated virtual size.
-    pub vsize: u64,
-    /// The money.
-    pub funding: Funding,
-}
-
-/// A transaction being signed or broadcast.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// The transaction (signed once `signed` is true).
-    pub tx: Transaction,
-    /// Whether `tx` carries signatures.
-    pub signed: bool,
-    /// The tip.
-    pub tip: [u8; 32],
-    /// Journal positions covered.
-    pub ranges: Vec<Range<u64>>,
-    /// Fee.
-    #[serde(with = "bitcoin::amount::serde::as_sat")]
-    pub fee: Amount,
-    /// Estimated virtual size.
-    pub vsize: u64,
-    /// The money.
-    pub funding: Funding,
-}
-
-/// A mined transaction waiting for its confirmations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mined {
-    /// The version that was mined.
-    pub version: TxVersion,
-    /// Its block.
-    pub block: BlockHash,
-    /// The block's height.
-    pub height: u64,
-}
-
-/// The current round: versions broadcast so far, and the one in progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Round {
-    /// Broadcast versions, oldest first.
-    pub versions: Vec<TxVersion>,
-    /// A version being signed or broadcast.
-    pub attempt: Option<Attempt>,
-}
-
-/// Everything the stamper must remember across restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    /// [`STATE_FORMAT`].
-    pub format: u32,
-    /// Journal positions below this have been handed to a round (or are in
-    /// `returned`).
-    pub journal_end: u64,
-    /// Positions below `journal_end` that are pending again (left out of a
-    /// mined version, or reorged out).
-    pub returned: Vec<Range<u64>>,
-    /// The round in progress.
-    pub round: Option<Round>,
-    /// Mined transactions not yet final.
-    pub mined: Vec<Mined>,
-    /// Reorged-out transactions that could still be mined.
-    pub orphans: Vec<TxVersion>,
-    /// Unix time before which no round starts.
-    pub next_round_at: u64,
-    /// Best height seen.
-    pub best_height: u64,
-    /// Completed transactions, for the info page (a state written before
-    /// it existed loads with an unknown history).
-    #[serde(default = "crate::history::unknown")]
-    pub history: History,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State {
-            format: STATE_FORMAT,
-            journal_end: 0,
-            returned: Vec::new(),
-            round: None,
-            mined: Vec::new(),
-            orphans: Vec::new(),
-            next_round_at: 0,
-            best_height: 0,
-            history: History::default(),
-        }
-    }
-}
-
-/// What the runtime must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Start a round over these positions: compute the Merkle tip of their
-    /// commitments, gather wallet outputs, a fee estimate, a change script
-    /// and the height, then call [`Stamper::on_funding`].
-    Fund(Vec<Range<u64>>),
-    /// Replace the round's transaction with one over these positions:
-    /// compute their tip and call [`Stamper::on_bump`].
-    Bump(Vec<Range<u64>>),
-    /// Sign with the wallet, then call [`Stamper::on_signed`].
-    Sign(Transaction),
-    /// Persist the state, broadcast, then call [`Stamper::on_broadcast`].
-    Broadcast(Transaction),
-    /// Build the proofs of this transaction's commitments, store them (one
-    /// batch), then call [`Stamper::on_completed`].
-    Complete(Box<Mined>),
-    /// Tell the operator.
-    Warn(Warning),
-}
-
-/// Conditions the operator should know about (log once; show on the info
-/// page while they last).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Warning {
-    /// No confirmed wallet output can pay for a round.
-    WalletTooSmall {
-        /// The fee the round needs.
-        needed: Amount,
-    },
-    /// The fee cap stops further bumping.
-    FeeCapReached {
-        /// The fee the next version would pay.
-        fee: Amount,
-        /// The cap.
-        max: Amount,
-    },
-    /// The node refused a transaction for a reason other than its fee.
-    BroadcastRefused {
-        /// Core's code.
-        code: i64,
-        /// Core's message.
-        message: String,
-    },
-}
-
-/// A wallet output offered for funding (from `listunspent`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Utxo {
-    /// Where.
-    pub outpoint: OutPoint,
-    /// How much.
-    pub value: Amount,
-    /// Its script.
-    pub script: ScriptBuf,
-    /// Confirmations.
-    pub confirmations: u64,
-}
-
-/// What the node said to a broadcast.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BroadcastResult {
-    /// Accepted (or already known).
-    Accepted,
-    /// Refused with Core's code and message.
-    Refused {
-        /// Code (-26 for policy, -25 for missing inputs, -27 already mined).
-        code: i64,
-        /// Message.
-        message: String,
-    },
-}
-
-/// Where a journal position stands, for `GET /timestamp`'s 404 reasons.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// Not in a mined transaction yet.
-    Pending,
-    /// Mined, waiting for more confirmations.
-    Mined {
-        /// The transaction.
-        txid: Txid,
-        /// Confirmations still needed.
-        waiting_for: u64,
-    },
-}
-
 /// The state machine.
 #[derive(Debug)]
 pub struct Stamper {
-    config: Config,
-    state: State,
+    pub(crate) config: Config,
+    pub(crate) state: State,
     /// A `Fund` was asked for and not answered (not persisted: after a
     /// restart we simply ask again).
-    funding_requested: bool,
+    pub(crate) funding_requested: bool,
     /// Transactions whose completion was requested and not reported.
-    completing: Vec<Txid>,
+    pub(crate) completing: Vec<Txid>,
     /// Whether the fee cap warning was given for the current round.
-    cap_warned: bool,
+    pub(crate) cap_warned: bool,
     /// The last round could not be funded: try again at the next block
     /// (which may confirm a deposit) rather than only after the delay.
-    unfunded: bool,
+    pub(crate) unfunded: bool,
     /// A block came and the round's transaction is still unconfirmed: the
     /// next tick bumps it.
-    bump_due: bool,
+    pub(crate) bump_due: bool,
 }
 
 impl Stamper {
@@ -355,88 +149,6 @@ impl Stamper {
         ))]
     }
 
-    /// The runtime gathered what a round needs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_funding(
-        &mut self,
-        now: u64,
-        utxos: &[Utxo],
-        feerate: Option<u64>,
-        change: ScriptBuf,
-        height: u64,
-        tip: [u8; 32],
-        covered: Vec<Range<u64>>,
-    ) -> Vec<Action> {
-        self.funding_requested = false;
-        if self.state.round.is_some() {
-            return Vec::new();
-        }
-        self.state.best_height = self.state.best_height.max(height);
-        // Reference behaviour: the largest confirmed output above dust.
-        let best = utxos
-            .iter()
-            .filter(|u| u.confirmations >= 1 && u.value > DUST_LIMIT)
-            .max_by_key(|u| u.value);
-        let rate = feerate.unwrap_or(0).max(self.config.relay_feerate);
-        let Some(utxo) = best else {
-            self.state.next_round_at = now + UNFUNDED_RETRY_SECS;
-            self.unfunded = true;
-            return vec![Action::Warn(Warning::WalletTooSmall {
-                needed: fee_for(rate, crate::tx::vsize(InputKind::P2wpkh, Some(&change))),
-            })];
-        };
-        let funding = Funding {
-            outpoint: utxo.outpoint,
-            value: utxo.value,
-            kind: InputKind::of(&utxo.script),
-            change,
-        };
-        let vsize = crate::tx::vsize(funding.kind, Some(&funding.change));
-        // A high estimate is capped rather than refused: a capped fee still
-        // gets the round started, and bumps follow block by block.
-        let fee = fee_for(rate, vsize).min(self.config.max_fee);
-        match self.make_attempt(funding, tip, covered, fee, height) {
-            Ok(attempt) => {
-                let tx = attempt.tx.clone();
-                self.state.round = Some(Round {
-                    versions: Vec::new(),
-                    attempt: Some(attempt),
-                });
-                self.cap_warned = false;
-                vec![Action::Sign(tx)]
-            }
-            Err(DraftError::InputTooSmall { fee, .. })
-            | Err(DraftError::OverMaxFee { fee, .. }) => {
-                self.state.next_round_at = now + UNFUNDED_RETRY_SECS;
-                self.unfunded = true;
-                vec![Action::Warn(Warning::WalletTooSmall { needed: fee })]
-            }
-        }
-    }
-
-    fn make_attempt(
-        &self,
-        funding: Funding,
-        tip: [u8; 32],
-        covered: Vec<Range<u64>>,
-        fee: Amount,
-        height: u64,
-    ) -> Result<Attempt, DraftError> {
-        let input = (funding.outpoint, funding.value, funding.kind);
-        let lock = u32::try_from(height).unwrap_or(0);
-        let Draft { tx, fee, vsize } =
-            draft(input, &funding.change, &tip, fee, lock, self.config.max_fee)?;
-        Ok(Attempt {
-            tx,
-            signed: false,
-            tip,
-            ranges: covered,
-            fee,
-            vsize,
-            funding,
-        })
-    }
-
     /// The wallet signed the attempt.
     pub fn on_signed(&mut self, tx: Transaction) -> Vec<Action> {
         let Some(attempt) = self.state.round.as_mut().and_then(|r| r.attempt.as_mut()) else {
@@ -509,67 +221,6 @@ impl Stamper {
         vec![Action::Warn(Warning::BroadcastRefused { code, message })]
     }
 
-    fn cap_reached(&mut self, now: u64, fee: Amount) -> Vec<Action> {
-        self.abandon_empty_round(now);
-        if self.cap_warned {
-            return Vec::new();
-        }
-        self.cap_warned = true;
-        vec![Action::Warn(Warning::FeeCapReached {
-            fee,
-            max: self.config.max_fee,
-        })]
-    }
-
-    /// A round whose every attempt failed spends nothing: drop it and try
-    /// again later.
-    fn abandon_empty_round(&mut self, now: u64) {
-        if self
-            .state
-            .round
-            .as_ref()
-            .is_some_and(|r| r.versions.is_empty() && r.attempt.is_none())
-        {
-            self.state.round = None;
-            self.state.next_round_at = now + UNFUNDED_RETRY_SECS;
-        }
-    }
-
-    /// The runtime computed the tip for a [`Action::Bump`].
-    pub fn on_bump(&mut self, tip: [u8; 32], covered: Vec<Range<u64>>, height: u64) -> Vec<Action> {
-        let Some(round) = self.state.round.as_ref() else {
-            return Vec::new();
-        };
-        let Some(latest) = round.versions.last() else {
-            return Vec::new();
-        };
-        if round.attempt.is_some() {
-            return Vec::new();
-        }
-        // BIP125: the replacement pays at least the old fee plus the
-        // incremental relay fee for its own size.
-        let vsize = crate::tx::vsize(latest.funding.kind, Some(&latest.funding.change));
-        let fee = latest.fee + fee_for(self.config.relay_feerate, vsize);
-        let funding = latest.funding.clone();
-        match self.make_attempt(funding, tip, covered, fee, height) {
-            Ok(attempt) => {
-                let tx = attempt.tx.clone();
-                if let Some(round) = self.state.round.as_mut() {
-                    round.attempt = Some(attempt);
-                }
-                vec![Action::Sign(tx)]
-            }
-            Err(_) if self.cap_warned => Vec::new(),
-            Err(_) => {
-                self.cap_warned = true;
-                vec![Action::Warn(Warning::FeeCapReached {
-                    fee,
-                    max: self.config.max_fee,
-                })]
-            }
-        }
-    }
-
     /// A block joined the best chain at `height` (blocks arrive in order;
     /// after a reorg, [`Stamper::on_reorg`] comes first).
     pub fn on_block(
@@ -635,23 +286,6 @@ impl Stamper {
         // many blocks behind bumps once, not once per block).
         self.bump_due = self.state.round.is_some();
         actions
-    }
-
-    /// The replacement's coverage: the latest version's commitments and
-    /// everything pending now; `None` when no replacement is possible.
-    fn bump_cover(&self, journal_len: u64) -> Option<Vec<Range<u64>>> {
-        let round = self.state.round.as_ref()?;
-        if round.attempt.is_some() {
-            return None;
-        }
-        let mut covered = round.versions.last()?.ranges.clone();
-        let pending = self.pending(journal_len);
-        let room = self
-            .config
-            .max_pending
-            .saturating_sub(ranges::count(&covered));
-        covered.extend(ranges::take(&pending, room));
-        Some(covered)
     }
 
     /// `min_tx_interval × random(1..2)`, the randomness from `block`.
