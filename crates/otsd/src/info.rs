@@ -129,6 +129,7 @@ impl InfoPage {
         let e = |s: &str| escape(s);
         let opt = |v: &Option<String>| v.as_deref().map_or("None".to_owned(), escape);
         let num = |v: Option<u64>| v.map_or("N/A".to_owned(), |n| n.to_string());
+        let sats = |v: Option<u64>| v.map_or("N/A".to_owned(), |n| format!("{n} sats"));
         let x = e(&self.explorer_url);
         let c = &self.chain;
         let mut rows = String::new();
@@ -182,11 +183,11 @@ impl InfoPage {
              Most recent unconfirmed timestamp tx: {tx} ({prior} prior versions)<br>\n\
              Most recent merkle tree tip: {tip}<br>\n\
              Best-block: {best}, height {height}<br>\n<br>\n\
-             Wallet balance: {balance} sats (confirmed)</p>\n<hr>\n\
+             Wallet balance: {balance} (confirmed)</p>\n<hr>\n\
              <p>You can donate to the wallet by sending funds to:<br>\n{addr_qr}<a href=\"{x}/address/{addr}\">{addr}</a></p>\n<hr>\n\
              {lightning}\
              <p>Average time between transactions in the last week: {between}<br>\n\
-             Fees used in the last week: {fees} sats</p>\n\
+             Fees used in the last week: {fees}</p>\n\
              <p>Latest mined transactions:</p>\n<table>\n<tr><th>txid</th><th>fee (sats)</th><th>sat/vB</th><th>confs</th></tr>\n{rows}</table>\n\
              </body>\n</html>\n",
             version = e(self.version),
@@ -197,11 +198,11 @@ impl InfoPage {
             tip = opt(&self.tip),
             best = linked(&c.best_block, "block"),
             height = num(c.block_height),
-            balance = num(c.balance_sats),
+            balance = sats(c.balance_sats),
             between = c
                 .hours_between_transactions
                 .map_or("N/A".to_owned(), |h| format!("{h:.2} hours")),
-            fees = num(c.fees_in_last_week_sats),
+            fees = sats(c.fees_in_last_week_sats),
         )
     }
 }
@@ -293,6 +294,9 @@ mod tests {
         assert!(v["balance_sats"].is_null());
         let html = page.html();
         assert!(html.contains("Pending commitments: 1234"));
+        // Unknown figures read "N/A", not "N/A sats".
+        assert!(html.contains("Wallet balance: N/A (confirmed)"));
+        assert!(html.contains("Fees used in the last week: N/A</p>"));
         assert!(html.contains("&lt;addr&gt;") && !html.contains("<addr>"));
         assert_eq!(v["warnings"], serde_json::json!(["the wallet is <empty>"]));
         assert!(html.contains("<b>Warning:</b> the wallet is &lt;empty&gt;</p>"));
