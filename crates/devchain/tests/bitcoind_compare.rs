@@ -5,6 +5,7 @@
 
 mod common;
 
+use devchain::rpcparams::type_name;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -26,24 +27,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn type_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Compares `core` (reference) against `dev`; collects mismatches.
 fn compare(path: &str, core: &Value, dev: &Value, out: &mut Vec<String>) {
-    if type_of(core) != type_of(dev) && !core.is_null() {
+    if type_name(core) != type_name(dev) && !core.is_null() {
         out.push(format!(
             "{path}: core {} vs devchain {}",
-            type_of(core),
-            type_of(dev)
+            type_name(core),
+            type_name(dev)
         ));
         return;
     }

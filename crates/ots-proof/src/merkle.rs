@@ -70,39 +70,100 @@ impl MerkleTree {
         self.levels[self.levels.len() - 1][0]
     }
 
-    /// The steps from leaf `index` to the root; `None` if out of range.
-    pub fn path(&self, index: usize) -> Option<Vec<Op>> {
+    /// Every level, leaves first, root last.
+    pub fn levels(&self) -> &[Vec<[u8; 32]>] {
+        &self.levels
+    }
+
+    /// Every level, leaves first, root last, taken out of the tree.
+    pub fn into_levels(self) -> Vec<Vec<[u8; 32]>> {
+        self.levels
+    }
+
+    /// The siblings met on the way from leaf `index` to the root, leaf side
+    /// first (a level where the element rises unchanged has none); `None`
+    /// if out of range.
+    pub fn siblings(&self, index: usize) -> Option<Vec<Sibling>> {
         if index >= self.len() {
             return None;
         }
-        let mut ops = Vec::with_capacity(2 * self.levels.len());
+        let mut out = Vec::with_capacity(self.levels.len());
         let mut i = index;
         for level in &self.levels[..self.levels.len() - 1] {
             if i % 2 == 1 {
-                ops.push(Op::Prepend(level[i - 1].to_vec()));
-                ops.push(Op::Sha256);
-            } else if i + 1 < level.len() {
-                ops.push(Op::Append(level[i + 1].to_vec()));
-                ops.push(Op::Sha256);
+                out.push(Sibling {
+                    left: true,
+                    node: level[i - 1],
+                });
+            } else if let Some(right) = level.get(i + 1) {
+                out.push(Sibling {
+                    left: false,
+                    node: *right,
+                });
             }
             // else: the odd last element rises unchanged.
             i /= 2;
+        }
+        Some(out)
+    }
+
+    /// The steps from leaf `index` to the root; `None` if out of range.
+    pub fn path(&self, index: usize) -> Option<Vec<Op>> {
+        let siblings = self.siblings(index)?;
+        let mut ops = Vec::with_capacity(2 * siblings.len());
+        for s in siblings {
+            ops.push(s.op());
+            ops.push(Op::Sha256);
         }
         Some(ops)
     }
 }
 
+/// A sibling on a leaf's way to the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sibling {
+    /// Whether it is the left element of the pair (the message is then
+    /// prepended with it), else the right one (appended).
+    pub left: bool,
+    /// The sibling's hash.
+    pub node: [u8; 32],
+}
+
+impl Sibling {
+    /// The step that joins the message with this sibling (`prepend` for a
+    /// left sibling, `append` for a right one), before the `sha256`.
+    pub fn op(&self) -> Op {
+        if self.left {
+            Op::Prepend(self.node.to_vec())
+        } else {
+            Op::Append(self.node.to_vec())
+        }
+    }
+
+    /// The parent of `msg` and this sibling: `sha256` of the pair in order.
+    pub fn parent(&self, msg: &[u8; 32]) -> [u8; 32] {
+        if self.left {
+            pair_hash(&self.node, msg)
+        } else {
+            pair_hash(msg, &self.node)
+        }
+    }
+}
+
+/// An inner node: `sha256(left ‖ right)`.
+pub fn pair_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(left);
+    buf[32..].copy_from_slice(right);
+    sha256(&buf)
+}
+
 /// One level up: hash neighbours pairwise, carry an odd last element.
 fn pair_level(items: &[[u8; 32]]) -> Vec<[u8; 32]> {
-    let mut buf = [0u8; 64];
     items
         .chunks(2)
         .map(|pair| match pair {
-            [left, right] => {
-                buf[..32].copy_from_slice(left);
-                buf[32..].copy_from_slice(right);
-                sha256(&buf)
-            }
+            [left, right] => pair_hash(left, right),
             // chunks(2) yields one or two items; one is the odd last.
             _ => pair[0],
         })
@@ -154,7 +215,16 @@ mod tests {
                     tree.root(),
                     "n={n} i={i}"
                 );
+                // The same climb, hash by hash.
+                let top = tree
+                    .siblings(i)
+                    .unwrap()
+                    .iter()
+                    .fold(*l, |msg, s| s.parent(&msg));
+                assert_eq!(top, tree.root(), "n={n} i={i}");
             }
+            assert!(tree.siblings(n as usize).is_none());
+            assert_eq!(tree.levels().last().unwrap(), &vec![tree.root()]);
         }
     }
 

@@ -357,12 +357,16 @@ impl Runner {
                 // Said once, and shown on the info page, until a
                 // transaction goes out again.
                 let text = describe(&warning);
+                let mut new = false;
                 self.set_view(|v| {
                     if !v.warnings.contains(&text) {
-                        tracing::warn!("{text}");
-                        v.warnings.push(text);
+                        v.warnings.push(text.clone());
+                        new = true;
                     }
                 });
+                if new {
+                    tracing::warn!("{text}");
+                }
                 Ok(Vec::new())
             }
         }

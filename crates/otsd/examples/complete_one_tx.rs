@@ -126,7 +126,6 @@ fn main() {
     let source = JournalSource(reader.clone());
     let sink = StoreSink {
         store: store.clone(),
-        journal: reader.clone(),
         pending: pending.clone(),
     };
     assert_eq!(source.len(), n);

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ots_proof::merkle::NONCE_LEN;
 use ots_proof::op::{sha256, TAG_APPEND, TAG_PREPEND, TAG_SHA256};
-use ots_proof::{Attestation, Op};
+use ots_proof::{Attestation, MerkleTree, Op};
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -166,7 +166,9 @@ impl Round {
             })
             .collect();
         // Every level, leaves first, as ots_proof::MerkleTree builds them.
-        let levels = crate::store::levels(leaves);
+        let levels = MerkleTree::new(leaves)
+            .expect("a round has digests")
+            .into_levels();
         let tip = levels[levels.len() - 1][0];
         let t = unix_time();
         let commitment = self.config.deriver.commitment(t, &tip);
@@ -304,8 +306,7 @@ mod tests {
         for n in 1..=37usize {
             let leaves: Vec<[u8; 32]> = (0..n).map(|i| sha256(&i.to_le_bytes())).collect();
             let tree = ots_proof::MerkleTree::new(leaves.clone()).unwrap();
-            let levels = crate::store::levels(leaves);
-            assert_eq!(levels.last().unwrap()[0], tree.root());
+            let levels = tree.levels();
             for i in 0..n {
                 let nonce = [i as u8; NONCE_LEN];
                 let ops: Vec<Op> = ots_proof::merkle::nonce_ops(nonce)
@@ -313,7 +314,7 @@ mod tests {
                     .chain(tree.path(i).unwrap())
                     .collect();
                 assert_eq!(
-                    proof_bytes(&nonce, &levels, i, &tail),
+                    proof_bytes(&nonce, levels, i, &tail),
                     linear_proof(ops.iter(), &tail),
                     "n={n} i={i}"
                 );

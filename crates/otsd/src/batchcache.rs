@@ -14,6 +14,8 @@ use ots_proof::codec::Reader;
 /// Bytes of tree levels the cache holds at most (about 8 million
 /// commitments' worth at 8 bytes each).
 pub const MAX_CACHED_LEVEL_BYTES: usize = 64 << 20;
+/// Batches the cache holds at most, whatever their size.
+pub const MAX_CACHED_BATCHES: usize = 100_000;
 
 /// A batch as stored in the `batches` table, parsed.
 #[derive(Debug)]
@@ -88,8 +90,9 @@ impl BatchCache {
 
     /// Whether a batch of `n` commitments may have its levels loaded.
     pub fn fits(n: u64) -> bool {
-        // Levels from GROUP_BITS up hold about n / 2^GROUP_BITS nodes of
-        // 32 bytes (times two for the levels above).
+        // The stored levels (GROUP_BITS and up) hold about twice
+        // n / 2^GROUP_BITS nodes of 32 bytes; one batch may take at most
+        // half of the bound, so that it never evicts everything else.
         let bytes = n.saturating_mul(32) >> crate::store::GROUP_BITS;
         bytes.saturating_mul(2) <= MAX_CACHED_LEVEL_BYTES as u64 / 2
     }
@@ -103,7 +106,7 @@ impl BatchCache {
         inner.level_bytes += meta.level_bytes();
         inner.batches.insert(batch, meta);
         inner.order.push_back(batch);
-        while inner.level_bytes > MAX_CACHED_LEVEL_BYTES || inner.order.len() > 100_000 {
+        while inner.level_bytes > MAX_CACHED_LEVEL_BYTES || inner.order.len() > MAX_CACHED_BATCHES {
             let Some(old) = inner.order.pop_front() else {
                 break;
             };

@@ -150,7 +150,6 @@ pub async fn serve(
                 Arc::new(JournalSource(reader.clone())),
                 Arc::new(StoreSink {
                     store: store.clone(),
-                    journal: reader.clone(),
                     pending: pending.clone(),
                 }),
             )

@@ -14,7 +14,7 @@ use ots_stamper::Status;
 use crate::info::MAX_LISTED_TXS;
 use crate::journal::JournalReader;
 use crate::status::{ChainInfo, MinedTx, PendingIndex, StamperView, Waiting};
-use crate::store::{commitment_bytes, CompletedBatch, Store};
+use crate::store::{commitment_bytes, record_of, CompletedBatch, Store};
 
 /// Journal records read per request when gathering a round.
 const READ_CHUNK: usize = 65_536;
@@ -55,43 +55,22 @@ impl CommitmentSource for JournalSource {
 pub struct StoreSink {
     /// The store.
     pub store: Arc<Store>,
-    /// The journal, to get back each commitment's record.
-    pub journal: JournalReader,
     /// The pending index.
     pub pending: Arc<PendingIndex>,
 }
 
 impl ProofSink for StoreSink {
     fn add_batch(&self, commitments: Vec<(u64, Vec<u8>)>, tail: Timestamp) -> Result<(), String> {
-        // The records back from the journal, a run of consecutive
-        // positions per read.
-        let mut records = Vec::with_capacity(commitments.len());
-        let mut at = 0;
-        while at < commitments.len() {
-            let start = commitments[at].0;
-            let run = commitments[at..]
-                .iter()
-                .enumerate()
-                .take_while(|(k, (index, _))| *index == start + *k as u64)
-                .count();
-            let read = self
-                .journal
-                .read_range(start, run)
-                .map_err(|e| format!("journal records from {start}: {e}"))?;
-            if read.len() != run {
-                return Err(format!(
-                    "journal has no record {}",
-                    start + read.len() as u64
-                ));
-            }
-            for (record, (index, bytes)) in read.into_iter().zip(&commitments[at..]) {
-                if commitment_bytes(&record) != bytes.as_slice() {
-                    return Err(format!("journal record {index} changed under the stamper"));
-                }
-                records.push((*index, record));
-            }
-            at += run;
-        }
+        // The store checks these records against the journal, and their
+        // tree against the tail, before it writes anything.
+        let records = commitments
+            .into_iter()
+            .map(|(index, bytes)| {
+                record_of(&bytes)
+                    .map(|record| (index, record))
+                    .ok_or_else(|| format!("journal position {index}: not a commitment"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let done: Vec<_> = records.clone();
         self.store
             .add_batch(CompletedBatch {

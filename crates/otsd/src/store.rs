@@ -29,8 +29,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ots_proof::codec::{write_varbytes, write_varuint, Reader};
+use ots_proof::merkle::Sibling;
 use ots_proof::op::{sha256, TAG_APPEND, TAG_PREPEND, TAG_SHA256};
-use ots_proof::{Op, Timestamp};
+use ots_proof::{MerkleTree, Op, Timestamp};
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition};
 
 use crate::batchcache::{BatchCache, BatchMeta};
@@ -97,6 +98,18 @@ pub fn commitment_bytes(record: &Commitment) -> &[u8] {
     }
 }
 
+/// The journal record a commitment's bytes stand for (the inverse of
+/// [`commitment_bytes`]); `None` for any other length.
+pub fn record_of(bytes: &[u8]) -> Option<Commitment> {
+    let mut record = [0u8; COMMITMENT_LEN];
+    match bytes.len() {
+        COMMITMENT_LEN => record.copy_from_slice(bytes),
+        n if n == COMMITMENT_LEN - MAC_LEN => record[..n].copy_from_slice(bytes),
+        _ => return None,
+    }
+    Some(record)
+}
+
 /// The leaf of a commitment in a stamper tree: `sha256(commitment)`.
 pub fn leaf(record: &Commitment) -> [u8; 32] {
     sha256(commitment_bytes(record))
@@ -111,24 +124,6 @@ fn index_key(c: &[u8]) -> (u32, u64) {
     let mut tip = [0u8; 8];
     tip.copy_from_slice(&c[TIME_LEN..TIME_LEN + 8]);
     (u32::from_be_bytes(t), u64::from_be_bytes(tip))
-}
-
-/// Every level of a tree, leaves first (same rule as `ots_proof::merkle`).
-pub(crate) fn levels(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
-    let mut out = vec![leaves];
-    while out.last().map_or(0, Vec::len) > 1 {
-        let next = out
-            .last()
-            .expect("non-empty")
-            .chunks(2)
-            .map(|p| match p {
-                [l, r] => pair_hash(l, r),
-                _ => p[0],
-            })
-            .collect();
-        out.push(next);
-    }
-    out
 }
 
 /// The proof store.
@@ -187,7 +182,9 @@ impl Store {
             }
             pos += len as usize;
         }
-        let levels = levels(batch.commitments.iter().map(|(_, c)| leaf(c)).collect());
+        let levels = MerkleTree::new(batch.commitments.iter().map(|(_, c)| leaf(c)).collect())
+            .expect("n > 0")
+            .into_levels();
         let root = levels.last().expect("non-empty")[0];
         if batch.tail.msg() != root {
             return Err(StoreError::BadBatch(
@@ -289,12 +286,7 @@ impl Store {
             .map_err(|e| corrupt(batch, e.to_string()))?;
         let mut ops = vec![Op::Sha256];
         for step in &found.steps {
-            let node = step.node.to_vec();
-            ops.push(if step.prepend {
-                Op::Prepend(node)
-            } else {
-                Op::Append(node)
-            });
+            ops.push(step.op());
             ops.push(Op::Sha256);
         }
         let end = ts
@@ -319,18 +311,10 @@ impl Store {
         let mut out = Vec::with_capacity(1 + found.steps.len() * 35 + found.meta.tail.len());
         out.push(TAG_SHA256);
         for step in &found.steps {
-            out.push(if step.prepend {
-                TAG_PREPEND
-            } else {
-                TAG_APPEND
-            });
+            out.push(if step.left { TAG_PREPEND } else { TAG_APPEND });
             write_varbytes(&mut out, &step.node);
             out.push(TAG_SHA256);
-            msg = if step.prepend {
-                pair_hash(&step.node, &msg)
-            } else {
-                pair_hash(&msg, &step.node)
-            };
+            msg = step.parent(&msg);
         }
         if msg != found.meta.root {
             return Err(corrupt(found.batch, "path does not reach the root"));
@@ -342,12 +326,9 @@ impl Store {
     /// Finds a commitment's batch, its path up to the batch's root, and
     /// the batch's serialized tail.
     fn locate(&self, commitment: &[u8]) -> Result<Option<Located>, StoreError> {
-        let mut record = [0u8; COMMITMENT_LEN];
-        match commitment.len() {
-            COMMITMENT_LEN => record.copy_from_slice(commitment),
-            n if n == COMMITMENT_LEN - MAC_LEN => record[..n].copy_from_slice(commitment),
-            _ => return Ok(None),
-        }
+        let Some(record) = record_of(commitment) else {
+            return Ok(None);
+        };
         let txn = self.db.begin_read().map_err(dberr)?;
         let index = txn.open_table(INDEX).map_err(dberr)?;
         let Some((batch, pos)) = index
@@ -398,24 +379,9 @@ impl Store {
             return Ok(None); // Another commitment with the same index key.
         }
         // The path through the group's own small tree.
-        let mut steps = Vec::with_capacity(24);
-        let (mut level, mut at) = (group, local);
-        while level.len() > 1 {
-            if let Some(node) = level.get(at ^ 1) {
-                steps.push(Step {
-                    prepend: at % 2 == 1,
-                    node: *node,
-                });
-            }
-            level = level
-                .chunks(2)
-                .map(|p| match p {
-                    [l, r] => pair_hash(l, r),
-                    _ => p[0],
-                })
-                .collect();
-            at /= 2;
-        }
+        let mut steps = MerkleTree::new(group)
+            .and_then(|mini| mini.siblings(local))
+            .expect("the group holds the local leaf");
         // Levels GROUP_BITS and up: stored (in the cache, or read here).
         let mut levels = None;
         let mut fetched: Vec<u8>;
@@ -451,8 +417,8 @@ impl Store {
                         &fetched
                     }
                 };
-                steps.push(Step {
-                    prepend: i % 2 == 1,
+                steps.push(Sibling {
+                    left: i % 2 == 1,
                     node: node
                         .try_into()
                         .map_err(|_| corrupt(batch, "level row too short"))?,
@@ -502,7 +468,8 @@ impl Store {
                     levels.resize(level + 1, Vec::new());
                 }
                 let row = &mut levels[level];
-                if row.len() as u64 != chunk * LEVEL_CHUNK_NODES * 32 {
+                // A corrupt key must not overflow the arithmetic.
+                if Some(row.len() as u64) != chunk.checked_mul(LEVEL_CHUNK_NODES * 32) {
                     return Err(corrupt(batch, "level rows out of order"));
                 }
                 row.extend_from_slice(value.value());
@@ -520,22 +487,8 @@ struct Located {
     batch: u64,
     record: Commitment,
     /// The path above `sha256(commitment)`, leaf side first.
-    steps: Vec<Step>,
+    steps: Vec<Sibling>,
     meta: Arc<BatchMeta>,
-}
-
-/// One level of a path: the sibling node, and whether it goes before
-/// (prepend) or after (append) the message, which is then hashed.
-struct Step {
-    prepend: bool,
-    node: [u8; 32],
-}
-
-fn pair_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-    let mut buf = [0u8; 64];
-    buf[..32].copy_from_slice(left);
-    buf[32..].copy_from_slice(right);
-    sha256(&buf)
 }
 
 fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
@@ -550,7 +503,11 @@ fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
 fn one_run(runs: &[(u64, u64)], mut pos: u64, count: u64) -> Option<u64> {
     for &(start, len) in runs {
         if pos < len {
-            return (pos + count <= len).then_some(start + pos);
+            return pos
+                .checked_add(count)
+                .is_some_and(|end| end <= len)
+                .then(|| start.checked_add(pos))
+                .flatten();
         }
         pos -= len;
     }
@@ -561,7 +518,7 @@ fn one_run(runs: &[(u64, u64)], mut pos: u64, count: u64) -> Option<u64> {
 fn journal_index(runs: &[(u64, u64)], mut pos: u64) -> Option<u64> {
     for &(start, len) in runs {
         if pos < len {
-            return Some(start + pos);
+            return start.checked_add(pos);
         }
         pos -= len;
     }
