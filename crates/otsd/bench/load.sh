@@ -4,6 +4,7 @@
 #
 #   crates/otsd/bench/load.sh [SECONDS_PER_SCENARIO] [RSS_RUN_SECONDS]
 #   ONLY="A B C D" picks scenarios (default: all).
+#   OTSD_ARGS="--http-threads 1" passes more flags to otsd.
 #
 # Scenario A: default 1 s interval, 4096 connections: throughput, p50, p99.
 # Scenario B: 10 ms interval, 512 connections: throughput and server CPU
@@ -38,7 +39,7 @@ start() { # $1 = aggregation interval ms; KEEP_CAL=1 serves the calendar as is
     "$OTSD" -c "$WORK/cal" init --uri https://bench.invalid >/dev/null
   fi
   "$OTSD" -c "$WORK/cal" --rpc-address 127.0.0.1 --rpc-port 0 \
-    --aggregation-interval "$1" --no-bitcoin 2>"$WORK/log" &
+    --aggregation-interval "$1" --no-bitcoin ${OTSD_ARGS:-} 2>"$WORK/log" &
   PID=$!
   for _ in $(seq 200); do
     [ -f "$WORK/log" ] && ADDR=$(grep -o 'listening on [0-9.:]*' "$WORK/log" | awk '{print $3}' || true)

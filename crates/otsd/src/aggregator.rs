@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::calendar::{Commitment, KeyDeriver};
 use crate::journal::Journal;
 use crate::status::PendingIndex;
+use crate::workers::{self, Workers};
 
 /// Default aggregation interval (the reference's one second).
 pub const DEFAULT_AGGREGATION_INTERVAL: Duration = Duration::from_millis(1000);
@@ -38,9 +39,13 @@ pub enum SubmitError {
     TooLong,
 }
 
+type ReplyTx = oneshot::Sender<Result<Vec<u8>, SubmitError>>;
+
 struct Submission {
     digest: Vec<u8>,
-    reply: oneshot::Sender<Result<Vec<u8>, SubmitError>>,
+    reply: ReplyTx,
+    /// The worker thread the request is served on, if any.
+    home: Option<(u64, usize)>,
 }
 
 /// The handle the HTTP layer submits digests through; cheap to clone.
@@ -68,7 +73,11 @@ impl AggregatorHandle {
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Submission { digest, reply })
+            .send(Submission {
+                digest,
+                reply,
+                home: workers::current(),
+            })
             .map_err(|_| SubmitError::Unavailable)?;
         rx.await.unwrap_or(Err(SubmitError::Unavailable))
     }
@@ -83,6 +92,9 @@ pub struct AggregatorConfig {
     pub attestation: Attestation,
     /// Derives the MAC keys.
     pub deriver: KeyDeriver,
+    /// The HTTP worker threads, if requests are served on them: each
+    /// gets its replies in one task, woken in arrival order.
+    pub workers: Option<Arc<Workers>>,
 }
 
 /// Starts the aggregator task. It runs until `shutdown` turns true, then
@@ -202,12 +214,34 @@ impl Round {
             "aggregated"
         );
         let tail = commitment_tail(t, &commitment, &self.config.attestation);
+        let workers = self.config.workers.as_deref();
+        let mut by_worker: Vec<Vec<(ReplyTx, Vec<u8>)>> = (0..workers.map_or(0, Workers::len))
+            .map(|_| Vec::new())
+            .collect();
         for (i, (s, nonce)) in batch
             .into_iter()
             .zip(nonces.chunks_exact(NONCE_LEN))
             .enumerate()
         {
-            let _ = s.reply.send(Ok(proof_bytes(nonce, &levels, i, &tail)));
+            let proof = proof_bytes(nonce, &levels, i, &tail);
+            match workers.and_then(|w| w.index_of(s.home)) {
+                Some(w) => by_worker[w].push((s.reply, proof)),
+                None => {
+                    let _ = s.reply.send(Ok(proof));
+                }
+            }
+        }
+        if let Some(workers) = workers {
+            for (w, replies) in by_worker.into_iter().enumerate() {
+                if replies.is_empty() {
+                    continue;
+                }
+                workers.spawn(w, async move {
+                    for (reply, proof) in replies {
+                        let _ = reply.send(Ok(proof));
+                    }
+                });
+            }
         }
     }
 }

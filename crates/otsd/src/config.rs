@@ -97,6 +97,10 @@ pub struct ServerArgs {
     /// [default: all].
     #[arg(long = "journal-verify-last")]
     pub journal_verify_last: Option<u64>,
+    /// Threads serving HTTP connections [default: one per CPU but one, at
+    /// least one].
+    #[arg(long = "http-threads", value_parser = clap::value_parser!(u16).range(1..))]
+    pub http_threads: Option<u16>,
     /// Hostile-client limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -118,6 +122,9 @@ impl ServerArgs {
                 .journal_verify_last
                 .map_or(crate::journal::Verify::All, crate::journal::Verify::Last),
             bitcoin: self.bitcoin_settings(),
+            http_threads: self
+                .http_threads
+                .map_or_else(crate::server::default_http_threads, usize::from),
         }
     }
 

@@ -25,6 +25,7 @@ use crate::info::{InfoCache, InfoConfig, InfoPage};
 use crate::journal::JournalReader;
 use crate::status::{PendingIndex, StamperView};
 use crate::store::Store;
+use crate::workers::Workers;
 
 /// Default cap on concurrent connections; over it, new connections get a
 /// 503 and are closed.
@@ -429,9 +430,12 @@ pub async fn bind(address: &str, port: u16) -> std::io::Result<TcpListener> {
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
 /// accepting and waits (up to [`SHUTDOWN_GRACE`]) for in-flight requests.
+/// Connections are served on `workers` in turn, or without workers on the
+/// caller's runtime.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    workers: Option<Arc<Workers>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
@@ -464,11 +468,12 @@ pub async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // A second handle on the socket, to answer 408 if hyper gives up
+        // Out of this runtime's reactor, to join the serving thread's; and
+        // a second handle on the socket, to answer 408 if hyper gives up
         // on a slow request head (hyper itself just closes).
         let (stream, spare) = match stream.into_std().and_then(|s| {
             let spare = s.try_clone()?;
-            Ok((TcpStream::from_std(s)?, spare))
+            Ok((s, spare))
         }) {
             Ok(pair) => pair,
             Err(e) => {
@@ -476,10 +481,17 @@ pub async fn run(
                 continue;
             }
         };
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
+        let serve = async move {
             let _permit = permit;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "socket setup failed");
+                    return;
+                }
+            };
+            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             if let Err(e) = conn.await {
                 if e.is_timeout() {
                     if let Ok(s) = TcpStream::from_std(spare) {
@@ -489,7 +501,11 @@ pub async fn run(
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             }
-        });
+        };
+        match &workers {
+            Some(w) => w.spawn_next(serve),
+            None => drop(tokio::spawn(serve)),
+        }
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())

@@ -7,7 +7,8 @@
 //! commitment, appends it to the [`journal`] with one fsync, records it in
 //! the pending index ([`status`]) and answers every request. Completed
 //! proofs live in the [`store`] (filled by the stamper), served by
-//! `GET /timestamp` and as [`backup`] chunks; [`info`] renders `GET /`
+//! `GET /timestamp` and as [`backup`] chunks; connections are served on
+//! single-threaded [`workers`]; [`info`] renders `GET /`
 //! (with [`qr`] codes) and caches it briefly.
 //! [`dev`] is `otsd --dev`: the same server on an embedded regtest chain.
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
@@ -28,3 +29,4 @@ pub mod server;
 pub mod stamping;
 pub mod status;
 pub mod store;
+pub mod workers;

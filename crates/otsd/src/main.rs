@@ -14,6 +14,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+/// mimalloc rather than glibc's malloc: 20 % less CPU per digest
+/// (13.9 → 11.2 µs) and 9 % more GETs per second on one HTTP thread, with
+/// RSS flat at full load (bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli)?;
@@ -26,7 +32,10 @@ fn main() -> anyhow::Result<()> {
     }
     let s = &cli.server;
     let mut settings = s.settings();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The accept loop, the aggregator and (with --dev) devchain; HTTP
+    // connections are served on their own threads (`--http-threads`) and
+    // the stamper on another.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;

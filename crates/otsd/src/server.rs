@@ -18,6 +18,7 @@ use crate::journal::{Journal, JournalError, Verify};
 use crate::stamping::{JournalSource, Stamping, StoreSink};
 use crate::status::{key_of, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
+use crate::workers::Workers;
 
 /// The stamper's state file in the calendar directory.
 pub const STAMPER_STATE_FILE: &str = "stamper.json";
@@ -42,6 +43,18 @@ pub struct Settings {
     /// The Bitcoin node and stamper settings; `None` runs the calendar
     /// without stamping (commitments stay pending).
     pub bitcoin: Option<Bitcoin>,
+    /// Threads serving HTTP connections, each with a single-threaded
+    /// runtime ([`crate::workers`]); 0 serves them on the caller's runtime.
+    pub http_threads: usize,
+}
+
+/// One HTTP thread per CPU but one, and at least one: the remaining CPU
+/// is the aggregator's (hashing, proofs, the journal), the stamper's and
+/// the system's. On the 2-core bench machine, two HTTP threads serve GETs
+/// faster but spread a round's replies less evenly (p99 at the 1 s
+/// interval 1,022–1,031 ms against 1,006–1,019 ms; bench/RESULTS.md).
+pub fn default_http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// How to reach the Bitcoin node and how to stamp.
@@ -66,6 +79,7 @@ impl Default for Settings {
             lightning_invoice_file: None,
             journal_verify: Verify::All,
             bitcoin: None,
+            http_threads: default_http_threads(),
         }
     }
 }
@@ -154,11 +168,24 @@ pub async fn serve(
                 }),
             )
             .map_err(|e| ServeError::Stamper(e.to_string()))?;
-            tracing::info!(node = %rpc_url, "stamper started");
             let mut stop = stop_rx.clone();
-            let task = tokio::spawn(runner.run(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }));
+            // On a thread of its own: completing a batch (reading the
+            // journal, the tree, the store's fsync) takes seconds for a
+            // million commitments and must not hold up the aggregator or
+            // the HTTP threads.
+            let (done, task) = tokio::sync::oneshot::channel::<()>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name("otsd-stamper".into())
+                .spawn(move || {
+                    runtime.block_on(runner.run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }));
+                    let _ = done.send(());
+                })?;
+            tracing::info!(node = %rpc_url, "stamper started");
             let view: Arc<dyn StamperView> = Arc::new(Stamping {
                 view,
                 pending: pending.clone(),
@@ -166,11 +193,16 @@ pub async fn serve(
             (view, Some(task))
         }
     };
+    let workers = match settings.http_threads {
+        0 => None,
+        n => Some(Arc::new(Workers::start(n)?)),
+    };
     let (handle, aggregator_task) = aggregator::spawn(
         AggregatorConfig {
             interval: settings.aggregation_interval,
             attestation: calendar.pending_attestation(),
             deriver: KeyDeriver::new(calendar.key.clone()),
+            workers: workers.clone(),
         },
         journal,
         pending.clone(),
@@ -190,7 +222,7 @@ pub async fn serve(
         info_cache: Arc::new(InfoCache::new(INFO_TTL)),
         limits: settings.limits.clone(),
     };
-    let served = http::run(listener, state, async move {
+    let served = http::run(listener, state, workers.clone(), async move {
         shutdown.await;
         tracing::info!("shutting down: flushing the current round");
         // The aggregator flushes what is queued while in-flight requests
@@ -204,6 +236,10 @@ pub async fn serve(
     }
     if let Some(task) = stamper_task {
         let _ = task.await;
+    }
+    if let Some(workers) = workers.and_then(Arc::into_inner) {
+        // Quick: every connection has ended or was given up on.
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     }
     served?;
     tracing::info!("stopped");

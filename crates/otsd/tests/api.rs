@@ -67,9 +67,26 @@ async fn post_digest_returns_a_pending_proof_whose_commitment_is_journaled() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_posts_share_one_commitment() {
+    a_thousand_concurrent_posts(Settings::default().http_threads).await;
+}
+
+/// Replies handed to three HTTP threads, each getting its share.
+#[tokio::test]
+async fn a_thousand_concurrent_posts_on_three_http_threads() {
+    a_thousand_concurrent_posts(3).await;
+}
+
+/// Without HTTP threads: connections served on the caller's runtime.
+#[tokio::test]
+async fn a_thousand_concurrent_posts_on_the_callers_runtime() {
+    a_thousand_concurrent_posts(0).await;
+}
+
+async fn a_thousand_concurrent_posts(http_threads: usize) {
     const N: usize = 1000;
     let server = TestServer::start(Settings {
         aggregation_interval: Duration::from_secs(5),
+        http_threads,
         ..Settings::default()
     })
     .await;
