@@ -52,7 +52,7 @@ pub struct Settings {
 /// is the aggregator's (hashing, proofs, the journal), the stamper's and
 /// the system's. On the 2-core bench machine, two HTTP threads serve GETs
 /// faster but spread a round's replies less evenly (p99 at the 1 s
-/// interval 1,022–1,031 ms against 1,006–1,019 ms; bench/RESULTS.md).
+/// interval 1,021–1,031 ms against 1,009–1,012 ms; bench/RESULTS.md).
 pub fn default_http_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }

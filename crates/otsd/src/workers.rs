@@ -10,7 +10,7 @@
 //! round and late in the next waits the interval plus the whole burst;
 //! that made p99 at the 1 s interval 1.04–1.06 s. A single-threaded
 //! runtime runs woken tasks first in, first out, so each client keeps its
-//! place from round to round (p99 1.015 s), and it spends less CPU per
+//! place from round to round (p99 1.009–1.012 s), and it spends less CPU per
 //! request (no work stealing, no shared run queue).
 //!
 //! The aggregator hands each worker its round's replies in one task (see
