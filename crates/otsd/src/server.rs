@@ -140,6 +140,7 @@ pub async fn serve(
             }
             start += recs.len() as u64;
         }
+        pending.shrink_to_fit();
     }
     tracing::info!(pending = pending.len(), "pending index built");
     // Logged once the calendar is ready: scripts and tests wait for it.

@@ -239,6 +239,13 @@ impl PendingIndex {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Gives back the memory of removed entries (after start-up has taken
+    /// the completed commitments out).
+    pub fn shrink_to_fit(&self) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.shrink_to_fit();
+    }
 }
 
 #[cfg(test)]

@@ -126,6 +126,12 @@ fn index_key(c: &[u8]) -> (u32, u64) {
     (u32::from_be_bytes(t), u64::from_be_bytes(tip))
 }
 
+/// redb's page cache. Its default, 1 GiB, would let a calendar's memory
+/// grow with its store for years; this holds the pages of about two
+/// million completed commitments, and colder pages come from the OS's page
+/// cache.
+pub const STORE_CACHE_BYTES: usize = 128 << 20;
+
 /// The proof store.
 #[derive(Debug)]
 pub struct Store {
@@ -139,7 +145,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store of the calendar in `dir`.
     pub fn open(dir: &Path, journal: JournalReader) -> Result<Store, StoreError> {
-        let db = Database::create(dir.join(STORE_FILE)).map_err(dberr)?;
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(dir.join(STORE_FILE))
+            .map_err(dberr)?;
         let txn = db.begin_write().map_err(dberr)?;
         txn.open_table(BATCHES).map_err(dberr)?;
         txn.open_table(LEVELS).map_err(dberr)?;
