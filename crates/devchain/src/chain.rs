@@ -1,22 +1,21 @@
 //! `Chain`, the sans-I/O core: chain state, mempool and wallets tied
 //! together, with a clock (`setmocktime`), mining, fee estimation and a
 //! journal of what must be persisted. No file or network access happens here.
+//! Building and mining blocks is in [`crate::mining`]; the persisted
+//! snapshot and restoring from it in [`crate::chainsnapshot`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bitcoin::{Amount, Block, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
-use serde::{Deserialize, Serialize};
+use bitcoin::{Block, BlockHash, ScriptBuf, Transaction, Txid};
 
-use crate::block::{self, COINBASE_RESERVED_WEIGHT, MAX_BLOCK_WEIGHT};
+pub use crate::chainsnapshot::{ChainSnapshot, SNAPSHOT_FORMAT};
 use crate::chainstate::{ChainChange, ChainState};
-use crate::error::{Error, Result, TxReject};
+use crate::error::{Result, TxReject};
 use crate::mempool::{fee_rate, AcceptOptions, Accepted, Mempool, MIN_RELAY_FEE_SAT_PER_KVB};
 use crate::wallet::{Wallet, WalletSnapshot};
 
-/// Version of the persisted [`ChainSnapshot`] format.
-pub const SNAPSHOT_FORMAT: u32 = 1;
 /// Blocks of history the fee estimator looks at.
 pub const FEE_ESTIMATE_WINDOW: u32 = 1_008;
 /// Confirmed samples needed before the estimator answers.
@@ -34,23 +33,6 @@ pub struct Journal {
     pub dirty: bool,
 }
 
-/// The persisted non-block state (see the `store` module for the format).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ChainSnapshot {
-    /// [`SNAPSHOT_FORMAT`].
-    pub format: u32,
-    /// Blocks marked invalid, hex.
-    pub invalid: Vec<String>,
-    /// Mock time, 0 when off.
-    pub mock_time: u64,
-    /// Every wallet ever created.
-    pub wallets: Vec<WalletSnapshot>,
-    /// Names of loaded wallets.
-    pub loaded: Vec<String>,
-    /// Mempool transactions, hex, arrival order.
-    pub mempool: Vec<String>,
-}
-
 /// A fee-estimator sample: fee rate (sat/kvB) and blocks it took to confirm.
 #[derive(Debug, Clone, Copy)]
 struct FeeSample {
@@ -66,9 +48,9 @@ pub struct Chain {
     pub(crate) mempool: Mempool,
     pub(crate) wallets: BTreeMap<String, Wallet>,
     pub(crate) unloaded: BTreeMap<String, WalletSnapshot>,
-    mock_time: u64,
+    pub(crate) mock_time: u64,
     fee_samples: VecDeque<FeeSample>,
-    journal: Journal,
+    pub(crate) journal: Journal,
 }
 
 impl Default for Chain {
@@ -205,79 +187,6 @@ impl Chain {
         }
     }
 
-    /// Fees a list of block transactions pays, spending the UTXO set and
-    /// earlier transactions of the same list.
-    fn fees_of(&self, txs: &[Transaction]) -> Result<Amount> {
-        let mut created: BTreeMap<OutPoint, Amount> = BTreeMap::new();
-        let mut fees = Amount::ZERO;
-        for tx in txs {
-            let mut value_in = Amount::ZERO;
-            for i in &tx.input {
-                let v = match self.state.coin(&i.previous_output) {
-                    Some(c) => c.output.value,
-                    None => created.remove(&i.previous_output).ok_or_else(|| {
-                        Error::BlockInvalid("bad-txns-inputs-missingorspent".into())
-                    })?,
-                };
-                value_in += v;
-            }
-            let out: Amount = tx.output.iter().map(|o| o.value).sum();
-            fees += value_in
-                .checked_sub(out)
-                .ok_or_else(|| Error::BlockInvalid("bad-txns-in-belowout".into()))?;
-            let txid = tx.compute_txid();
-            for (vout, o) in tx.output.iter().enumerate() {
-                created.insert(
-                    OutPoint {
-                        txid,
-                        vout: vout as u32,
-                    },
-                    o.value,
-                );
-            }
-        }
-        Ok(fees)
-    }
-
-    /// Builds the next block paying `script`: the given transactions, or
-    /// the mempool's best by ancestor fee rate. Does not submit it.
-    pub fn build_block(&self, script: &ScriptBuf, txs: Option<Vec<Transaction>>) -> Result<Block> {
-        let txs = txs.unwrap_or_else(|| {
-            self.mempool
-                .block_template(MAX_BLOCK_WEIGHT - COINBASE_RESERVED_WEIGHT)
-        });
-        let fees = self.fees_of(&txs)?;
-        let tip = self.state.tip();
-        let height = tip.height + 1;
-        let mut time = (self.now() as u32).max(self.state.median_time_past() + 1);
-        loop {
-            let value = block::subsidy(height) + fees;
-            let cb = block::coinbase_tx(height, script.clone(), value);
-            let blk = block::assemble(tip.hash, time, cb, txs.clone());
-            // Two identical templates (e.g. re-mining after invalidateblock in
-            // the same second) would collide; roll the time like a miner.
-            if self.state.entry(&blk.block_hash()).is_none() {
-                return Ok(blk);
-            }
-            time += 1;
-        }
-    }
-
-    /// Mines one block paying `script` and submits it.
-    pub fn mine_block(
-        &mut self,
-        script: &ScriptBuf,
-        txs: Option<Vec<Transaction>>,
-    ) -> Result<BlockHash> {
-        let blk = self.build_block(script, txs)?;
-        self.submit_block(blk)
-    }
-
-    /// `generatetoaddress`: mines `n` blocks paying `script`.
-    pub fn generate(&mut self, n: u32, script: &ScriptBuf) -> Result<Vec<BlockHash>> {
-        (0..n).map(|_| self.mine_block(script, None)).collect()
-    }
-
     /// Submits a transaction to the mempool under `opts`.
     pub fn accept_tx(
         &mut self,
@@ -345,96 +254,5 @@ impl Chain {
         }
         rates.sort_unstable();
         Some(rates[rates.len() / 2].max(MIN_RELAY_FEE_SAT_PER_KVB))
-    }
-
-    /// The persisted form of everything but blocks.
-    pub fn snapshot(&self) -> ChainSnapshot {
-        let mut wallets: Vec<WalletSnapshot> = self.unloaded.values().cloned().collect();
-        wallets.extend(self.wallets.values().map(Wallet::snapshot));
-        ChainSnapshot {
-            format: SNAPSHOT_FORMAT,
-            invalid: self
-                .state
-                .invalid_blocks()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            mock_time: self.mock_time,
-            wallets,
-            loaded: self.wallets.keys().cloned().collect(),
-            mempool: self
-                .mempool
-                .entries()
-                .iter()
-                .map(|e| bitcoin::consensus::encode::serialize_hex(&e.tx))
-                .collect(),
-        }
-    }
-
-    /// Rebuilds a chain from stored blocks and a snapshot.
-    pub fn restore(blocks: Vec<Block>, snap: &ChainSnapshot) -> Result<Self> {
-        let mut chain = Chain::new();
-        chain.mock_time = snap.mock_time;
-        for b in blocks {
-            match chain.state.add_block(b) {
-                Ok((_, change)) => chain.mempool.update_for_chain_change(&chain.state, &change),
-                Err(Error::DuplicateBlock(_)) => {}
-                // A block that failed validation stays stored; it is re-rejected here.
-                Err(Error::BlockInvalid(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for h in &snap.invalid {
-            let hash: BlockHash = h
-                .parse()
-                .map_err(|_| Error::Key(format!("bad block hash {h}")))?;
-            if chain.state.entry(&hash).is_some() {
-                let _ = chain.state.invalidate(&hash);
-            }
-        }
-        for w in &snap.wallets {
-            if snap.loaded.contains(&w.name) {
-                let wallet = Wallet::from_snapshot(w)?;
-                chain.wallets.insert(w.name.clone(), wallet);
-            } else {
-                chain.unloaded.insert(w.name.clone(), w.clone());
-            }
-        }
-        chain.rescan_wallets();
-        let opts = AcceptOptions {
-            verify_scripts: false,
-            ..AcceptOptions::default()
-        };
-        for hex_tx in &snap.mempool {
-            if let Ok(tx) = bitcoin::consensus::encode::deserialize_hex::<Transaction>(hex_tx) {
-                let _ = chain.accept_tx(tx, &opts);
-            }
-        }
-        chain.journal = Journal::default();
-        Ok(chain)
-    }
-
-    /// Scans the active chain and mempool into every loaded wallet.
-    pub(crate) fn rescan_wallets(&mut self) {
-        let hashes: Vec<BlockHash> = self.state.active_hashes().iter().skip(1).copied().collect();
-        for h in hashes {
-            let Some(e) = self.state.entry(&h) else {
-                continue;
-            };
-            let (block, time) = (e.block.clone(), u64::from(e.block.header.time));
-            for tx in &block.txdata {
-                self.note_wallet_tx(tx, time);
-            }
-        }
-        let now = self.now();
-        let txs: Vec<Transaction> = self
-            .mempool
-            .entries()
-            .iter()
-            .map(|e| e.tx.clone())
-            .collect();
-        for tx in txs {
-            self.note_wallet_tx(&tx, now);
-        }
     }
 }

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod block;
 pub mod chain;
+pub mod chainsnapshot;
 pub mod chainstate;
 pub mod cluster;
 pub mod descriptor;
@@ -22,10 +23,13 @@ pub mod devnode;
 pub mod error;
 pub mod json;
 pub mod mempool;
+pub mod mining;
 pub mod reorg;
 pub mod verify;
 pub mod wallet;
+pub mod walletdesc;
 pub mod walletops;
+pub mod walletsign;
 pub mod wallettx;
 
 pub use chain::Chain;

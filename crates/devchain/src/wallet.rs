@@ -1,21 +1,16 @@
 //! A descriptor-style HD wallet: BIP84 P2WPKH (`bech32`) and BIP86 P2TR
 //! (`bech32m`) keys derived from a 32-byte seed, labels, the set of wallet
 //! transactions with their receive times, and signing of P2WPKH/P2TR inputs.
+//! Key paths and descriptors are in [`crate::walletdesc`], signing in
+//! [`crate::walletsign`].
 
 use std::collections::HashMap;
 
-use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpriv, Xpub};
-use bitcoin::hashes::Hash;
-use bitcoin::key::{Keypair, TapTweak};
-use bitcoin::secp256k1::{Message, PublicKey, SecretKey};
-use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
-use bitcoin::{
-    Address, CompressedPublicKey, Network, NetworkKind, ScriptBuf, Transaction, TxOut, Txid,
-    Witness,
-};
+use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpriv};
+use bitcoin::secp256k1::{PublicKey, SecretKey};
+use bitcoin::{Address, CompressedPublicKey, Network, NetworkKind, ScriptBuf, Txid};
 use serde::{Deserialize, Serialize};
 
-use crate::descriptor::with_checksum;
 use crate::error::{Error, Result};
 use crate::verify::secp;
 
@@ -47,7 +42,7 @@ impl AddressType {
         }
     }
 
-    fn purpose(self) -> u32 {
+    pub(crate) fn purpose(self) -> u32 {
         match self {
             AddressType::Bech32 => PURPOSE_BIP84,
             AddressType::Bech32m => PURPOSE_BIP86,
@@ -109,10 +104,10 @@ pub struct WalletSnapshot {
 pub struct Wallet {
     name: String,
     seed: [u8; 32],
-    fingerprint: Fingerprint,
-    accounts: [Xpriv; 2],
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) accounts: [Xpriv; 2],
     next: [u32; 4],
-    keys: HashMap<ScriptBuf, KeyInfo>,
+    pub(crate) keys: HashMap<ScriptBuf, KeyInfo>,
     txs: HashMap<Txid, WalletTx>,
     next_order: u64,
     birthtime: u64,
@@ -290,50 +285,6 @@ impl Wallet {
         }
     }
 
-    /// BIP32 path of a key, Core style (`m/84h/1h/0h/0/3`).
-    pub fn hd_key_path(&self, k: &KeyInfo) -> String {
-        format!(
-            "m/{}h/{}h/0h/{}/{}",
-            k.kind.purpose(),
-            COIN_TYPE_TEST,
-            u32::from(k.change),
-            k.index
-        )
-    }
-
-    /// The key's single-key descriptor with origin, e.g. `wpkh([fp/84h/1h/0h/0/0]02...)#...`.
-    pub fn descriptor(&self, k: &KeyInfo) -> String {
-        let origin = format!(
-            "[{}/{}h/{}h/0h/{}/{}]",
-            self.fingerprint,
-            k.kind.purpose(),
-            COIN_TYPE_TEST,
-            u32::from(k.change),
-            k.index
-        );
-        let body = match k.kind {
-            AddressType::Bech32 => format!("wpkh({origin}{})", k.pubkey),
-            AddressType::Bech32m => format!("tr({origin}{})", k.pubkey.x_only_public_key().0),
-        };
-        with_checksum(&body)
-    }
-
-    /// The ranged descriptor the key was derived from (`parent_desc`).
-    pub fn parent_descriptor(&self, kind: AddressType, change: bool) -> String {
-        let xpub = Xpub::from_priv(secp(), &self.accounts[kind as usize]);
-        let origin = format!(
-            "[{}/{}h/{}h/0h]",
-            self.fingerprint,
-            kind.purpose(),
-            COIN_TYPE_TEST
-        );
-        let f = match kind {
-            AddressType::Bech32 => "wpkh",
-            AddressType::Bech32m => "tr",
-        };
-        with_checksum(&format!("{f}({origin}{xpub}/{}/*)", u32::from(change)))
-    }
-
     /// Records a wallet transaction; keeps the first time it was seen.
     pub fn note_tx(&mut self, txid: Txid, now: u64) -> bool {
         if self.txs.contains_key(&txid) {
@@ -360,87 +311,6 @@ impl Wallet {
         let mut v: Vec<(&Txid, &WalletTx)> = self.txs.iter().collect();
         v.sort_by_key(|(_, w)| w.order);
         v.into_iter().map(|(t, _)| *t).collect()
-    }
-
-    /// Signs every input whose previous output the wallet owns. Returns the
-    /// signed transaction and, per unsigned input, Core's error text.
-    pub fn sign(
-        &self,
-        tx: &Transaction,
-        prevouts: &[Option<TxOut>],
-        sighash: Option<EcdsaSighashType>,
-    ) -> (Transaction, Vec<(usize, String)>) {
-        let mut errors = Vec::new();
-        let all_known: Option<Vec<TxOut>> = prevouts.iter().cloned().collect();
-        let mut witnesses: Vec<Option<Witness>> = vec![None; tx.input.len()];
-        let mut cache = SighashCache::new(tx);
-        for (i, prev) in prevouts.iter().enumerate() {
-            let Some(prev) = prev else {
-                errors.push((i, "Input not found or already spent".to_string()));
-                continue;
-            };
-            let Some(key) = self.keys.get(&prev.script_pubkey) else {
-                if tx.input[i].witness.is_empty() {
-                    errors.push((
-                        i,
-                        "Unable to sign input, invalid stack size (possibly missing key)"
-                            .to_string(),
-                    ));
-                }
-                continue;
-            };
-            match key.kind {
-                AddressType::Bech32 => {
-                    let ty = sighash.unwrap_or(EcdsaSighashType::All);
-                    let Ok(h) = cache.p2wpkh_signature_hash(i, &prev.script_pubkey, prev.value, ty)
-                    else {
-                        errors.push((i, "Signing failed".to_string()));
-                        continue;
-                    };
-                    let msg = Message::from_digest(h.to_byte_array());
-                    let sig = secp().sign_ecdsa_low_r(&msg, &key.secret);
-                    let sig = bitcoin::ecdsa::Signature {
-                        signature: sig,
-                        sighash_type: ty,
-                    };
-                    witnesses[i] = Some(Witness::p2wpkh(&sig, &key.pubkey));
-                }
-                AddressType::Bech32m => {
-                    let Some(all) = &all_known else {
-                        errors.push((
-                            i,
-                            "Unable to sign input, missing prevouts for taproot".to_string(),
-                        ));
-                        continue;
-                    };
-                    let ty = match sighash {
-                        None => TapSighashType::Default,
-                        Some(t) => TapSighashType::from_consensus_u8(t.to_u32() as u8)
-                            .unwrap_or(TapSighashType::Default),
-                    };
-                    let Ok(h) = cache.taproot_key_spend_signature_hash(i, &Prevouts::All(all), ty)
-                    else {
-                        errors.push((i, "Signing failed".to_string()));
-                        continue;
-                    };
-                    let msg = Message::from_digest(h.to_byte_array());
-                    let tweaked =
-                        Keypair::from_secret_key(secp(), &key.secret).tap_tweak(secp(), None);
-                    let sig = secp().sign_schnorr(&msg, &tweaked.to_keypair());
-                    witnesses[i] = Some(Witness::p2tr_key_spend(&bitcoin::taproot::Signature {
-                        signature: sig,
-                        sighash_type: ty,
-                    }));
-                }
-            }
-        }
-        let mut signed = tx.clone();
-        for (input, w) in signed.input.iter_mut().zip(witnesses) {
-            if let Some(w) = w {
-                input.witness = w;
-            }
-        }
-        (signed, errors)
     }
 }
 

@@ -10,6 +10,7 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 pub mod action;
+mod gather;
 pub mod history;
 pub mod persist;
 pub mod ranges;
@@ -18,6 +19,7 @@ pub mod runner;
 pub mod stamper;
 pub mod state;
 pub mod tx;
+mod view;
 
 pub use stamper::{Action, BroadcastResult, Config, Mined, Stamper, State, Status, Utxo, Warning};
 

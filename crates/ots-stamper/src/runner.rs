@@ -9,18 +9,17 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bitcoin::{Address, Amount, BlockHash, ScriptBuf, Txid};
-use ots_bitcoin::{timestamp_from_block, RpcClient, RpcError};
+use bitcoin::{BlockHash, Txid};
+use ots_bitcoin::{RpcClient, RpcError};
 use ots_proof::Timestamp;
 
-use crate::history::History;
 use crate::persist::{self, PersistError};
-use crate::stamper::{Action, BroadcastResult, Config, Stamper, Status, Utxo, Warning};
-use crate::{merkle_tip, ranges};
+use crate::stamper::{Action, BroadcastResult, Config, Stamper};
+use crate::view::describe;
+pub use crate::view::View;
 
 /// Recent blocks remembered for reorg detection (a day of blocks).
 pub const KNOWN_BLOCKS: usize = 144;
@@ -61,46 +60,6 @@ pub struct RunnerConfig {
     pub conf_target: u32,
 }
 
-/// What the server shows of the stamper (info page, 404 reasons).
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    /// Best block seen.
-    pub best: Option<(u64, BlockHash)>,
-    /// Mined transactions not yet final: positions, txid, height.
-    pub mined: Vec<(Vec<Range<u64>>, Txid, u64)>,
-    /// Confirmations a proof needs.
-    pub min_confirmations: u64,
-    /// The tip of the latest unconfirmed transaction.
-    pub tip: Option<[u8; 32]>,
-    /// The latest unconfirmed transaction and how many versions it replaced.
-    pub unconfirmed: Option<(Txid, usize)>,
-    /// Confirmed wallet balance.
-    pub balance: Option<Amount>,
-    /// Conditions the operator should see.
-    pub warnings: Vec<String>,
-    /// The node's last error, while it is unreachable.
-    pub node_error: Option<String>,
-    /// Completed transactions (a copy of the persisted history).
-    pub history: History,
-}
-
-impl View {
-    /// Where journal position `position` stands.
-    pub fn status(&self, position: u64) -> Status {
-        let best = self.best.map_or(0, |b| b.0);
-        for (covered, txid, height) in &self.mined {
-            if ranges::contains(covered, position) {
-                let confirmations = best.saturating_sub(*height) + 1;
-                return Status::Mined {
-                    txid: *txid,
-                    waiting_for: self.min_confirmations.saturating_sub(confirmations),
-                };
-            }
-        }
-        Status::Pending
-    }
-}
-
 /// Why a step did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -117,13 +76,13 @@ pub enum StepError {
 
 /// The runner.
 pub struct Runner {
-    stamper: Stamper,
-    config: RunnerConfig,
-    rpc: RpcClient,
-    source: Arc<dyn CommitmentSource>,
-    sink: Arc<dyn ProofSink>,
-    view: Arc<RwLock<View>>,
-    known: Vec<(u64, BlockHash)>,
+    pub(crate) stamper: Stamper,
+    pub(crate) config: RunnerConfig,
+    pub(crate) rpc: RpcClient,
+    pub(crate) source: Arc<dyn CommitmentSource>,
+    pub(crate) sink: Arc<dyn ProofSink>,
+    pub(crate) view: Arc<RwLock<View>>,
+    pub(crate) known: Vec<(u64, BlockHash)>,
     redo_start: bool,
     outage: bool,
     saved: Vec<u8>,
@@ -369,116 +328,6 @@ impl Runner {
                 }
                 Ok(Vec::new())
             }
-        }
-    }
-
-    fn tip_of(&self, covered: &[Range<u64>]) -> Result<[u8; 32], StepError> {
-        let commitments = self
-            .source
-            .read(covered)
-            .map_err(|e| StepError::Storage(e.to_string()))?;
-        let bytes: Vec<&Vec<u8>> = commitments.iter().map(|(_, c)| c).collect();
-        merkle_tip(&bytes)
-            .ok_or_else(|| StepError::Storage("no commitments at the requested positions".into()))
-    }
-
-    async fn gather_funding(
-        &mut self,
-        covered: &[Range<u64>],
-    ) -> Result<(Vec<Utxo>, Option<u64>, ScriptBuf, u64, [u8; 32]), StepError> {
-        let tip = self.tip_of(covered)?;
-        let unspent = self.rpc.list_unspent(0).await?;
-        let utxos = unspent
-            .into_iter()
-            .filter(|u| u.spendable && u.safe)
-            .filter_map(|u| {
-                Some(Utxo {
-                    outpoint: bitcoin::OutPoint::new(u.txid, u.vout),
-                    value: u.amount,
-                    script: ScriptBuf::from_hex(&u.script_pubkey).ok()?,
-                    confirmations: u.confirmations,
-                })
-            })
-            .collect();
-        let estimate = self.rpc.estimate_smart_fee(self.config.conf_target).await?;
-        // BTC/kvB → sat/kvB, rounded up.
-        let rate = estimate
-            .feerate
-            .map(|r| (r * 1e8).ceil().clamp(0.0, 1e12) as u64);
-        let change = self.rpc.raw_change_address().await?;
-        let change = Address::from_str(&change)
-            .map_err(|e| {
-                StepError::Storage(format!(
-                    "the wallet gave an unusable change address {change}: {e}"
-                ))
-            })?
-            .assume_checked()
-            .script_pubkey();
-        let height = self.rpc.block_count().await?;
-        Ok((utxos, rate, change, height, tip))
-    }
-
-    /// Stores the proofs of `mined`; returns how many and the block time.
-    async fn complete(&self, mined: &crate::stamper::Mined) -> Result<(usize, u64), StepError> {
-        let version = &mined.version;
-        let block = self
-            .rpc
-            .block(&mined.block)
-            .await?
-            .ok_or_else(|| StepError::Storage(format!("block {} is gone", mined.block)))?;
-        let tail = timestamp_from_block(&version.tip, version.txid, &block, mined.height)
-            .map_err(|e| StepError::Storage(e.to_string()))?;
-        let commitments = self
-            .source
-            .read(&version.ranges)
-            .map_err(|e| StepError::Storage(e.to_string()))?;
-        // The sink refuses commitments whose tree does not lead to the
-        // tail's message, which is the version's tip.
-        let count = commitments.len();
-        self.sink
-            .add_batch(commitments, tail)
-            .map_err(StepError::Storage)?;
-        Ok((count, u64::from(block.header.time)))
-    }
-
-    fn refresh_view(&self) {
-        let state = self.stamper.state();
-        let mined = state
-            .mined
-            .iter()
-            .map(|m| (m.version.ranges.clone(), m.version.txid, m.height))
-            .collect();
-        let latest = state
-            .round
-            .as_ref()
-            .and_then(|r| r.versions.last().map(|v| (v, r.versions.len())));
-        let best = self.known.last().copied();
-        let history = state.history.clone();
-        self.set_view(|v| {
-            v.history = history;
-            v.mined = mined;
-            v.tip = latest.map(|(l, _)| l.tip);
-            v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));
-            v.best = best;
-        });
-    }
-
-    fn set_view(&self, f: impl FnOnce(&mut View)) {
-        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-        f(&mut view);
-    }
-}
-
-fn describe(w: &Warning) -> String {
-    match w {
-        Warning::WalletTooSmall { needed } => format!(
-            "the wallet has no confirmed output that can pay a timestamp transaction (needs about {needed}); digests are still accepted"
-        ),
-        Warning::FeeCapReached { fee, max } => {
-            format!("fee bumping stopped: the next fee {fee} would exceed --btc-max-fee {max}")
-        }
-        Warning::BroadcastRefused { code, message } => {
-            format!("the node refused a timestamp transaction ({code}): {message}")
         }
     }
 }
