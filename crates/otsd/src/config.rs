@@ -328,6 +328,16 @@ mod tests {
         assert!(Cli::try_parse_from(["otsd", "--btc-testnet", "--btc-regtest"]).is_err());
         assert!(Cli::try_parse_from(["otsd", "--btc-min-confirmations", "1"]).is_err());
         assert!(Cli::try_parse_from(["otsd", "--max-header-bytes", "100"]).is_err());
+        // One HTTP thread per CPU but one by default; 0 is not a choice.
+        let cli = Cli::try_parse_from(["otsd"]).unwrap();
+        assert_eq!(
+            cli.server.settings().http_threads,
+            crate::server::default_http_threads()
+        );
+        assert!(crate::server::default_http_threads() >= 1);
+        let cli = Cli::try_parse_from(["otsd", "--http-threads", "3"]).unwrap();
+        assert_eq!(cli.server.settings().http_threads, 3);
+        assert!(Cli::try_parse_from(["otsd", "--http-threads", "0"]).is_err());
         let cli =
             Cli::try_parse_from(["otsd", "-c", "/tmp/c", "init", "--uri", "https://x"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Init { .. })));
