@@ -6,26 +6,11 @@
 mod common;
 
 use devchain::rpcparams::type_name;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::Client;
 use devchain::{DevChain, DevChainConfig};
 use serde_json::{json, Value};
-use wait_timeout::ChildExt;
-
-/// Attempts to reach bitcoind's RPC while it starts (250 ms apart).
-const STARTUP_ATTEMPTS: u32 = 240;
-/// Wait for bitcoind to exit after `stop`.
-const STOP_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use test_support::bitcoind::{self, Bitcoind, Credentials, Options};
 
 /// Compares `core` (reference) against `dev`; collects mismatches.
 fn compare(path: &str, core: &Value, dev: &Value, out: &mut Vec<String>) {
@@ -140,26 +125,6 @@ fn sequence(c: &Client) -> Vec<(String, Value)> {
     r
 }
 
-fn start_bitcoind(exe: &str, dir: &std::path::Path, rpc_port: u16) -> Child {
-    Command::new(exe)
-        .args([
-            "-regtest",
-            "-server",
-            "-listen=0",
-            "-txindex=1",
-            "-fallbackfee=0.0002",
-            "-rpcuser=u",
-            "-rpcpassword=p",
-            &format!("-rpcport={rpc_port}"),
-            &format!("-port={}", free_port()),
-            &format!("-datadir={}", dir.display()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bitcoind")
-}
-
 fn devchain_replies() -> Vec<(String, Value)> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = DevChainConfig {
@@ -185,35 +150,27 @@ fn reply_shapes_match_bitcoind() {
     // The devchain half always runs, so the sequence itself stays exercised.
     let dev_replies = devchain_replies();
     assert_eq!(dev_replies.len(), 22);
-    let Ok(exe) = std::env::var("BITCOIND_EXE") else {
+    let Some(exe) = bitcoind::exe() else {
         println!("skipped: BITCOIND_EXE is not set (point it at a bitcoind binary to compare reply shapes)");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = start_bitcoind(&exe, dir.path(), port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut node = rt.block_on(Bitcoind::start(
+        exe,
+        Options {
+            credentials: Credentials::user_password("u", "p"),
+            args: vec!["-txindex=1".into(), "-fallbackfee=0.0002".into()],
+            ..Options::default()
+        },
+    ));
     let core = Client {
-        addr: ([127, 0, 0, 1], port).into(),
+        addr: node.rpc_addr(),
         user: "u".into(),
         password: "p".into(),
         path: "/".into(),
     };
-    let mut ready = false;
-    for _ in 0..STARTUP_ATTEMPTS {
-        if std::net::TcpStream::connect(core.addr).is_ok()
-            && core.raw("getblockcount", json!([])).0 == 200
-        {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(ready, "bitcoind did not come up");
     let core_replies = sequence(&core);
-    let _ = core.raw("stop", json!([]));
-    if child.wait_timeout(STOP_TIMEOUT).unwrap().is_none() {
-        let _ = child.kill();
-    }
+    rt.block_on(node.stop());
     let mut mismatches = Vec::new();
     for ((label, c), (_, d)) in core_replies.iter().zip(&dev_replies) {
         compare(label, c, d, &mut mismatches);

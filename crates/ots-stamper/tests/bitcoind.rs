@@ -5,8 +5,7 @@
 //! confirmations, and proofs that verify against the node's headers.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,63 +14,19 @@ use ots_proof::{Attestation, MerkleTree, Op, Timestamp};
 use ots_stamper::runner::{CommitmentSource, ProofSink, Runner, RunnerConfig};
 use ots_stamper::stamper::Config;
 use serde_json::{json, Value};
+use test_support::bitcoind::{self, Bitcoind, Options};
 
-struct Node {
-    child: Child,
-    url: String,
-    cookie: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(exe: &Path, dir: &Path) -> Node {
-    let rpc_port = free_port();
-    let child = Command::new(exe)
-        .arg("-regtest")
-        .arg(format!("-datadir={}", dir.display()))
-        .arg(format!("-rpcport={rpc_port}"))
-        .args([
-            "-listen=0",
-            "-rpcbind=127.0.0.1",
-            "-rpcallowip=127.0.0.1",
-            "-server",
-            "-txindex=0",
-            "-printtoconsole=0",
-        ])
-        .spawn()
-        .unwrap();
-    let node = Node {
-        child,
-        url: format!("http://127.0.0.1:{rpc_port}/"),
-        cookie: dir.join("regtest/.cookie"),
+/// Starts the node: RPC cookie authentication, no transaction index.
+async fn start(exe: &Path) -> Bitcoind {
+    let options = Options {
+        args: vec!["-txindex=0".into()],
+        ..Options::default()
     };
-    for _ in 0..300 {
-        if node.cookie.exists() {
-            let rpc = client(&node, None);
-            if rpc.block_count().await.is_ok() {
-                return node;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("bitcoind did not start");
+    Bitcoind::start(exe, options).await
 }
 
-fn client(node: &Node, wallet: Option<&str>) -> RpcClient {
-    let mut config = RpcConfig::new(node.url.clone(), Auth::CookieFile(node.cookie.clone()));
+fn client(node: &Bitcoind, wallet: Option<&str>) -> RpcClient {
+    let mut config = RpcConfig::new(node.rpc_url(), Auth::CookieFile(node.cookie_file()));
     config.wallet = wallet.map(str::to_string);
     config.retries = 20;
     RpcClient::new(config).unwrap()
@@ -118,12 +73,12 @@ impl CommitmentSource for SharedJournal {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_round_against_bitcoin_core() {
-    let Some(exe) = std::env::var_os("BITCOIND_EXE").map(PathBuf::from) else {
+    let Some(exe) = bitcoind::exe() else {
         eprintln!("skipped: set BITCOIND_EXE to a bitcoind binary to run the Bitcoin Core tier");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let node = start(&exe, dir.path()).await;
+    let node = start(&exe).await;
     let rpc = client(&node, None);
     let _: Value = rpc.call("createwallet", json!(["ots"])).await.unwrap();
     let wallet = client(&node, Some("ots"));

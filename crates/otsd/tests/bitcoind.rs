@@ -6,79 +6,33 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{check_proof, get, post_digest, random_digest, TestServer};
 use ots_bitcoin::{Auth, RpcClient, RpcConfig};
 use otsd::server::{Bitcoin, Settings};
 use serde_json::{json, Value};
+use test_support::bitcoind::{self, Bitcoind, Options};
 
 /// Bounded waits: polls of the server or node, 200 ms apart.
 const POLLS: usize = 300;
 
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rpc(url: &str, cookie: &Path, wallet: Option<&str>) -> RpcConfig {
-    let mut config = RpcConfig::new(url.to_string(), Auth::CookieFile(cookie.to_path_buf()));
+fn rpc(node: &Bitcoind, wallet: Option<&str>) -> RpcConfig {
+    let mut config = RpcConfig::new(node.rpc_url(), Auth::CookieFile(node.cookie_file()));
     config.wallet = wallet.map(str::to_string);
     config
 }
 
-async fn bitcoind(exe: &Path, dir: &Path) -> (Node, String, PathBuf) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Node(
-        Command::new(exe)
-            .args([
-                "-regtest",
-                "-listen=0",
-                "-server",
-                "-printtoconsole=0",
-                "-rpcbind=127.0.0.1",
-            ])
-            .arg(format!("-datadir={}", dir.display()))
-            .arg(format!("-rpcport={port}"))
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}/");
-    let cookie = dir.join("regtest/.cookie");
-    for _ in 0..POLLS {
-        if cookie.exists() {
-            if let Ok(client) = RpcClient::new(rpc(&url, &cookie, None)) {
-                if client.block_count().await.is_ok() {
-                    return (child, url, cookie);
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("bitcoind did not start");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn digests_get_complete_proofs_from_bitcoin_core() {
-    let Some(exe) = std::env::var_os("BITCOIND_EXE").map(PathBuf::from) else {
+    let Some(exe) = bitcoind::exe() else {
         eprintln!("skipped: set BITCOIND_EXE to a bitcoind binary to run the Bitcoin Core tier");
         return;
     };
-    let node_dir = tempfile::tempdir().unwrap();
-    let (_node, url, cookie) = bitcoind(&exe, node_dir.path()).await;
-    let node = RpcClient::new(rpc(&url, &cookie, None)).unwrap();
+    let core = Bitcoind::start(exe, Options::default()).await;
+    let node = RpcClient::new(rpc(&core, None)).unwrap();
     let _: Value = node.call("createwallet", json!(["ots"])).await.unwrap();
-    let wallet = RpcClient::new(rpc(&url, &cookie, Some("ots"))).unwrap();
+    let wallet = RpcClient::new(rpc(&core, Some("ots"))).unwrap();
     let addr = wallet.new_address().await.unwrap();
     let _: Value = node
         .call("generatetoaddress", json!([101, addr]))
@@ -88,7 +42,7 @@ async fn digests_get_complete_proofs_from_bitcoin_core() {
     let server = TestServer::start(Settings {
         aggregation_interval: Duration::from_millis(50),
         bitcoin: Some(Bitcoin {
-            rpc: rpc(&url, &cookie, Some("ots")),
+            rpc: rpc(&core, Some("ots")),
             stamper: ots_stamper::Config {
                 min_confirmations: 2,
                 min_tx_interval_secs: 0,

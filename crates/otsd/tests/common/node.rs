@@ -12,6 +12,7 @@ use std::time::Duration;
 use devchain::{DevChain, DevChainConfig};
 use ots_bitcoin::{Auth, RpcClient, RpcConfig};
 use serde_json::{json, Value};
+use test_support::bitcoind::{self, Bitcoind, Credentials, Options};
 
 const USER: &str = "otstest";
 const PASSWORD: &str = "otstest-password";
@@ -32,8 +33,8 @@ impl Backend {
     /// printed notice when it is not).
     pub fn all() -> Vec<Backend> {
         let mut all = vec![Backend::Dev];
-        match std::env::var_os("BITCOIND_EXE") {
-            Some(exe) => all.push(Backend::Core(PathBuf::from(exe))),
+        match bitcoind::exe() {
+            Some(exe) => all.push(Backend::Core(exe)),
             None => eprintln!(
                 "Bitcoin Core tier skipped: set BITCOIND_EXE to a bitcoind binary to run it too"
             ),
@@ -44,7 +45,8 @@ impl Backend {
 
 enum Running {
     Dev(DevChain),
-    Core(std::process::Child),
+    /// Bitcoin Core, kept while stopped for its data directory and port.
+    Core(Bitcoind),
     Stopped,
 }
 
@@ -56,14 +58,6 @@ pub struct TestNode {
     running: Running,
     mine_to: String,
     funded: bool,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl TestNode {
@@ -81,10 +75,7 @@ impl TestNode {
     async fn start_with(backend: Backend, funded: bool) -> TestNode {
         let mut node = TestNode {
             funded,
-            port: match backend {
-                Backend::Dev => 0,
-                Backend::Core(_) => free_port(),
-            },
+            port: 0,
             backend,
             dir: tempfile::tempdir().unwrap(),
             running: Running::Stopped,
@@ -126,22 +117,28 @@ impl TestNode {
                 self.running = Running::Dev(chain);
             }
             Backend::Core(exe) => {
-                let child = std::process::Command::new(exe)
-                    .args(["-regtest", "-listen=0", "-server", "-printtoconsole=0"])
-                    .args(["-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1"])
-                    .arg(format!("-rpcuser={USER}"))
-                    .arg(format!("-rpcpassword={PASSWORD}"))
-                    .arg(format!("-rpcport={}", self.port))
-                    .arg(format!("-datadir={}", self.dir.path().display()))
-                    .spawn()
-                    .expect("bitcoind starts");
-                self.running = Running::Core(child);
+                let core = match std::mem::replace(&mut self.running, Running::Stopped) {
+                    Running::Core(mut core) => {
+                        core.restart().await;
+                        core
+                    }
+                    _ => {
+                        let options = Options {
+                            credentials: Credentials::user_password(USER, PASSWORD),
+                            ..Options::default()
+                        };
+                        Bitcoind::start(exe, options).await
+                    }
+                };
+                self.port = core.rpc_port();
+                self.running = Running::Core(core);
+                if self.mine_to.is_empty() {
+                    return;
+                }
+                // After a restart the wallet loads with the node: wait for
+                // it too.
                 for _ in 0..300 {
-                    // After a restart the wallet loads with the node: wait
-                    // for it too.
-                    if self.node().block_count().await.is_ok()
-                        && (self.mine_to.is_empty() || self.wallet().balances().await.is_ok())
-                    {
+                    if self.wallet().balances().await.is_ok() {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -234,13 +231,16 @@ impl TestNode {
     pub async fn stop(&mut self) {
         match std::mem::replace(&mut self.running, Running::Stopped) {
             Running::Dev(chain) => chain.shutdown().await,
-            Running::Core(mut child) => {
-                // Core writes its block index lazily: flush it (as time
-                // would), so the kill loses the mempool only, as a crash
-                // of a long-running node does.
-                let _: Value = self.call("gettxoutsetinfo", json!([])).await;
-                let _ = child.kill();
-                let _ = child.wait();
+            Running::Core(mut core) => {
+                if core.is_running() {
+                    // Core writes its block index lazily: flush it (as time
+                    // would), so the kill loses the mempool only, as a
+                    // crash of a long-running node does.
+                    let _: Value = self.call("gettxoutsetinfo", json!([])).await;
+                    core.kill();
+                }
+                // Kept, stopped, for its data directory and port.
+                self.running = Running::Core(core);
             }
             Running::Stopped => {}
         }
@@ -248,16 +248,15 @@ impl TestNode {
 
     /// Starts the stopped node again, same port and data.
     pub async fn restart(&mut self) {
-        assert!(matches!(self.running, Running::Stopped));
+        assert!(!self.is_running());
         self.launch().await;
     }
-}
 
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if let Running::Core(child) = &mut self.running {
-            let _ = child.kill();
-            let _ = child.wait();
+    fn is_running(&mut self) -> bool {
+        match &mut self.running {
+            Running::Dev(_) => true,
+            Running::Core(core) => core.is_running(),
+            Running::Stopped => false,
         }
     }
 }

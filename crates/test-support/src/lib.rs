@@ -1,0 +1,17 @@
+//! Test helpers shared by the workspace's crates; not published.
+//!
+//! * [`bitcoind`]: a real Bitcoin Core node (`bitcoind -regtest`) in a
+//!   temporary data directory, its RPC on a free port of 127.0.0.1, for the
+//!   optional test tier that runs when `BITCOIND_EXE` names a binary
+//!   ([`bitcoind::exe`]). Started and awaited ([`bitcoind::Bitcoind::start`]),
+//!   stopped, killed and restarted on the same data directory and ports,
+//!   and killed when dropped.
+//!
+//! Use it from `[dev-dependencies]`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! test-support = { path = "../test-support" }
+//! ```
+
+pub mod bitcoind;
