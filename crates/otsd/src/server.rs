@@ -23,8 +23,8 @@ use crate::workers::Workers;
 /// The stamper's state file in the calendar directory.
 pub const STAMPER_STATE_FILE: &str = "stamper.json";
 
-/// Records read at a time when filtering completed commitments out of the
-/// pending index at start-up.
+/// Journal records read at a time when the pending index is built at
+/// start-up.
 const STARTUP_SCAN_RECORDS: usize = 65_536;
 
 /// Everything the server needs besides the calendar directory.
@@ -114,33 +114,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let calendar = Calendar::open(dir)?;
-    let mut keys = Vec::new();
     let (journal, reader, recovery) =
-        Journal::open(dir, &calendar.key, settings.journal_verify, |i, c| {
-            keys.push((key_of(c), i))
-        })?;
+        Journal::open(dir, &calendar.key, settings.journal_verify, |_, _| {})?;
     tracing::info!(
         records = recovery.records,
         truncated_bytes = recovery.truncated_bytes,
         "journal open"
     );
-    let pending = Arc::new(PendingIndex::from_keys(reader.clone(), keys));
     let store = Arc::new(Store::open(dir, reader.clone())?);
-    if !store.is_empty()? {
-        let mut start = 0;
-        loop {
-            let recs = reader.read_range(start, STARTUP_SCAN_RECORDS)?;
-            if recs.is_empty() {
-                break;
-            }
-            for (i, rec) in recs.iter().enumerate() {
-                if store.contains(commitment_bytes(rec))? {
-                    pending.remove_at(rec, start + i as u64);
-                }
-            }
-            start += recs.len() as u64;
+    let pending = Arc::new(PendingIndex::new(reader.clone()));
+    // Only the records without a completed proof: memory follows the
+    // pending commitments, not the journal's length.
+    let completed_exist = !store.is_empty()?;
+    let mut start = 0;
+    let mut keys = Vec::with_capacity(STARTUP_SCAN_RECORDS);
+    loop {
+        let recs = reader.read_range(start, STARTUP_SCAN_RECORDS)?;
+        if recs.is_empty() {
+            break;
         }
-        pending.shrink_to_fit();
+        keys.clear();
+        for (i, rec) in recs.iter().enumerate() {
+            if !completed_exist || !store.contains(commitment_bytes(rec))? {
+                keys.push((key_of(rec), start + i as u64));
+            }
+        }
+        pending.extend(&keys);
+        start += recs.len() as u64;
     }
     tracing::info!(pending = pending.len(), "pending index built");
     // Logged once the calendar is ready: scripts and tests wait for it.

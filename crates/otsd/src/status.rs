@@ -164,18 +164,14 @@ impl PendingIndex {
         }
     }
 
-    /// An index of the journal records listed as `(key_of(record), index)`
-    /// (built while the journal is scanned at start-up).
-    pub fn from_keys(journal: JournalReader, keys: Vec<(u64, u64)>) -> Self {
-        let index = PendingIndex::new(journal);
-        {
-            let mut map = index.map.write().unwrap_or_else(|e| e.into_inner());
-            map.reserve(keys.len());
-            for (key, i) in keys {
-                insert_into(&mut map, key, i);
-            }
+    /// Adds journal records listed as `(key_of(record), index)` (start-up
+    /// adds the journal's pending records this way, a chunk at a time).
+    pub fn extend(&self, keys: &[(u64, u64)]) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.reserve(keys.len());
+        for &(key, i) in keys {
+            insert_into(&mut map, key, i);
         }
-        index
     }
 
     /// Records that journal record `index` is `commitment`.
@@ -238,13 +234,6 @@ impl PendingIndex {
     /// Whether no commitment is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Gives back the memory of removed entries (after start-up has taken
-    /// the completed commitments out).
-    pub fn shrink_to_fit(&self) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        map.shrink_to_fit();
     }
 }
 
