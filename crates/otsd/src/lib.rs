@@ -7,9 +7,9 @@
 //! commitment, appends it to the [`journal`] with one fsync, records it in
 //! the pending index ([`status`]) and answers every request. Completed
 //! proofs live in the [`store`] (filled by the stamper), served by
-//! `GET /timestamp` and as [`backup`] chunks; connections are served on
-//! single-threaded [`workers`]; [`info`] renders `GET /`
-//! (with [`qr`] codes) and caches it briefly.
+//! `GET /timestamp` and as [`backup`] chunks; the [`listener`] accepts
+//! connections and serves them on single-threaded [`workers`]; [`info`]
+//! renders `GET /` (with [`qr`] codes) and caches it briefly.
 //! [`dev`] is `otsd --dev`: the same server on an embedded regtest chain.
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
 //! runner over the journal and the store.
@@ -24,6 +24,7 @@ pub mod dev;
 pub mod http;
 pub mod info;
 pub mod journal;
+pub mod listener;
 pub mod qr;
 pub mod server;
 pub mod stamping;
