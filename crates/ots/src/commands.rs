@@ -1,0 +1,291 @@
+//! The `ots` subcommands that act on proofs: stamp, upgrade, verify and
+//! prune (`info` is a one-liner in `main.rs`). Part of the binary, not of
+//! the library; the CLI, the shared helpers (reading and writing proofs,
+//! the cache, the whitelist, the Bitcoin node) and the failure type are in
+//! `main.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ots::log::Log;
+use ots::prune::{prune, Discard};
+use ots::stamp;
+use ots::upgrade::{is_complete, upgrade, UpgradeOptions};
+use ots::verify::{check, verify, Outcome};
+use ots::whitelist::DEFAULT_AGGREGATORS;
+use ots_proof::{DetachedTimestampFile, HashOp};
+
+use crate::{
+    bitcoin_node, fail, open_cache, read_proof, replace_with_backup, whitelist, write_new, Common,
+    Failed, Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
+};
+
+pub(crate) async fn stamp_command(
+    common: &Common,
+    log: &Log,
+    calendars: Vec<String>,
+    timeout: u64,
+    min_replies: Option<usize>,
+    files: Vec<PathBuf>,
+) -> Outcome1 {
+    let calendars = if calendars.is_empty() {
+        DEFAULT_AGGREGATORS.iter().map(|s| s.to_string()).collect()
+    } else {
+        calendars
+    };
+    let n = calendars.len();
+    let m = min_replies.unwrap_or(DEFAULT_MIN_REPLIES.min(n));
+    if m > n || m == 0 {
+        return Err(fail(
+            log,
+            format!(
+                "m ({m}) cannot be greater than available calendars ({n}) neither less or equal 0"
+            ),
+        ));
+    }
+    let mut proofs = Vec::new();
+    if files.is_empty() {
+        let digest = HashOp::Sha256
+            .digest_reader(std::io::stdin().lock())
+            .map_err(|e| fail(log, format!("Could not read standard input: {e}")))?;
+        proofs.push(
+            DetachedTimestampFile::new(
+                HashOp::Sha256,
+                ots_proof::Timestamp::new(digest).map_err(|e| fail(log, e.to_string()))?,
+            )
+            .map_err(|e| fail(log, e.to_string()))?,
+        );
+    }
+    for path in &files {
+        let file = std::fs::File::open(path).map_err(|e| {
+            fail(
+                log,
+                format!("Could not read {:?}: {e}", path.display().to_string()),
+            )
+        })?;
+        let digest = HashOp::Sha256
+            .digest_reader(std::io::BufReader::new(file))
+            .map_err(|e| {
+                fail(
+                    log,
+                    format!("Could not read {:?}: {e}", path.display().to_string()),
+                )
+            })?;
+        let timestamp = ots_proof::Timestamp::new(digest).map_err(|e| fail(log, e.to_string()))?;
+        proofs.push(
+            DetachedTimestampFile::new(HashOp::Sha256, timestamp)
+                .map_err(|e| fail(log, e.to_string()))?,
+        );
+    }
+    let (tip, paths) = stamp::prepare(&mut proofs).ok_or_else(|| fail(log, "Nothing to stamp"))?;
+    for url in &calendars {
+        log.info(format!("Submitting to remote calendar {url}"));
+    }
+    let tip_timestamp =
+        ots_proof::Timestamp::new(tip.to_vec()).map_err(|e| fail(log, e.to_string()))?;
+    let spinner = ots::progress::Spinner::start(format!("waiting for {n} calendar(s)"));
+    let submission = stamp::submit(tip_timestamp, &calendars, Duration::from_secs(timeout)).await;
+    drop(spinner);
+    for failure in &submission.failures {
+        log.warn(failure.to_string());
+    }
+    if submission.replies < m {
+        return Err(fail(
+            log,
+            format!(
+                "Failed to create timestamp: need at least {m} attestation{} but received {} within timeout",
+                if m == 1 { "" } else { "s" },
+                submission.replies
+            ),
+        ));
+    }
+    let mut tip_timestamp = submission.timestamp;
+    if common.wait {
+        let options = UpgradeOptions {
+            calendars: Vec::new(),
+            whitelist: whitelist(common),
+            timeout: UPGRADE_TIMEOUT,
+        };
+        let cache = open_cache(common, log)?;
+        let interval = Duration::from_secs(common.wait_interval);
+        upgrade(&mut tip_timestamp, &cache, &options, Some(interval), log).await;
+        log.info("Timestamp complete; saving");
+    }
+    stamp::attach(&mut proofs, paths, &tip_timestamp).map_err(|e| fail(log, e.to_string()))?;
+    if files.is_empty() {
+        use std::io::Write;
+        let bytes = proofs[0]
+            .serialize()
+            .map_err(|e| fail(log, e.to_string()))?;
+        return std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| fail(log, format!("Could not write standard output: {e}")));
+    }
+    for (path, proof) in files.iter().zip(&proofs) {
+        let mut out = path.as_os_str().to_owned();
+        out.push(".ots");
+        write_new(log, Path::new(&out), proof)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn upgrade_command(
+    common: &Common,
+    log: &Log,
+    calendars: &[String],
+    dry_run: bool,
+    path: &Path,
+) -> Outcome1 {
+    log.debug(format!("Upgrading {}", path.display()));
+    let mut proof = read_proof(log, path)?;
+    let cache = open_cache(common, log)?;
+    let options = UpgradeOptions {
+        calendars: calendars.to_vec(),
+        whitelist: whitelist(common),
+        timeout: UPGRADE_TIMEOUT,
+    };
+    let wait = common
+        .wait
+        .then(|| Duration::from_secs(common.wait_interval));
+    let changed = upgrade(proof.timestamp_mut(), &cache, &options, wait, log).await;
+    if changed && !dry_run {
+        log.debug("Got new timestamp data; renaming existing timestamp");
+        replace_with_backup(log, path, &proof)?;
+    }
+    if is_complete(proof.timestamp()) {
+        log.info("Success! Timestamp complete");
+        Ok(())
+    } else {
+        log.warn("Failed! Timestamp not complete");
+        Err(Failed)
+    }
+}
+
+pub(crate) async fn verify_command(
+    common: &Common,
+    log: &Log,
+    target: Option<PathBuf>,
+    digest: Option<String>,
+    proof_path: &Path,
+) -> Outcome1 {
+    let mut proof = read_proof(log, proof_path)?;
+    let hash = proof.hash_op();
+    if let Some(hex_digest) = digest {
+        let digest =
+            hex::decode(hex_digest.trim()).map_err(|_| fail(log, "Digest must be hexadecimal"))?;
+        if digest != proof.file_digest() {
+            return Err(fail(
+                log,
+                format!(
+                    "Digest provided does not match digest in timestamp, {} ({})",
+                    hex::encode(proof.file_digest()),
+                    hash.name()
+                ),
+            ));
+        }
+    } else {
+        let target = match target {
+            Some(t) => t,
+            None => {
+                let name = proof_path.to_string_lossy();
+                let Some(stem) = name.strip_suffix(".ots") else {
+                    return Err(fail(log, "Timestamp filename does not end in .ots"));
+                };
+                log.info(format!("Assuming target filename is {stem:?}"));
+                PathBuf::from(stem)
+            }
+        };
+        let file = std::fs::File::open(&target)
+            .map_err(|e| fail(log, format!("Could not open target: {e}")))?;
+        log.debug(format!("Hashing file, algorithm {}", hash.name()));
+        let actual = ots::progress::hash_file(hash, file, &target)
+            .map_err(|e| fail(log, format!("Could not read target: {e}")))?;
+        if actual != proof.file_digest() {
+            log.debug(format!(
+                "Expected digest {}",
+                hex::encode(proof.file_digest())
+            ));
+            return Err(fail(log, "File does not match original!"));
+        }
+    }
+    let cache = open_cache(common, log)?;
+    let options = UpgradeOptions {
+        calendars: Vec::new(),
+        whitelist: whitelist(common),
+        timeout: UPGRADE_TIMEOUT,
+    };
+    upgrade(proof.timestamp_mut(), &cache, &options, None, log).await;
+    let rpc = bitcoin_node(common, log)?;
+    if ots::verify::bitcoin_attestations(proof.timestamp()).is_empty() {
+        return Err(fail(
+            log,
+            "Timestamp has no Bitcoin attestation yet; nothing to verify",
+        ));
+    }
+    match verify(proof.timestamp(), rpc.as_ref(), log).await {
+        Some(_) => Ok(()),
+        None => Err(Failed),
+    }
+}
+
+pub(crate) async fn prune_command(
+    common: &Common,
+    log: &Log,
+    verify_specs: Vec<String>,
+    no_verify: bool,
+    discard_specs: Vec<String>,
+    path: &Path,
+) -> Outcome1 {
+    for spec in &verify_specs {
+        if spec != "btc" {
+            return Err(fail(
+                log,
+                format!("argument --verify: invalid choice: '{spec}' (choose from 'btc')"),
+            ));
+        }
+    }
+    let discard = if discard_specs.is_empty() {
+        vec![Discard::AllPending]
+    } else {
+        discard_specs
+            .iter()
+            .map(|s| Discard::parse(s).map_err(|e| fail(log, format!("argument --discard: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut proof = read_proof(log, path)?;
+    if !no_verify {
+        let attestations = ots::verify::bitcoin_attestations(proof.timestamp());
+        if !attestations.is_empty() {
+            let Some(rpc) = bitcoin_node(common, log)? else {
+                return Err(fail(log, "Bitcoin disabled, could not check attestations"));
+            };
+            for (msg, height) in attestations {
+                match check(&rpc, &msg, height).await {
+                    Ok(Outcome::Verified { .. }) => {}
+                    Ok(Outcome::NoSuchBlock { height, best }) => {
+                        return Err(fail(
+                            log,
+                            format!("Bitcoin block height {height} not found; {best} is highest known block"),
+                        ))
+                    }
+                    Ok(Outcome::Mismatch { reason, .. }) => {
+                        return Err(fail(log, format!("Bitcoin verification failed: {reason}")))
+                    }
+                    Err(e) => return Err(fail(log, format!("Could not connect to Bitcoin node: {e}"))),
+                }
+            }
+        }
+    }
+    let (empty, changed) = prune(proof.timestamp_mut(), &discard);
+    if empty {
+        log.warn("Failed! All attestations have been discarded");
+        return Err(Failed);
+    }
+    if !changed {
+        log.warn("Failed! Nothing has been discarded");
+        return Err(Failed);
+    }
+    replace_with_backup(log, path, &proof)?;
+    log.info("Success! Timestamp pruned");
+    Ok(())
+}
