@@ -113,6 +113,10 @@ impl Stamper {
     /// lost its mempool; a broadcast is idempotent), and complete final
     /// transactions.
     pub fn on_start(&mut self) -> Vec<Action> {
+        // Nothing is in flight when the runtime (re)starts a step: a
+        // failed step dropped the actions queued behind its failure, so
+        // completions asked for then are asked for again.
+        self.completing.clear();
         let mut actions = Vec::new();
         if let Some(round) = self.state.round.as_ref() {
             match (&round.attempt, round.versions.last()) {

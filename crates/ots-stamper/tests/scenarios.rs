@@ -288,6 +288,27 @@ fn a_mined_version_is_final_after_min_confirmations() {
     assert_eq!((done.height, done.block_time), (102, 1_150));
 }
 
+/// The runtime stops a step at the first failed action and drops the rest
+/// (a Complete queued behind a broadcast the node refused with -28, say).
+/// The step that starts over asks for the completion again.
+#[test]
+fn a_completion_dropped_by_a_failed_step_is_asked_for_again() {
+    let (mut s, first) = first_version(3);
+    let txid = first.compute_txid();
+    assert!(s.on_block(1_200, 101, block(1), &[txid]).is_empty());
+    let due = s.on_block(1_300, 102, block(2), &[]);
+    let [Action::Complete(mined)] = due.as_slice() else {
+        panic!("{due:?}")
+    };
+    // Dropped, never reported. Resuming asks again, once.
+    let resumed = s.on_start();
+    let [Action::Complete(again)] = resumed.as_slice() else {
+        panic!("on_start: {resumed:?}")
+    };
+    assert_eq!(again.version.txid, mined.version.txid);
+    assert!(s.on_block(1_400, 103, block(3), &[]).is_empty());
+}
+
 #[test]
 fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
     let (mut s, first) = first_version(3);
