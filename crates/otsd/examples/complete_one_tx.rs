@@ -101,8 +101,7 @@ fn main() {
     let dir = keep.clone().unwrap_or_else(|| temp.path().join("calendar"));
     Calendar::init(&dir, "https://bench.invalid", "").expect("a fresh calendar directory");
     let key = Calendar::open(&dir).expect("calendar").key;
-    let (mut journal, reader, _) =
-        Journal::open(&dir, &key, Verify::All, |_, _| {}).expect("journal");
+    let (mut journal, reader, _) = Journal::open(&dir, &key, Verify::All).expect("journal");
     let store = Arc::new(Store::open(&dir, reader.clone()).expect("store"));
     let pending = Arc::new(PendingIndex::new(reader.clone()));
 

@@ -52,8 +52,7 @@ fn main() {
     let batch = args.get(1).copied().unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let key = HmacKey::new(vec![1; 32]);
-    let (mut journal, reader, _) =
-        Journal::open(dir.path(), &key, Verify::All, |_, _| {}).expect("journal");
+    let (mut journal, reader, _) = Journal::open(dir.path(), &key, Verify::All).expect("journal");
     let mut store = Store::open(dir.path(), reader.clone()).expect("store");
     let mut deriver = KeyDeriver::new(key);
     let mut rng = rand::thread_rng();

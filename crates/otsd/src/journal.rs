@@ -18,7 +18,7 @@
 //! by checking MACs; a bad one stops the start-up with the record's index.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,12 +126,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
 impl Journal {
     /// Opens (or creates) the journal of the calendar in `dir`: checks the
     /// format version, truncates a torn tail, verifies MACs as asked by
-    /// `verify`, and calls `visit(index, record)` for every record in order.
+    /// `verify` (records before those are not read).
     pub fn open(
         dir: &Path,
         key: &HmacKey,
         verify: Verify,
-        mut visit: impl FnMut(u64, &Commitment),
     ) -> Result<(Journal, JournalReader, Recovery), JournalError> {
         let path = dir.join(JOURNAL_FILE);
         let version_path = dir.join(JOURNAL_VERSION_FILE);
@@ -187,34 +186,31 @@ impl Journal {
             Verify::Last(n) => records.saturating_sub(n),
         };
         let mut deriver = KeyDeriver::new(key.clone());
-        let mut reader = io::BufReader::with_capacity(
-            SCAN_BATCH_RECORDS * COMMITMENT_LEN,
-            File::open(&path).map_err(io_err(&path))?,
-        );
+        let mut scan = File::open(&path).map_err(io_err(&path))?;
+        scan.seek(io::SeekFrom::Start(verify_from * RECORD_LEN))
+            .map_err(io_err(&path))?;
+        let mut reader = io::BufReader::with_capacity(SCAN_BATCH_RECORDS * COMMITMENT_LEN, scan);
         let mut record = [0u8; COMMITMENT_LEN];
-        for index in 0..records {
+        for index in verify_from..records {
             reader.read_exact(&mut record).map_err(io_err(&path))?;
-            if index >= verify_from {
-                if has_no_mac(&record) {
-                    if record[..COMMITMENT_LEN - calendar::MAC_LEN]
-                        .iter()
-                        .all(|&b| b == 0)
-                    {
-                        // All zeros: a zero-filled block, not a record.
-                        return Err(JournalError::Corrupt {
-                            index,
-                            offset: index * RECORD_LEN,
-                        });
-                    }
-                    recovery.unmacced += 1;
-                } else if !deriver.verify(&record) {
+            if has_no_mac(&record) {
+                if record[..COMMITMENT_LEN - calendar::MAC_LEN]
+                    .iter()
+                    .all(|&b| b == 0)
+                {
+                    // All zeros: a zero-filled block, not a record.
                     return Err(JournalError::Corrupt {
                         index,
                         offset: index * RECORD_LEN,
                     });
                 }
+                recovery.unmacced += 1;
+            } else if !deriver.verify(&record) {
+                return Err(JournalError::Corrupt {
+                    index,
+                    offset: index * RECORD_LEN,
+                });
             }
-            visit(index, &record);
         }
         if recovery.unmacced > 0 {
             tracing::warn!(
@@ -346,11 +342,8 @@ mod tests {
     fn open(
         dir: &Path,
     ) -> Result<(Journal, JournalReader, Recovery, Vec<Commitment>), JournalError> {
-        let mut seen = Vec::new();
-        let (j, r, rec) = Journal::open(dir, &key(), Verify::All, |i, c| {
-            assert_eq!(i, seen.len() as u64);
-            seen.push(*c);
-        })?;
+        let (j, r, rec) = Journal::open(dir, &key(), Verify::All)?;
+        let seen = r.read_range(0, usize::MAX).expect("records read back");
         Ok((j, r, rec, seen))
     }
 
@@ -419,7 +412,7 @@ mod tests {
             );
             assert!(err.to_string().contains(&format!("record {index}")));
             // Checking only the last record skips earlier damage.
-            let tail_only = Journal::open(dir.path(), &key(), Verify::Last(1), |_, _| {});
+            let tail_only = Journal::open(dir.path(), &key(), Verify::Last(1));
             assert_eq!(tail_only.is_ok(), index < 3);
         }
     }

@@ -114,8 +114,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let calendar = Calendar::open(dir)?;
-    let (journal, reader, recovery) =
-        Journal::open(dir, &calendar.key, settings.journal_verify, |_, _| {})?;
+    let (journal, reader, recovery) = Journal::open(dir, &calendar.key, settings.journal_verify)?;
     tracing::info!(
         records = recovery.records,
         truncated_bytes = recovery.truncated_bytes,
@@ -177,7 +176,8 @@ pub async fn serve(
             let (done, task) = tokio::sync::oneshot::channel::<()>();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?;
+                .build()
+                .map_err(|e| ServeError::Stamper(format!("starting its runtime: {e}")))?;
             std::thread::Builder::new()
                 .name("otsd-stamper".into())
                 .spawn(move || {
@@ -185,7 +185,8 @@ pub async fn serve(
                         let _ = stop.wait_for(|s| *s).await;
                     }));
                     let _ = done.send(());
-                })?;
+                })
+                .map_err(|e| ServeError::Stamper(format!("starting its thread: {e}")))?;
             tracing::info!(node = %rpc_url, "stamper started");
             let view: Arc<dyn StamperView> = Arc::new(Stamping {
                 view,

@@ -247,7 +247,7 @@ mod tests {
     fn insert_lookup_remove_with_colliding_keys() {
         let dir = tempfile::tempdir().unwrap();
         let key = HmacKey::new(vec![1; 32]);
-        let (mut j, reader, _) = Journal::open(dir.path(), &key, Verify::All, |_, _| {}).unwrap();
+        let (mut j, reader, _) = Journal::open(dir.path(), &key, Verify::All).unwrap();
         let mut d = KeyDeriver::new(key);
         // Same first 8 bytes of tip: same index key.
         let mut tip_b = [5u8; 32];

@@ -30,7 +30,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let cal = init_calendar(dir.path());
         let key = Calendar::open(&cal).unwrap().key;
-        let (journal, reader, _) = Journal::open(&cal, &key, Verify::All, |_, _| {}).unwrap();
+        let (journal, reader, _) = Journal::open(&cal, &key, Verify::All).unwrap();
         Fixture {
             _dir: dir,
             cal,
