@@ -18,7 +18,7 @@ use ots_proof::Timestamp;
 
 use crate::persist::{self, PersistError};
 use crate::stamper::{Action, BroadcastResult, Config, Stamper};
-use crate::view::describe;
+use crate::view::Shown;
 pub use crate::view::View;
 
 /// Recent blocks remembered for reorg detection (a day of blocks).
@@ -86,6 +86,8 @@ pub struct Runner {
     redo_start: bool,
     outage: bool,
     saved: Vec<u8>,
+    /// The warnings shown.
+    warned: Shown,
 }
 
 fn now() -> u64 {
@@ -119,6 +121,7 @@ impl Runner {
             redo_start: true,
             outage: false,
             saved: Vec::new(),
+            warned: Shown::default(),
         };
         Ok((runner, view))
     }
@@ -279,7 +282,16 @@ impl Runner {
             }
             Action::Broadcast(tx) => {
                 // The signed transaction is in the persisted state already
-                // (execute persists after every action).
+                // (execute persists after every action). A new version, or
+                // the latest one again after a restart or an outage.
+                let txid = tx.compute_txid();
+                let fresh = self
+                    .stamper
+                    .state()
+                    .round
+                    .as_ref()
+                    .and_then(|r| r.attempt.as_ref())
+                    .is_some_and(|a| a.tx.compute_txid() == txid);
                 let result = match self.rpc.send_raw_transaction(&tx).await {
                     Ok(_) => BroadcastResult::Accepted,
                     // Warm-up or a lost connection says nothing about the
@@ -290,11 +302,14 @@ impl Runner {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if result == BroadcastResult::Accepted {
-                    tracing::info!(txid = %tx.compute_txid(), "timestamp transaction sent");
+                if result == BroadcastResult::Accepted && fresh {
+                    tracing::info!(%txid, "timestamp transaction sent");
                     // Whatever stood in the way (an empty wallet, a refusal,
                     // the fee cap of an earlier round) no longer does.
+                    self.warned.clear();
                     self.set_view(|v| v.warnings.clear());
+                } else if result == BroadcastResult::Accepted {
+                    tracing::debug!(%txid, "timestamp transaction sent again");
                 }
                 Ok(self.stamper.on_broadcast(now(), result))
             }
@@ -313,19 +328,13 @@ impl Runner {
                 }
             }
             Action::Warn(warning) => {
-                // Said once, and shown on the info page, until a
-                // transaction goes out again.
-                let text = describe(&warning);
-                let mut new = false;
-                self.set_view(|v| {
-                    if !v.warnings.contains(&text) {
-                        v.warnings.push(text.clone());
-                        new = true;
-                    }
-                });
-                if new {
+                // Said once per kind, and shown on the info page with its
+                // latest figures, until a new transaction goes out.
+                if let Some(text) = self.warned.raise(&warning) {
                     tracing::warn!("{text}");
                 }
+                let texts = self.warned.texts();
+                self.set_view(|v| v.warnings = texts);
                 Ok(Vec::new())
             }
         }

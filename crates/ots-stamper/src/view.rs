@@ -80,7 +80,7 @@ impl Runner {
     }
 }
 
-pub(crate) fn describe(w: &Warning) -> String {
+fn describe(w: &Warning) -> String {
     match w {
         Warning::WalletTooSmall { needed } => format!(
             "the wallet has no confirmed output that can pay a timestamp transaction (needs about {needed}); digests are still accepted"
@@ -91,5 +91,69 @@ pub(crate) fn describe(w: &Warning) -> String {
         Warning::BroadcastRefused { code, message } => {
             format!("the node refused a timestamp transaction ({code}): {message}")
         }
+    }
+}
+
+/// The warnings shown: one per kind, with the latest figures of each (an
+/// empty wallet's needed fee changes with every estimate).
+#[derive(Debug, Default)]
+pub(crate) struct Shown(Vec<(std::mem::Discriminant<Warning>, String)>);
+
+impl Shown {
+    /// Shows `w`; returns its text if its kind is new (to be logged).
+    pub(crate) fn raise(&mut self, w: &Warning) -> Option<String> {
+        let kind = std::mem::discriminant(w);
+        let text = describe(w);
+        match self.0.iter_mut().find(|(k, _)| *k == kind) {
+            Some(shown) => {
+                shown.1 = text;
+                None
+            }
+            None => {
+                self.0.push((kind, text.clone()));
+                Some(text)
+            }
+        }
+    }
+
+    /// Forgets them all (a new transaction went out).
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The texts, oldest kind first.
+    pub(crate) fn texts(&self) -> Vec<String> {
+        self.0.iter().map(|(_, t)| t.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::Amount;
+
+    #[test]
+    fn one_warning_per_kind_with_its_latest_figures() {
+        let mut shown = Shown::default();
+        let wallet = |sat| Warning::WalletTooSmall {
+            needed: Amount::from_sat(sat),
+        };
+        assert!(shown.raise(&wallet(1_000)).is_some(), "new: logged");
+        assert_eq!(shown.raise(&wallet(1_200)), None, "same kind: not again");
+        let cap = Warning::FeeCapReached {
+            fee: Amount::from_sat(5),
+            max: Amount::from_sat(4),
+        };
+        assert_eq!(shown.raise(&cap), Some(describe(&cap)));
+        assert_eq!(
+            shown.texts(),
+            vec![describe(&wallet(1_200)), describe(&cap)]
+        );
+        shown.clear();
+        assert!(shown.texts().is_empty());
+        assert!(
+            shown.raise(&wallet(1_200)).is_some(),
+            "new again after a send"
+        );
     }
 }
