@@ -7,11 +7,11 @@
 //! notice otherwise).
 //!
 //! How the server is started: `otsd` is a dev-dependency and the calendar
-//! runs in-process (`common::DevCalendar`), on its own thread and runtime,
-//! through the same library calls the `otsd` binary's `main` makes for
-//! `otsd --dev` (its real command line parsed by `otsd::config::Cli`, then
-//! `ServerArgs::settings`, `otsd::http::bind`, `otsd::dev::start`,
-//! `otsd::server::serve`); only logging and signal handling are left out.
+//! runs in-process (`common::DevCalendar`), on its own thread and a
+//! single-threaded runtime like the binary's, through the function the
+//! `otsd` binary's `main` runs (`otsd::server::run`, with its real command
+//! line parsed by `otsd::config::Cli`); only logging and signal handling
+//! are left out.
 //! The `otsd` executable itself cannot be used robustly from this crate:
 //! Cargo gives `CARGO_BIN_EXE_*` only for the package's own binaries and
 //! does not build a dependency's binaries (artifact dependencies are

@@ -1,6 +1,6 @@
-//! `otsd --dev`: a calendar on an embedded regtest chain (devchain). The
-//! binary calls [`start`]; tests (ours and the `ots` client's) call it too,
-//! so they run the same dev mode in-process.
+//! `otsd --dev`: a calendar on an embedded regtest chain (devchain).
+//! [`crate::server::run`] calls [`start`] for the binary and for the `ots`
+//! client's tests, which run the same dev mode in-process.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -7,8 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use otsd::calendar::Calendar;
 use otsd::config::{Cli, Command};
-use otsd::server::serve;
-use otsd::status::NoStamper;
+use otsd::server::run;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -30,8 +29,6 @@ fn main() -> anyhow::Result<()> {
         println!("calendar initialised in {}", dir.display());
         return Ok(());
     }
-    let s = &cli.server;
-    let mut settings = s.settings();
     // The accept loop, the aggregator and (with --dev) devchain; HTTP
     // connections are served on their own threads (`--http-threads`) and
     // the stamper on another.
@@ -39,28 +36,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async {
-        let listener = otsd::http::bind(&s.rpc_address, s.rpc_port)
-            .await
-            .with_context(|| format!("binding {}:{}", s.rpc_address, s.rpc_port))?;
-        // Kept alive (and mining) for as long as the server runs.
-        let _devchain = if s.bitcoin.dev {
-            let (chain, bitcoin) = otsd::dev::start(&dir, &listener, s).await?;
-            settings.bitcoin = Some(bitcoin);
-            Some(chain)
-        } else {
-            None
-        };
-        serve(
-            listener,
-            &dir,
-            settings,
-            Arc::new(NoStamper),
-            shutdown_signal(),
-        )
-        .await
-        .with_context(|| format!("calendar {}", dir.display()))
-    })
+    runtime.block_on(run(&cli.server, &dir, || {}, shutdown_signal()))
 }
 
 /// Resolves on SIGINT or SIGTERM.

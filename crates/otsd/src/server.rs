@@ -247,3 +247,41 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// What the `otsd` binary runs once logging is set up: binds the flags'
+/// address, starts devchain with `--dev` (shut down on the way out), calls
+/// `ready` once the calendar is about to serve, and serves until `shutdown`
+/// resolves. The `ots` client's tests run it too.
+pub async fn run(
+    args: &crate::config::ServerArgs,
+    dir: &Path,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut settings = args.settings();
+    let listener = http::bind(&args.rpc_address, args.rpc_port)
+        .await
+        .with_context(|| format!("binding {}:{}", args.rpc_address, args.rpc_port))?;
+    let devchain = if args.bitcoin.dev {
+        let (chain, bitcoin) = crate::dev::start(dir, &listener, args).await?;
+        settings.bitcoin = Some(bitcoin);
+        Some(chain)
+    } else {
+        None
+    };
+    ready();
+    let served = serve(
+        listener,
+        dir,
+        settings,
+        Arc::new(crate::status::NoStamper),
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("calendar {}", dir.display()));
+    if let Some(chain) = devchain {
+        chain.shutdown().await;
+    }
+    served
+}

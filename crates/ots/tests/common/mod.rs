@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -164,53 +163,35 @@ impl Drop for DevCalendar {
     }
 }
 
-/// The body of the `otsd` binary's `main` for `--dev` (minus logging and
-/// signals): bind, start devchain and the calendar, serve until `stop`.
+/// The `otsd` binary's `main` (minus logging and signals), on the same
+/// single-threaded runtime: bind, start devchain and the calendar, serve
+/// until `stop`.
 fn run(
     cli: otsd::config::Cli,
     ready: mpsc::Sender<Result<(), String>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(async move {
-        let dir = cli.calendar_dir();
-        let s = &cli.server;
-        let mut settings = s.settings();
-        let started = async {
-            let listener = otsd::http::bind(&s.rpc_address, s.rpc_port)
-                .await
-                .map_err(|e| format!("binding: {e}"))?;
-            let (chain, bitcoin) = otsd::dev::start(&dir, &listener, s)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            Ok::<_, String>((listener, chain, bitcoin))
-        }
-        .await;
-        let (listener, chain, bitcoin) = match started {
-            Ok(started) => started,
-            Err(e) => {
-                let _ = ready.send(Err(e.clone()));
-                return Err(e);
-            }
-        };
-        settings.bitcoin = Some(bitcoin);
-        let _ = ready.send(Ok(()));
-        let served = otsd::server::serve(
-            listener,
-            &dir,
-            settings,
-            Arc::new(otsd::status::NoStamper),
+    let started = ready.clone();
+    let result = runtime
+        .block_on(otsd::server::run(
+            &cli.server,
+            &cli.calendar_dir(),
+            move || {
+                let _ = started.send(Ok(()));
+            },
             async {
                 let _ = stop.await;
             },
-        )
-        .await
-        .map_err(|e| e.to_string());
-        chain.shutdown().await;
-        served
-    })
+        ))
+        .map_err(|e| format!("{e:#}"));
+    if let Err(e) = &result {
+        // Not started at all, or stopped with an error after: a second
+        // message is never read.
+        let _ = ready.send(Err(e.clone()));
+    }
+    result
 }
