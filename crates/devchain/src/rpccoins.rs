@@ -15,7 +15,7 @@ use crate::rpcchain::parse_address;
 use crate::rpcparams::{
     amount_from_value, code, decode_tx, parse_hash, Params, RpcError, RpcResult,
 };
-use crate::rpcwallet::LISTUNSPENT_MAX_CONF;
+use crate::rpcwallet::{wallet_of, LISTUNSPENT_MAX_CONF};
 use crate::wallet::AddressType;
 
 /// help getaddressinfo (Core 28-30 descriptor wallet field set).
@@ -23,12 +23,7 @@ pub(crate) fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {
     let addr = parse_address(s)
         .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid address"))?;
     let spk = addr.script_pubkey();
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
+    let wallet = wallet_of(chain, w)?;
     let key = wallet.key(&spk);
     let mut o = obj! {
         "address" => addr.to_string(),
@@ -89,12 +84,7 @@ pub(crate) fn list_unspent(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json
         filter.push(addr.script_pubkey());
     }
     let include_unsafe = p.bool(3)?.unwrap_or(true);
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
+    let wallet = wallet_of(chain, w)?;
     let mut out = Vec::new();
     for c in chain.wallet_coins(w) {
         let conf = i64::from(c.confirmations);
@@ -208,12 +198,7 @@ pub(crate) fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
                 })
         })
         .collect();
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
+    let wallet = wallet_of(chain, w)?;
     let (signed, errors) = wallet.sign(&tx, &prevouts, sighash);
     let mut o = obj! { "hex" => serialize_hex(&signed), "complete" => errors.is_empty() };
     if !errors.is_empty() {

@@ -7,7 +7,7 @@
 use bitcoin::{Amount, Transaction};
 
 use crate::chain::Chain;
-use crate::cluster::{sigop_adjusted_weight, Chunk};
+use crate::cluster::Chunk;
 use crate::error::RejectClass;
 use crate::json::Json;
 use crate::mempool::{
@@ -109,8 +109,8 @@ pub(crate) fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
 /// Core 28-30 (no deprecated top-level fee fields since 28) plus Core
 /// master's cluster-mempool `chunkweight` and `fees.chunk` (after 30.0;
 /// extra fields that 28-30 clients ignore). Order as Core master prints it.
-/// `chunk` is the transaction's chunk; `None` computes it.
-pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: Option<&Chunk>) -> Json {
+/// `chunk` is the transaction's chunk.
+pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: &Chunk) -> Json {
     let m = chain.mempool();
     let Some(e) = m.get(txid) else {
         return Json::Null;
@@ -122,18 +122,6 @@ pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: Option<&Chunk>)
      -> u64 { set.iter().filter_map(|t| m.get(t)).map(f).sum() };
     let fee_of = |x: &crate::mempool::MempoolEntry| x.fee.to_sat();
     let size_of = |x: &crate::mempool::MempoolEntry| x.vsize;
-    let own;
-    let chunk = match chunk {
-        Some(c) => c,
-        None => {
-            own = m.chunk_of(txid).unwrap_or(Chunk {
-                txids: vec![*txid],
-                fee: e.fee,
-                weight: sigop_adjusted_weight(e.weight, e.sigop_cost),
-            });
-            &own
-        }
-    };
     obj! {
         "vsize" => e.vsize,
         "weight" => e.weight,

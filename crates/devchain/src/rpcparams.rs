@@ -102,10 +102,7 @@ impl From<Error> for RpcError {
             Error::InsufficientFunds => {
                 RpcError::new(code::WALLET_INSUFFICIENT_FUNDS, "Insufficient funds")
             }
-            Error::WalletNotFound(_) => RpcError::new(
-                code::WALLET_NOT_FOUND,
-                "Requested wallet does not exist or is not loaded",
-            ),
+            Error::WalletNotFound(_) => crate::rpcwallet::wallet_not_found(),
             Error::WalletExists(name) => RpcError::new(
                 code::WALLET_ALREADY_LOADED,
                 format!("Wallet \"{name}\" is already loaded."),

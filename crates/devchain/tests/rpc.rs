@@ -49,11 +49,8 @@ const HEADER_KEYS: &[&str] = &[
     "previousblockhash",
 ];
 
-fn with(base: &[&str], extra: &[&str]) -> Vec<&'static str> {
-    base.iter()
-        .chain(extra)
-        .map(|s| &*Box::leak(s.to_string().into_boxed_str()))
-        .collect()
+fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
 }
 
 #[test]
