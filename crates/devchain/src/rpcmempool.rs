@@ -22,9 +22,18 @@ pub const DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB: u64 = 10_000_000;
 /// Largest package `testmempoolaccept` takes (`MAX_PACKAGE_COUNT`).
 pub const MAX_PACKAGE_COUNT: usize = 25;
 
+/// Core's `ParseFeeRate` for `maxfeerate` (BTC/kvB): below 1 BTC/kvB.
 fn max_fee_rate(p: &Params, i: usize) -> RpcResult<u64> {
-    Ok(p.amount(i)?
-        .map_or(DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB, |a| a.to_sat()))
+    let rate = p
+        .amount(i)?
+        .map_or(DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB, |a| a.to_sat());
+    if rate >= Amount::ONE_BTC.to_sat() {
+        return Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            "Fee rates larger than or equal to 1BTC/kvB are not accepted",
+        ));
+    }
+    Ok(rate)
 }
 
 /// help sendrawtransaction (Core 28-30): the txid as a string.
@@ -58,6 +67,11 @@ pub(crate) fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
             format!("Array must contain between 1 and {MAX_PACKAGE_COUNT} transactions."),
         ));
     }
+    // Core parses `maxfeerate` before decoding any transaction.
+    let opts = AcceptOptions {
+        max_fee_rate: Some(max_fee_rate(p, 1)?),
+        ..AcceptOptions::default()
+    };
     let txs: Vec<Transaction> = raw
         .iter()
         .map(|v| {
@@ -68,10 +82,6 @@ pub(crate) fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
                 .and_then(decode_tx)
         })
         .collect::<RpcResult<_>>()?;
-    let opts = AcceptOptions {
-        max_fee_rate: Some(max_fee_rate(p, 1)?),
-        ..AcceptOptions::default()
-    };
     let results = chain.test_accept_many(txs.clone(), &opts);
     Ok(Json::Arr(
         txs.iter()

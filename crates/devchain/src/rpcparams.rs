@@ -126,6 +126,15 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// UniValue's `getInt<T>()`: a whole JSON number that fits `T`; anything
+/// else is the `std::runtime_error` Core reports as -1 "JSON integer out
+/// of range".
+pub(crate) fn int_value<T: TryFrom<i64>>(v: &Value) -> RpcResult<T> {
+    v.as_i64()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "JSON integer out of range"))
+}
+
 fn type_error(v: &Value, expected: &str) -> RpcError {
     RpcError::new(
         code::TYPE_ERROR,
