@@ -28,8 +28,9 @@ pub const MAX_STANDARD_TX_VERSION: i32 = 3;
 pub const MAX_BIP125_RBF_SEQUENCE: u32 = 0xffff_fffd;
 
 /// Core's `CFeeRate::GetFee`: fee for `vsize` at `rate` sat/kvB, at least 1 sat.
+/// Saturates rather than overflowing on an absurd rate or size.
 pub fn fee_for(rate_sat_per_kvb: u64, vsize: u64) -> u64 {
-    let fee = rate_sat_per_kvb * vsize / 1000;
+    let fee = rate_sat_per_kvb.saturating_mul(vsize) / 1000;
     if fee == 0 && vsize > 0 && rate_sat_per_kvb > 0 {
         1
     } else {

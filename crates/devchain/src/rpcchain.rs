@@ -93,7 +93,8 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
             let entries = chain.mempool().entries();
             if verbose {
                 let chunks = chain.mempool().all_chunks();
-                Ok(Json::Obj(entries.iter().map(|e| (e.txid.to_string(), mempool_entry(chain, &e.txid, chunks.get(&e.txid)))).collect()))
+                // Every mempool transaction has a chunk.
+                Ok(Json::Obj(entries.iter().filter_map(|e| Some((e.txid.to_string(), mempool_entry(chain, &e.txid, chunks.get(&e.txid)?)))).collect()))
             } else {
                 let ids = Json::Arr(entries.iter().map(|e| Json::from(e.txid.to_string())).collect());
                 if p.bool(1)?.unwrap_or(false) {
@@ -105,10 +106,9 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
         }),
         "getmempoolentry" => p(&["txid"], 1).and_then(|p| {
             let txid = p.txid(0, "parameter 1")?;
-            if chain.mempool().get(&txid).is_none() {
-                return Err(RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"));
-            }
-            Ok(mempool_entry(chain, &txid, None))
+            // Only a mempool transaction has a chunk.
+            let chunk = chain.mempool().chunk_of(&txid).ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"))?;
+            Ok(mempool_entry(chain, &txid, &chunk))
         }),
         "getmempoolinfo" => p(&[], 0).map(|_| mempool_info(chain)),
         "estimatesmartfee" => p(&["conf_target", "estimate_mode"], 1).and_then(|p| {

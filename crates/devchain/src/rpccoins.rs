@@ -13,9 +13,10 @@ use crate::json::Json;
 use crate::obj;
 use crate::rpcchain::parse_address;
 use crate::rpcparams::{
-    amount_from_value, code, decode_tx, parse_hash, Params, RpcError, RpcResult,
+    amount_from_value, code, decode_tx, int_value, parse_hash, type_name, Params, RpcError,
+    RpcResult,
 };
-use crate::rpcwallet::LISTUNSPENT_MAX_CONF;
+use crate::rpcwallet::{wallet_of, LISTUNSPENT_MAX_CONF};
 use crate::wallet::AddressType;
 
 /// help getaddressinfo (Core 28-30 descriptor wallet field set).
@@ -23,12 +24,7 @@ pub(crate) fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {
     let addr = parse_address(s)
         .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid address"))?;
     let spk = addr.script_pubkey();
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
+    let wallet = wallet_of(chain, w)?;
     let key = wallet.key(&spk);
     let mut o = obj! {
         "address" => addr.to_string(),
@@ -89,12 +85,7 @@ pub(crate) fn list_unspent(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json
         filter.push(addr.script_pubkey());
     }
     let include_unsafe = p.bool(3)?.unwrap_or(true);
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
+    let wallet = wallet_of(chain, w)?;
     let mut out = Vec::new();
     for c in chain.wallet_coins(w) {
         let conf = i64::from(c.confirmations);
@@ -145,10 +136,22 @@ pub(crate) fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
     let mut extra: Vec<(OutPoint, TxOut)> = Vec::new();
     for prev in p.array(1)?.cloned().unwrap_or_default() {
         let txid = parse_hash(prev.get("txid").unwrap_or(&Value::Null), "txid")?;
-        let vout = prev
-            .get("vout")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| RpcError::new(code::DESERIALIZATION_ERROR, "vout must be positive"))?;
+        // Core's ParsePrevouts: `vout` must be a number, read as an `int`.
+        let vout = match prev.get("vout") {
+            None => return Err(RpcError::new(code::TYPE_ERROR, "Missing vout")),
+            Some(v @ Value::Number(_)) => int_value::<i32>(v)?,
+            Some(v) => {
+                return Err(RpcError::new(
+                    code::TYPE_ERROR,
+                    format!(
+                        "JSON value of type {} for field vout is not of expected type number",
+                        type_name(v)
+                    ),
+                ))
+            }
+        };
+        let vout = u32::try_from(vout)
+            .map_err(|_| RpcError::new(code::DESERIALIZATION_ERROR, "vout cannot be negative"))?;
         let spk = prev
             .get("scriptPubKey")
             .and_then(Value::as_str)
@@ -162,10 +165,7 @@ pub(crate) fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
         let amount = amount_from_value(prev.get("amount").unwrap_or(&Value::Null))
             .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "Missing amount"))?;
         extra.push((
-            OutPoint {
-                txid,
-                vout: vout as u32,
-            },
+            OutPoint { txid, vout },
             TxOut {
                 value: amount,
                 script_pubkey: ScriptBuf::from(spk),
@@ -208,12 +208,7 @@ pub(crate) fn sign_raw(chain: &Chain, w: &str, p: &Params) -> RpcResult<Json> {
                 })
         })
         .collect();
-    let wallet = chain.wallet(w).ok_or_else(|| {
-        RpcError::new(
-            code::WALLET_NOT_FOUND,
-            "Requested wallet does not exist or is not loaded",
-        )
-    })?;
+    let wallet = wallet_of(chain, w)?;
     let (signed, errors) = wallet.sign(&tx, &prevouts, sighash);
     let mut o = obj! { "hex" => serialize_hex(&signed), "complete" => errors.is_empty() };
     if !errors.is_empty() {

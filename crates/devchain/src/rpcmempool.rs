@@ -7,7 +7,7 @@
 use bitcoin::{Amount, Transaction};
 
 use crate::chain::Chain;
-use crate::cluster::{sigop_adjusted_weight, Chunk};
+use crate::cluster::Chunk;
 use crate::error::RejectClass;
 use crate::json::Json;
 use crate::mempool::{
@@ -22,9 +22,18 @@ pub const DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB: u64 = 10_000_000;
 /// Largest package `testmempoolaccept` takes (`MAX_PACKAGE_COUNT`).
 pub const MAX_PACKAGE_COUNT: usize = 25;
 
+/// Core's `ParseFeeRate` for `maxfeerate` (BTC/kvB): below 1 BTC/kvB.
 fn max_fee_rate(p: &Params, i: usize) -> RpcResult<u64> {
-    Ok(p.amount(i)?
-        .map_or(DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB, |a| a.to_sat()))
+    let rate = p
+        .amount(i)?
+        .map_or(DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB, |a| a.to_sat());
+    if rate >= Amount::ONE_BTC.to_sat() {
+        return Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            "Fee rates larger than or equal to 1BTC/kvB are not accepted",
+        ));
+    }
+    Ok(rate)
 }
 
 /// help sendrawtransaction (Core 28-30): the txid as a string.
@@ -58,6 +67,11 @@ pub(crate) fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
             format!("Array must contain between 1 and {MAX_PACKAGE_COUNT} transactions."),
         ));
     }
+    // Core parses `maxfeerate` before decoding any transaction.
+    let opts = AcceptOptions {
+        max_fee_rate: Some(max_fee_rate(p, 1)?),
+        ..AcceptOptions::default()
+    };
     let txs: Vec<Transaction> = raw
         .iter()
         .map(|v| {
@@ -68,10 +82,6 @@ pub(crate) fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
                 .and_then(decode_tx)
         })
         .collect::<RpcResult<_>>()?;
-    let opts = AcceptOptions {
-        max_fee_rate: Some(max_fee_rate(p, 1)?),
-        ..AcceptOptions::default()
-    };
     let results = chain.test_accept_many(txs.clone(), &opts);
     Ok(Json::Arr(
         txs.iter()
@@ -109,8 +119,8 @@ pub(crate) fn test_accept(chain: &Chain, p: &Params) -> RpcResult<Json> {
 /// Core 28-30 (no deprecated top-level fee fields since 28) plus Core
 /// master's cluster-mempool `chunkweight` and `fees.chunk` (after 30.0;
 /// extra fields that 28-30 clients ignore). Order as Core master prints it.
-/// `chunk` is the transaction's chunk; `None` computes it.
-pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: Option<&Chunk>) -> Json {
+/// `chunk` is the transaction's chunk.
+pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: &Chunk) -> Json {
     let m = chain.mempool();
     let Some(e) = m.get(txid) else {
         return Json::Null;
@@ -122,18 +132,6 @@ pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: Option<&Chunk>)
      -> u64 { set.iter().filter_map(|t| m.get(t)).map(f).sum() };
     let fee_of = |x: &crate::mempool::MempoolEntry| x.fee.to_sat();
     let size_of = |x: &crate::mempool::MempoolEntry| x.vsize;
-    let own;
-    let chunk = match chunk {
-        Some(c) => c,
-        None => {
-            own = m.chunk_of(txid).unwrap_or(Chunk {
-                txids: vec![*txid],
-                fee: e.fee,
-                weight: sigop_adjusted_weight(e.weight, e.sigop_cost),
-            });
-            &own
-        }
-    };
     obj! {
         "vsize" => e.vsize,
         "weight" => e.weight,

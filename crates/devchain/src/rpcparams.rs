@@ -102,10 +102,7 @@ impl From<Error> for RpcError {
             Error::InsufficientFunds => {
                 RpcError::new(code::WALLET_INSUFFICIENT_FUNDS, "Insufficient funds")
             }
-            Error::WalletNotFound(_) => RpcError::new(
-                code::WALLET_NOT_FOUND,
-                "Requested wallet does not exist or is not loaded",
-            ),
+            Error::WalletNotFound(_) => crate::rpcwallet::wallet_not_found(),
             Error::WalletExists(name) => RpcError::new(
                 code::WALLET_ALREADY_LOADED,
                 format!("Wallet \"{name}\" is already loaded."),
@@ -127,6 +124,15 @@ pub fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
+}
+
+/// UniValue's `getInt<T>()`: a whole JSON number that fits `T`; anything
+/// else is the `std::runtime_error` Core reports as -1 "JSON integer out
+/// of range".
+pub(crate) fn int_value<T: TryFrom<i64>>(v: &Value) -> RpcResult<T> {
+    v.as_i64()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "JSON integer out of range"))
 }
 
 fn type_error(v: &Value, expected: &str) -> RpcError {

@@ -14,7 +14,7 @@ use crate::chainstate::Coin;
 use crate::json::Json;
 use crate::obj;
 use crate::rpcchain::parse_address;
-use crate::rpcparams::{code, Params, RpcError, RpcResult};
+use crate::rpcparams::{code, int_value, Params, RpcError, RpcResult};
 use crate::txjson;
 
 /// `getrawtransaction` (devchain keeps a full transaction index, like `-txindex`).
@@ -105,10 +105,20 @@ pub(crate) fn create_raw(p: &Params) -> RpcResult<Json> {
     let mut tx_in = Vec::new();
     for i in &inputs {
         let txid = crate::rpcparams::parse_hash(i.get("txid").unwrap_or(&Value::Null), "txid")?;
-        let vout = i.get("vout").and_then(Value::as_u64).ok_or_else(|| {
+        // Core's AddInputs: `vout` is read as an `int`.
+        let vout = match i.get("vout") {
+            Some(v @ Value::Number(_)) => int_value::<i32>(v)?,
+            _ => {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMETER,
+                    "Invalid parameter, missing vout key",
+                ))
+            }
+        };
+        let vout = u32::try_from(vout).map_err(|_| {
             RpcError::new(
                 code::INVALID_PARAMETER,
-                "Invalid parameter, missing vout key",
+                "Invalid parameter, vout cannot be negative",
             )
         })?;
         let default_seq = if rbf {
@@ -118,17 +128,20 @@ pub(crate) fn create_raw(p: &Params) -> RpcResult<Json> {
         } else {
             0xffff_ffff
         };
-        let seq = i
-            .get("sequence")
-            .and_then(Value::as_u64)
-            .unwrap_or(default_seq);
+        // A non-number `sequence` is ignored, as in Core.
+        let seq = match i.get("sequence") {
+            Some(v @ Value::Number(_)) => u32::try_from(int_value::<i64>(v)?).map_err(|_| {
+                RpcError::new(
+                    code::INVALID_PARAMETER,
+                    "Invalid parameter, sequence number is out of range",
+                )
+            })?,
+            _ => default_seq,
+        };
         tx_in.push(TxIn {
-            previous_output: OutPoint {
-                txid,
-                vout: vout as u32,
-            },
+            previous_output: OutPoint { txid, vout },
             script_sig: ScriptBuf::new(),
-            sequence: Sequence(seq as u32),
+            sequence: Sequence(seq),
             witness: Witness::new(),
         });
     }
@@ -193,11 +206,17 @@ pub(crate) fn create_raw(p: &Params) -> RpcResult<Json> {
 /// help gettxout (Core 28-30, unchanged in master): an object or `null`.
 pub(crate) fn txout(chain: &Chain, p: &Params) -> RpcResult<Json> {
     let txid = p.txid(0, "txid")?;
-    let vout = p.int(1)?.unwrap_or(0);
-    let op = OutPoint {
-        txid,
-        vout: vout.clamp(0, i64::from(u32::MAX)) as u32,
+    // Core (master) reads `n` as a `uint32_t`: a negative or larger `n` is
+    // "JSON integer out of range", not a clamped index.
+    let vout = match p.get(1) {
+        Some(v @ Value::Number(_)) => int_value::<u32>(v)?,
+        // Not a number: `Params::int`'s type error.
+        _ => {
+            p.int(1)?;
+            0
+        }
     };
+    let op = OutPoint { txid, vout };
     let include_mempool = p.bool(2)?.unwrap_or(true);
     let best = chain.state().tip().hash.to_string();
     if include_mempool {

@@ -19,7 +19,7 @@ use crate::rpcchain::parse_address;
 use crate::rpccoins::{address_info, list_unspent, sign_raw};
 use crate::rpcparams::{code, Params, RpcError, RpcResult};
 use crate::rpcwallettx::{list_transactions, transaction_json};
-use crate::wallet::AddressType;
+use crate::wallet::{AddressType, Wallet};
 
 /// Core's `walletversion` for descriptor wallets (`FEATURE_LATEST`).
 pub const WALLET_VERSION: i64 = 169_900;
@@ -48,17 +48,25 @@ pub const WALLET_METHODS: &[&str] = &[
 ];
 
 /// Core's `GetWalletForJSONRPCRequest`.
+/// Core's error for a wallet name that names no loaded wallet.
+pub(crate) fn wallet_not_found() -> RpcError {
+    RpcError::new(
+        code::WALLET_NOT_FOUND,
+        "Requested wallet does not exist or is not loaded",
+    )
+}
+
+/// The loaded wallet `name`, or Core's `wallet_not_found` error.
+pub(crate) fn wallet_of<'a>(chain: &'a Chain, name: &str) -> RpcResult<&'a Wallet> {
+    chain.wallet(name).ok_or_else(wallet_not_found)
+}
+
 fn resolve(chain: &Chain, uri_wallet: Option<&str>) -> RpcResult<String> {
     if let Some(name) = uri_wallet {
         return chain
             .wallet(name)
             .map(|w| w.name().to_string())
-            .ok_or_else(|| {
-                RpcError::new(
-                    code::WALLET_NOT_FOUND,
-                    "Requested wallet does not exist or is not loaded",
-                )
-            });
+            .ok_or_else(wallet_not_found);
     }
     let names = chain.wallet_names();
     match names.len() {
@@ -184,12 +192,7 @@ fn call(
                 RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Invalid Bitcoin address")
             })?;
             let label = p.req_str(1)?.to_string();
-            let wallet = chain.wallet_mut(w).ok_or_else(|| {
-                RpcError::new(
-                    code::WALLET_NOT_FOUND,
-                    "Requested wallet does not exist or is not loaded",
-                )
-            })?;
+            let wallet = chain.wallet_mut(w).ok_or_else(wallet_not_found)?;
             wallet.set_label(&addr.script_pubkey(), &label);
             Ok(Json::Null)
         }
@@ -265,12 +268,7 @@ fn call(
         }
         "getwalletinfo" => {
             p(&[], 0)?;
-            let wallet = chain.wallet(w).ok_or_else(|| {
-                RpcError::new(
-                    code::WALLET_NOT_FOUND,
-                    "Requested wallet does not exist or is not loaded",
-                )
-            })?;
+            let wallet = wallet_of(chain, w)?;
             let b = chain.balances(w);
             // help getwalletinfo: Core 28-29 fields (30 dropped `balance`,
             // `unconfirmed_balance` and `immature_balance`; kept here for

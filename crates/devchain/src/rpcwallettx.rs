@@ -70,9 +70,14 @@ pub(crate) fn list_transactions(chain: &Chain, w: &str, p: &Params) -> RpcResult
         return Err(RpcError::new(code::INVALID_PARAMETER, "Negative from"));
     }
     let txids = chain.wallet(w).map(|x| x.txids()).unwrap_or_default();
-    // Newest first, as Core walks `wtxOrdered` backwards.
+    // Newest first, as Core walks `wtxOrdered` backwards. Rows past
+    // `skip + count` are never returned, so stop once that many are built.
+    let wanted = (skip as usize).saturating_add(count as usize);
     let mut newest_first = Vec::new();
-    for t in txids.iter().rev() {
+    'txs: for t in txids.iter().rev() {
+        if newest_first.len() >= wanted {
+            break;
+        }
         let Some(v) = chain.wallet_tx(w, t) else {
             continue;
         };
@@ -81,6 +86,9 @@ pub(crate) fn list_transactions(chain: &Chain, w: &str, p: &Params) -> RpcResult
                 if d.category == "send" || d.label.as_deref() != Some(l.as_str()) {
                     continue;
                 }
+            }
+            if newest_first.len() >= wanted {
+                break 'txs;
             }
             newest_first.push(detail_json(d, Some(&v)));
         }

@@ -2,19 +2,13 @@
 //! a child paying for its parent shares its chunk, a parent paying more
 //! than its child does not, and a lone transaction is its own chunk.
 
+mod common;
+
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+use common::funded;
 use devchain::cluster::sigop_adjusted_weight;
 use devchain::mempool::AcceptOptions;
-use devchain::wallet::AddressType;
 use devchain::Chain;
-
-fn funded() -> (Chain, ScriptBuf) {
-    let mut c = Chain::new();
-    c.create_wallet("w", Some([7u8; 32])).unwrap();
-    let addr = c.new_address("w", AddressType::Bech32, false, "").unwrap();
-    c.generate(102, &addr.script_pubkey()).unwrap();
-    (c, addr.script_pubkey())
-}
 
 /// Signs and submits a transaction spending `prev` to one output of
 /// `prev.value - fee`; returns the outpoint and output it creates.
@@ -55,7 +49,7 @@ fn weight(c: &Chain, op: &OutPoint) -> u64 {
 
 #[test]
 fn child_paying_for_parent_shares_its_chunk() {
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(7, 102);
     let coins = mature_coins(&c);
     let parent = spend(&mut c, coins[0].clone(), &spk, 150);
     let child = spend(&mut c, parent.clone(), &spk, 20_000);
@@ -78,7 +72,7 @@ fn child_paying_for_parent_shares_its_chunk() {
 
 #[test]
 fn parent_paying_more_than_its_child_is_a_chunk_of_its_own() {
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(7, 102);
     let coins = mature_coins(&c);
     let parent = spend(&mut c, coins[0].clone(), &spk, 30_000);
     let child = spend(&mut c, parent.clone(), &spk, 200);
@@ -98,7 +92,7 @@ fn parent_paying_more_than_its_child_is_a_chunk_of_its_own() {
 #[test]
 fn a_long_chain_bumped_at_its_end_is_one_chunk() {
     // Longer than EXACT_LINEARIZATION_MAX, so ancestor-set order is used.
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(7, 102);
     let n = devchain::cluster::EXACT_LINEARIZATION_MAX + 3;
     let mut prev = mature_coins(&c)[0].clone();
     let mut ids = Vec::new();

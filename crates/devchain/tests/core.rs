@@ -1,24 +1,19 @@
 //! Core (sans-I/O) behaviour: real blocks, wallet signing, mempool policy,
 //! reorgs and persistence.
 
+mod common;
+
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+use common::funded;
 use devchain::block::regtest_target;
 use devchain::mempool::AcceptOptions;
 use devchain::store::Store;
 use devchain::wallet::AddressType;
 use devchain::{Chain, RejectClass};
 
-fn funded() -> (Chain, ScriptBuf) {
-    let mut c = Chain::new();
-    c.create_wallet("w", Some([1u8; 32])).unwrap();
-    let addr = c.new_address("w", AddressType::Bech32, false, "").unwrap();
-    c.generate(101, &addr.script_pubkey()).unwrap();
-    (c, addr.script_pubkey())
-}
-
 #[test]
 fn blocks_pass_rust_bitcoin_checks() {
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(1, 101);
     let dest = c.new_address("w", AddressType::Bech32m, false, "").unwrap();
     c.send_to("w", dest.script_pubkey(), Amount::from_sat(100_000), None)
         .unwrap();
@@ -42,7 +37,7 @@ fn blocks_pass_rust_bitcoin_checks() {
 
 #[test]
 fn wallet_transactions_verify_and_bad_signatures_are_rejected() {
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(1, 101);
     let coin = c
         .wallet_coins("w")
         .into_iter()
@@ -83,7 +78,7 @@ fn wallet_transactions_verify_and_bad_signatures_are_rejected() {
 
 #[test]
 fn rbf_requires_higher_feerate_and_fee() {
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(1, 101);
     let coin = c
         .wallet_coins("w")
         .into_iter()
@@ -133,7 +128,7 @@ fn rbf_requires_higher_feerate_and_fee() {
 
 #[test]
 fn invalidate_and_reconsider_reorg_the_mempool_back() {
-    let (mut c, spk) = funded();
+    let (mut c, spk) = funded(1, 101);
     let dest = c.new_address("w", AddressType::Bech32, false, "").unwrap();
     let txid = c
         .send_to("w", dest.script_pubkey(), Amount::from_sat(50_000), None)

@@ -49,11 +49,8 @@ const HEADER_KEYS: &[&str] = &[
     "previousblockhash",
 ];
 
-fn with(base: &[&str], extra: &[&str]) -> Vec<&'static str> {
-    base.iter()
-        .chain(extra)
-        .map(|s| &*Box::leak(s.to_string().into_boxed_str()))
-        .collect()
+fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
 }
 
 #[test]
@@ -695,6 +692,101 @@ fn errors_match_core_codes_and_http_status() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(http(c.addr, "GET", "/", auth, "").0, 405);
+    rt.block_on(dc.shutdown());
+}
+
+/// Parameters Core refuses, with Core's code and message (checked against
+/// bitcoind v30.99 on regtest): `maxfeerate` of 1 BTC/kvB or more
+/// (`ParseFeeRate`), and vout / sequence / `n` values out of range.
+#[test]
+fn bad_parameters_get_cores_answers() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (dc, c) = start(&rt, dir.path(), true);
+    let fail = |method: &str, params: Value| {
+        let (_, code, msg) = c.err(method, params);
+        (code, msg)
+    };
+    let out_of_range = (-1, "JSON integer out of range".to_string());
+
+    // maxfeerate: Core's ParseFeeRate refuses >= 1 BTC/kvB (-8), so an
+    // absurd rate never reaches the fee arithmetic.
+    let u = c.call("listunspent", json!([]))[0].clone();
+    let dest = c.call("getnewaddress", json!([]));
+    let raw = c.call(
+        "createrawtransaction",
+        json!([[{"txid": u["txid"], "vout": u["vout"]}], [{dest.as_str().unwrap(): 49.9999}]]),
+    );
+    let signed = c.call("signrawtransactionwithwallet", json!([raw]))["hex"].clone();
+    let too_high = (
+        -8,
+        "Fee rates larger than or equal to 1BTC/kvB are not accepted".to_string(),
+    );
+    for rate in [json!(1), json!(21_000_000)] {
+        assert_eq!(fail("sendrawtransaction", json!([signed, rate])), too_high);
+        assert_eq!(fail("testmempoolaccept", json!([[signed], rate])), too_high);
+    }
+    // Core parses the rate before decoding the transactions.
+    assert_eq!(fail("testmempoolaccept", json!([["00"], 1])), too_high);
+    let r = c.call("testmempoolaccept", json!([[signed], 0.99999999]));
+    assert_eq!(r[0]["allowed"], true, "{r}");
+    assert_eq!(devchain::mempool::fee_for(u64::MAX, 2), u64::MAX / 1000);
+
+    // createrawtransaction (Core's AddInputs): vout is an int, sequence a u32.
+    let txid = "11".repeat(32);
+    let create = |input: Value| fail("createrawtransaction", json!([[input], {}]));
+    assert_eq!(
+        create(json!({"txid": txid, "vout": -1})),
+        (-8, "Invalid parameter, vout cannot be negative".to_string())
+    );
+    for vout in [2_147_483_648u64, 4_294_967_296] {
+        assert_eq!(create(json!({"txid": txid, "vout": vout})), out_of_range);
+    }
+    for seq in [-1i64, 4_294_967_296] {
+        assert_eq!(
+            create(json!({"txid": txid, "vout": 0, "sequence": seq})),
+            (
+                -8,
+                "Invalid parameter, sequence number is out of range".to_string()
+            )
+        );
+    }
+    let raw = c.call(
+        "createrawtransaction",
+        json!([[{"txid": txid, "vout": 2_147_483_647u32, "sequence": 4_294_967_295u32}], {}]),
+    );
+    let tx = c.call("decoderawtransaction", json!([raw]));
+    assert_eq!(tx["vin"][0]["vout"], 2_147_483_647u32);
+    assert_eq!(tx["vin"][0]["sequence"], 4_294_967_295u32);
+
+    // gettxout: `n` is a uint32 in Core, never clamped.
+    assert_eq!(fail("gettxout", json!([txid, -1])), out_of_range);
+    assert_eq!(
+        c.call("gettxout", json!([txid, 4_294_967_295u32])),
+        Value::Null
+    );
+
+    // signrawtransactionwithwallet prevtxs (Core's ParsePrevouts).
+    let prev = |vout: Option<Value>| {
+        let mut o = json!({"txid": txid, "scriptPubKey": "00", "amount": 1});
+        if let Some(v) = vout {
+            o["vout"] = v;
+        }
+        fail("signrawtransactionwithwallet", json!([raw, [o]]))
+    };
+    assert_eq!(
+        prev(Some(json!(-1))),
+        (-22, "vout cannot be negative".to_string())
+    );
+    assert_eq!(prev(Some(json!(4_294_967_296u64))), out_of_range);
+    assert_eq!(prev(None), (-3, "Missing vout".to_string()));
+    assert_eq!(
+        prev(Some(json!("x"))),
+        (
+            -3,
+            "JSON value of type string for field vout is not of expected type number".to_string()
+        )
+    );
     rt.block_on(dc.shutdown());
 }
 

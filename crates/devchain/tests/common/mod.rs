@@ -8,6 +8,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use base64::Engine;
+use bitcoin::ScriptBuf;
+use devchain::wallet::AddressType;
+use devchain::Chain;
 use serde_json::{json, Value};
 
 /// Bound on every socket operation so no test can hang.
@@ -146,4 +149,14 @@ pub fn assert_shape(what: &str, v: &Value, expected: &[&str]) {
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(got, want, "shape of {what}: {v}");
+}
+
+/// A chain with wallet `w` (seed `[seed; 32]`) that mined `blocks` blocks
+/// to one of its addresses; returns the chain and that address's script.
+pub fn funded(seed: u8, blocks: u32) -> (Chain, ScriptBuf) {
+    let mut c = Chain::new();
+    c.create_wallet("w", Some([seed; 32])).unwrap();
+    let addr = c.new_address("w", AddressType::Bech32, false, "").unwrap();
+    c.generate(blocks, &addr.script_pubkey()).unwrap();
+    (c, addr.script_pubkey())
 }
