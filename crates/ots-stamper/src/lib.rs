@@ -14,6 +14,7 @@ mod gather;
 pub mod history;
 pub mod persist;
 pub mod ranges;
+pub mod recover;
 mod round;
 pub mod runner;
 pub mod stamper;

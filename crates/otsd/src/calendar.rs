@@ -24,6 +24,9 @@ pub const URI_FILE: &str = "uri";
 pub const DONATION_ADDR_FILE: &str = "donation_addr";
 /// File holding the secret HMAC key. Never served, never logged.
 pub const HMAC_KEY_FILE: &str = "hmac-key";
+/// Name of the journal file in the calendar directory (the journal module
+/// owns its format; the directory's layout is this module's).
+pub const JOURNAL_FILE: &str = "journal";
 /// Length of a freshly generated HMAC key.
 pub const HMAC_KEY_LEN: usize = 32;
 /// Length of the time prefix of a commitment.
@@ -55,6 +58,17 @@ pub enum CalendarError {
     /// `init` was asked to overwrite an existing secret key.
     #[error("{0} already exists; refusing to overwrite the calendar's secret key")]
     KeyExists(PathBuf),
+    /// `init` on a directory whose journal holds commitments but whose key
+    /// is gone: a new key would fail every old record's MAC.
+    #[error("{key} is missing but {journal} holds {bytes} bytes of commitments made with the old key; restore hmac-key from a backup (a new key cannot check them), or move the journal away to start a new calendar")]
+    KeyLost {
+        /// The missing key file.
+        key: PathBuf,
+        /// The journal.
+        journal: PathBuf,
+        /// The journal's length.
+        bytes: u64,
+    },
     /// The URI cannot go into a `PendingAttestation`.
     #[error("invalid calendar uri {uri:?}: {source}")]
     BadUri {
@@ -219,8 +233,20 @@ impl Calendar {
             uri: uri.to_owned(),
             source,
         })?;
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
         let key_path = dir.join(HMAC_KEY_FILE);
+        let journal = dir.join(JOURNAL_FILE);
+        // Checked before anything is written: a refused init leaves the
+        // directory as it was (`uri` included).
+        if let Ok(meta) = fs::metadata(&journal) {
+            if meta.len() > 0 && !key_path.exists() {
+                return Err(CalendarError::KeyLost {
+                    key: key_path,
+                    journal,
+                    bytes: meta.len(),
+                });
+            }
+        }
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut key = [0u8; HMAC_KEY_LEN];
         rand::rngs::OsRng.fill_bytes(&mut key);
         // create_new: an existing key, even an empty one, is never replaced.
@@ -397,5 +423,29 @@ mod tests {
             Calendar::init(&dir.path().join("other"), "bad uri!", "x"),
             Err(CalendarError::BadUri { .. })
         ));
+    }
+
+    #[test]
+    fn init_refuses_a_new_key_over_a_journal_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cal = dir.path().join("cal");
+        Calendar::init(&cal, "https://example.org", "").unwrap();
+        fs::write(cal.join(JOURNAL_FILE), [7u8; 88]).unwrap();
+        fs::remove_file(cal.join(HMAC_KEY_FILE)).unwrap();
+        let err = Calendar::init(&cal, "http://127.0.0.1:1", "").unwrap_err();
+        assert!(
+            matches!(err, CalendarError::KeyLost { bytes: 88, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("restore hmac-key"), "{err}");
+        assert!(!cal.join(HMAC_KEY_FILE).exists(), "no new key written");
+        assert_eq!(
+            fs::read_to_string(cal.join(URI_FILE)).unwrap(),
+            "https://example.org\n",
+            "uri left as it was"
+        );
+        // An empty journal holds nothing a new key could orphan.
+        fs::write(cal.join(JOURNAL_FILE), []).unwrap();
+        Calendar::init(&cal, "http://127.0.0.1:1", "").unwrap();
     }
 }

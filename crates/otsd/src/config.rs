@@ -1,8 +1,11 @@
-//! The command line: flags compatible with the reference `otsd`, the
-//! `init` step, and this server's own limits. Every default is a named
-//! constant.
+//! The server's configuration, in one place: the command line (flags
+//! compatible with the reference `otsd`, the `init` step, this server's own
+//! limits) and the resolved [`Settings`] that [`crate::server::serve`]
+//! takes, with its stamping [`Backend`]. Flags become settings in one step,
+//! [`ServerArgs::settings`]; every default is a named constant.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +16,106 @@ use crate::http::{
     DEFAULT_MAX_HEADER_BYTES,
 };
 use crate::info::DEFAULT_EXPLORER_URL;
+use crate::journal::Verify;
+use crate::status::StamperView;
+
+/// Everything the server needs besides the calendar directory, resolved:
+/// no flag parsing or defaults are left to the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Aggregation interval.
+    pub aggregation_interval: Duration,
+    /// Hostile-client limits.
+    pub limits: Limits,
+    /// Block explorer base URL.
+    pub explorer_url: String,
+    /// Lightning invoice file for the info page.
+    pub lightning_invoice_file: Option<PathBuf>,
+    /// Journal verification at start-up.
+    pub journal_verify: Verify,
+    /// What completes the journal's commitments.
+    pub backend: Backend,
+    /// Threads serving HTTP connections, each with a single-threaded
+    /// runtime ([`crate::workers`]); 0 serves them on the caller's runtime.
+    pub http_threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
+            limits: Limits::default(),
+            explorer_url: DEFAULT_EXPLORER_URL.to_owned(),
+            lightning_invoice_file: None,
+            journal_verify: Verify::All,
+            backend: Backend::None,
+            http_threads: default_http_threads(),
+        }
+    }
+}
+
+/// What completes the journal's commitments: the one place where a way of
+/// stamping is chosen. The server starts it after the journal and the
+/// store are open, and serves what it reports.
+#[derive(Clone, Default)]
+pub enum Backend {
+    /// Nothing: digests are accepted and journaled, and stay pending
+    /// (`--no-bitcoin`).
+    #[default]
+    None,
+    /// The calendar's own wallet on a Bitcoin node.
+    Bitcoin(Bitcoin),
+    /// Completed by something outside the server that fills the store
+    /// itself (an embedding program); the server only shows its view.
+    External(Arc<dyn StamperView>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::None => f.write_str("None"),
+            Backend::Bitcoin(b) => f.debug_tuple("Bitcoin").field(b).finish(),
+            Backend::External(_) => f.write_str("External"),
+        }
+    }
+}
+
+/// How to reach the Bitcoin node and how to stamp.
+#[derive(Debug, Clone)]
+pub struct Bitcoin {
+    /// The node's JSON-RPC endpoint and credentials.
+    pub rpc: ots_bitcoin::RpcConfig,
+    /// The stamper's settings.
+    pub stamper: ots_stamper::Config,
+    /// `estimatesmartfee` target.
+    pub conf_target: u32,
+    /// How often the chain is polled.
+    pub poll: Duration,
+}
+
+/// One HTTP thread per CPU but one, and at least one: the remaining CPU
+/// is the aggregator's (hashing, proofs, the journal), the stamper's and
+/// the system's. On the 2-core bench machine two HTTP threads serve GETs
+/// faster but spread a round's replies less evenly (the figures are in
+/// `bench/RESULTS.md`, "Threads").
+pub fn default_http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+/// `--dev`'s stamping, fixed so that stamp → upgrade → verify takes well
+/// under a minute: the node is the embedded devchain at `rpc`.
+#[derive(Debug, Clone)]
+pub struct DevNode {
+    /// devchain's JSON-RPC endpoint, credentials and wallet.
+    pub rpc: ots_bitcoin::RpcConfig,
+}
+
+/// Seconds between rounds in dev mode.
+pub const DEV_TX_INTERVAL_SECS: u64 = 5;
+/// Confirmations in dev mode.
+pub const DEV_CONFIRMATIONS: u64 = 2;
+/// Chain polling in dev mode.
+pub const DEV_POLL: Duration = Duration::from_secs(1);
 
 /// Default HTTP port (the reference's).
 pub const DEFAULT_RPC_PORT: u16 = 14788;
@@ -110,31 +213,36 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The server's settings from these flags. With `--dev`, the Bitcoin
-    /// part is replaced by what [`crate::dev::start`] returns.
-    pub fn settings(&self) -> crate::server::Settings {
-        crate::server::Settings {
+    /// The server's settings from these flags; `dev` is the running
+    /// devchain with `--dev` (whose address is known only once it runs).
+    pub fn settings(&self, dev: Option<DevNode>) -> Settings {
+        Settings {
             aggregation_interval: Duration::from_millis(self.aggregation_interval_ms),
             limits: self.limits.limits(),
             explorer_url: self.explorer_url.clone(),
             lightning_invoice_file: self.lightning_invoice_file.clone(),
-            journal_verify: self
-                .journal_verify_last
-                .map_or(crate::journal::Verify::All, crate::journal::Verify::Last),
-            bitcoin: self.bitcoin_settings(),
+            journal_verify: self.journal_verify_last.map_or(Verify::All, Verify::Last),
+            backend: self.backend(dev),
             http_threads: self
                 .http_threads
-                .map_or_else(crate::server::default_http_threads, usize::from),
+                .map_or_else(default_http_threads, usize::from),
         }
     }
 
-    /// The node and stamper settings (with `--max-pending`), or `None`
-    /// with `--no-bitcoin`.
-    pub fn bitcoin_settings(&self) -> Option<crate::server::Bitcoin> {
-        self.bitcoin.settings().map(|mut b| {
-            b.stamper.max_pending = self.max_pending;
-            b
-        })
+    /// The stamping backend: none with `--no-bitcoin`, else the node of
+    /// the Bitcoin flags (or `--dev`'s devchain, with its fixed timings).
+    fn backend(&self, dev: Option<DevNode>) -> Backend {
+        let Some(mut bitcoin) = self.bitcoin.settings() else {
+            return Backend::None;
+        };
+        bitcoin.stamper.max_pending = self.max_pending;
+        if let Some(dev) = dev {
+            bitcoin.rpc = dev.rpc;
+            bitcoin.stamper.min_confirmations = DEV_CONFIRMATIONS;
+            bitcoin.stamper.min_tx_interval_secs = DEV_TX_INTERVAL_SECS;
+            bitcoin.poll = DEV_POLL;
+        }
+        Backend::Bitcoin(bitcoin)
     }
 }
 
@@ -232,8 +340,9 @@ pub const DEFAULT_BTC_POLL_INTERVAL: f64 = 5.0;
 pub const MIN_BTC_POLL_INTERVAL: f64 = 0.05;
 
 impl BitcoinArgs {
-    /// The node and stamper settings, or `None` with `--no-bitcoin`.
-    pub fn settings(&self) -> Option<crate::server::Bitcoin> {
+    /// The node and stamper settings (but `--max-pending`, a server flag),
+    /// or `None` with `--no-bitcoin`.
+    fn settings(&self) -> Option<Bitcoin> {
         if self.no_bitcoin {
             return None;
         }
@@ -258,7 +367,7 @@ impl BitcoinArgs {
             .min(1e12) as u64;
         let max_fee =
             bitcoin::Amount::from_sat((self.btc_max_fee.max(0.0) * 1e8).round().min(21e14) as u64);
-        Some(crate::server::Bitcoin {
+        Some(Bitcoin {
             rpc,
             stamper: ots_stamper::Config {
                 min_confirmations: u64::from(self.btc_min_confirmations),
@@ -331,15 +440,52 @@ mod tests {
         // One HTTP thread per CPU but one by default; 0 is not a choice.
         let cli = Cli::try_parse_from(["otsd"]).unwrap();
         assert_eq!(
-            cli.server.settings().http_threads,
-            crate::server::default_http_threads()
+            cli.server.settings(None).http_threads,
+            default_http_threads()
         );
-        assert!(crate::server::default_http_threads() >= 1);
+        assert!(default_http_threads() >= 1);
         let cli = Cli::try_parse_from(["otsd", "--http-threads", "3"]).unwrap();
-        assert_eq!(cli.server.settings().http_threads, 3);
+        assert_eq!(cli.server.settings(None).http_threads, 3);
         assert!(Cli::try_parse_from(["otsd", "--http-threads", "0"]).is_err());
         let cli =
             Cli::try_parse_from(["otsd", "-c", "/tmp/c", "init", "--uri", "https://x"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Init { .. })));
+    }
+
+    #[test]
+    fn flags_resolve_to_one_backend() {
+        let cli = Cli::try_parse_from(["otsd", "--no-bitcoin"]).unwrap();
+        assert!(matches!(cli.server.settings(None).backend, Backend::None));
+        let cli = Cli::try_parse_from([
+            "otsd",
+            "--btc-regtest",
+            "--bitcoin-node",
+            "http://u:p@127.0.0.1:1/",
+            "--max-pending",
+            "7",
+            "--btc-min-confirmations",
+            "4",
+        ])
+        .unwrap();
+        let Backend::Bitcoin(b) = cli.server.settings(None).backend else {
+            panic!("a Bitcoin backend");
+        };
+        assert_eq!(b.rpc.url, "http://u:p@127.0.0.1:1/");
+        assert_eq!(b.stamper.max_pending, 7);
+        assert_eq!(b.stamper.min_confirmations, 4);
+        assert_eq!(b.poll, Duration::from_secs_f64(DEFAULT_BTC_POLL_INTERVAL));
+        // --dev: devchain's node, and the dev timings over the flags'.
+        let cli = Cli::try_parse_from(["otsd", "--dev", "--max-pending", "9"]).unwrap();
+        let dev = DevNode {
+            rpc: ots_bitcoin::RpcConfig::new("http://d:e@127.0.0.1:2/", ots_bitcoin::Auth::None),
+        };
+        let Backend::Bitcoin(b) = cli.server.settings(Some(dev)).backend else {
+            panic!("a Bitcoin backend");
+        };
+        assert_eq!(b.rpc.url, "http://d:e@127.0.0.1:2/");
+        assert_eq!(b.stamper.max_pending, 9);
+        assert_eq!(b.stamper.min_confirmations, DEV_CONFIRMATIONS);
+        assert_eq!(b.stamper.min_tx_interval_secs, DEV_TX_INTERVAL_SECS);
+        assert_eq!(b.poll, DEV_POLL);
     }
 }

@@ -1,6 +1,7 @@
 //! `otsd --dev`: a calendar on an embedded regtest chain (devchain).
 //! [`crate::server::run`] calls [`start`] for the binary and for the `ots`
-//! client's tests, which run the same dev mode in-process.
+//! client's tests, which run the same dev mode in-process. The stamping
+//! settings that go with it are [`crate::config`]'s (`DevNode`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,27 +11,37 @@ use anyhow::Context;
 use devchain::{DevChain, DevChainConfig};
 
 use crate::calendar::Calendar;
-use crate::config::ServerArgs;
-use crate::server::Bitcoin;
+use crate::config::{BitcoinArgs, DevNode};
 
-/// Seconds between rounds in dev mode.
-pub const DEV_TX_INTERVAL_SECS: u64 = 5;
-/// Confirmations in dev mode.
-pub const DEV_CONFIRMATIONS: u64 = 2;
-/// Chain polling in dev mode.
-pub const DEV_POLL: Duration = Duration::from_secs(1);
+/// The file with devchain's RPC URL, password included (mode 0600).
+pub const DEV_RPC_URL_FILE: &str = "dev-rpc-url";
+
+/// Writes `bytes` to `path` readable by the owner only, also when the file
+/// existed with wider permissions (it holds the RPC password).
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
 
 /// Initialises the calendar if needed (uri `http://127.0.0.1:<port>`,
 /// a fresh key), starts devchain (prefunded, mining on a timer, kept in
 /// `<dir>/devchain`), prints and writes its RPC URL, and returns it with
-/// the settings that point the stamper at it. The chain runs until the
-/// returned [`DevChain`] is shut down or dropped.
+/// the node the stamper is to use. The chain runs until the returned
+/// [`DevChain`] is shut down or dropped.
 pub async fn start(
     dir: &Path,
     listener: &tokio::net::TcpListener,
-    server: &ServerArgs,
-) -> anyhow::Result<(DevChain, Bitcoin)> {
-    let args = &server.bitcoin;
+    args: &BitcoinArgs,
+) -> anyhow::Result<(DevChain, DevNode)> {
     let port = listener.local_addr()?.port();
     if !dir.join("hmac-key").exists() {
         Calendar::init(dir, &format!("http://127.0.0.1:{port}"), "")
@@ -52,15 +63,9 @@ pub async fn start(
         chain.addr()
     );
     println!("devchain RPC: {url}");
-    std::fs::write(dir.join("dev-rpc-url"), format!("{url}\n")).context("writing dev-rpc-url")?;
+    write_secret(&dir.join(DEV_RPC_URL_FILE), format!("{url}\n").as_bytes())
+        .context("writing dev-rpc-url")?;
     let mut rpc = ots_bitcoin::RpcConfig::new(url, ots_bitcoin::Auth::None);
     rpc.wallet = Some(DevChainConfig::default().wallet);
-    let mut bitcoin = server
-        .bitcoin_settings()
-        .ok_or_else(|| anyhow::anyhow!("--dev needs Bitcoin"))?;
-    bitcoin.rpc = rpc;
-    bitcoin.stamper.min_confirmations = DEV_CONFIRMATIONS;
-    bitcoin.stamper.min_tx_interval_secs = DEV_TX_INTERVAL_SECS;
-    bitcoin.poll = DEV_POLL;
-    Ok((chain, bitcoin))
+    Ok((chain, DevNode { rpc }))
 }

@@ -26,8 +26,7 @@ use std::sync::Arc;
 
 use crate::calendar::{self, has_no_mac, Commitment, HmacKey, KeyDeriver, COMMITMENT_LEN};
 
-/// Name of the journal file in the calendar directory.
-pub const JOURNAL_FILE: &str = "journal";
+pub use crate::calendar::JOURNAL_FILE;
 /// Name of the file holding the journal's format version.
 pub const JOURNAL_VERSION_FILE: &str = "journal.version";
 /// The journal format this server writes and reads.

@@ -10,7 +10,8 @@
 //! `GET /timestamp` and as [`backup`] chunks; the [`listener`] accepts
 //! connections and serves them on single-threaded [`workers`]; [`info`]
 //! renders `GET /` (with [`qr`] codes) and caches it briefly.
-//! [`dev`] is `otsd --dev`: the same server on an embedded regtest chain.
+//! `dev` is `otsd --dev`: the same server on an embedded regtest chain
+//! (the default-on `dev` cargo feature).
 //! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
 //! runner over the journal and the store.
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod backup;
 pub mod batchcache;
 pub mod calendar;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod http;
 pub mod info;

@@ -3,20 +3,20 @@
 //! server, and on shutdown flushes the last round before returning.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::aggregator::{self, AggregatorConfig, DEFAULT_AGGREGATION_INTERVAL};
+use crate::aggregator::{self, AggregatorConfig};
 use crate::calendar::{Calendar, CalendarError, KeyDeriver};
-use crate::http::{self, AppState, Limits};
-use crate::info::{InfoCache, InfoConfig, DEFAULT_EXPLORER_URL, INFO_TTL};
-use crate::journal::{Journal, JournalError, Verify};
+use crate::config::{Backend, Bitcoin, Settings};
+use crate::http::{self, AppState};
+use crate::info::{InfoCache, InfoConfig, INFO_TTL};
+use crate::journal::{Journal, JournalError, JournalReader};
 use crate::stamping::{JournalSource, Stamping, StoreSink};
-use crate::status::{key_of, PendingIndex, StamperView};
+use crate::status::{key_of, NoStamper, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
 use crate::workers::Workers;
 
@@ -26,63 +26,6 @@ pub const STAMPER_STATE_FILE: &str = "stamper.json";
 /// Journal records read at a time when the pending index is built at
 /// start-up.
 const STARTUP_SCAN_RECORDS: usize = 65_536;
-
-/// Everything the server needs besides the calendar directory.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Aggregation interval.
-    pub aggregation_interval: Duration,
-    /// Hostile-client limits.
-    pub limits: Limits,
-    /// Block explorer base URL.
-    pub explorer_url: String,
-    /// Lightning invoice file for the info page.
-    pub lightning_invoice_file: Option<PathBuf>,
-    /// Journal verification at start-up.
-    pub journal_verify: Verify,
-    /// The Bitcoin node and stamper settings; `None` runs the calendar
-    /// without stamping (commitments stay pending).
-    pub bitcoin: Option<Bitcoin>,
-    /// Threads serving HTTP connections, each with a single-threaded
-    /// runtime ([`crate::workers`]); 0 serves them on the caller's runtime.
-    pub http_threads: usize,
-}
-
-/// One HTTP thread per CPU but one, and at least one: the remaining CPU
-/// is the aggregator's (hashing, proofs, the journal), the stamper's and
-/// the system's. On the 2-core bench machine, two HTTP threads serve GETs
-/// faster but spread a round's replies less evenly (p99 at the 1 s
-/// interval 1,021–1,031 ms against 1,009–1,012 ms; bench/RESULTS.md).
-pub fn default_http_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-}
-
-/// How to reach the Bitcoin node and how to stamp.
-#[derive(Debug, Clone)]
-pub struct Bitcoin {
-    /// The node's JSON-RPC endpoint and credentials.
-    pub rpc: ots_bitcoin::RpcConfig,
-    /// The stamper's settings.
-    pub stamper: ots_stamper::Config,
-    /// `estimatesmartfee` target.
-    pub conf_target: u32,
-    /// How often the chain is polled.
-    pub poll: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
-            limits: Limits::default(),
-            explorer_url: DEFAULT_EXPLORER_URL.to_owned(),
-            lightning_invoice_file: None,
-            journal_verify: Verify::All,
-            bitcoin: None,
-            http_threads: default_http_threads(),
-        }
-    }
-}
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +53,6 @@ pub async fn serve(
     listener: TcpListener,
     dir: &Path,
     settings: Settings,
-    stamper: Arc<dyn StamperView>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let calendar = Calendar::open(dir)?;
@@ -121,80 +63,12 @@ pub async fn serve(
         "journal open"
     );
     let store = Arc::new(Store::open(dir, reader.clone())?);
-    let pending = Arc::new(PendingIndex::new(reader.clone()));
-    // Only the records without a completed proof: memory follows the
-    // pending commitments, not the journal's length.
-    let completed_exist = !store.is_empty()?;
-    let mut start = 0;
-    let mut keys = Vec::with_capacity(STARTUP_SCAN_RECORDS);
-    loop {
-        let recs = reader.read_range(start, STARTUP_SCAN_RECORDS)?;
-        if recs.is_empty() {
-            break;
-        }
-        keys.clear();
-        for (i, rec) in recs.iter().enumerate() {
-            if !completed_exist || !store.contains(commitment_bytes(rec))? {
-                keys.push((key_of(rec), start + i as u64));
-            }
-        }
-        pending.extend(&keys);
-        start += recs.len() as u64;
-    }
-    tracing::info!(pending = pending.len(), "pending index built");
+    let pending = Arc::new(pending_index(&reader, &store)?);
     // Logged once the calendar is ready: scripts and tests wait for it.
     tracing::info!("listening on {}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (stamper, stamper_task): (Arc<dyn StamperView>, _) = match &settings.bitcoin {
-        None => (stamper, None),
-        Some(btc) => {
-            let rpc = ots_bitcoin::RpcClient::new(btc.rpc.clone())
-                .map_err(|e| ServeError::Stamper(e.to_string()))?;
-            // Without credentials: the log must not carry the password.
-            let rpc_url = rpc.url().to_owned();
-            let (runner, view) = ots_stamper::runner::Runner::new(
-                ots_stamper::runner::RunnerConfig {
-                    stamper: btc.stamper.clone(),
-                    state_path: dir.join(STAMPER_STATE_FILE),
-                    poll: btc.poll,
-                    conf_target: btc.conf_target,
-                },
-                rpc,
-                Arc::new(JournalSource(reader.clone())),
-                Arc::new(StoreSink {
-                    store: store.clone(),
-                    pending: pending.clone(),
-                }),
-            )
-            .map_err(|e| ServeError::Stamper(e.to_string()))?;
-            let mut stop = stop_rx.clone();
-            // On a thread of its own: completing a batch (reading the
-            // journal, the tree, the store's fsync) takes seconds for a
-            // million commitments and must not hold up the aggregator or
-            // the HTTP threads.
-            let (done, task) = tokio::sync::oneshot::channel::<()>();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| ServeError::Stamper(format!("starting its runtime: {e}")))?;
-            std::thread::Builder::new()
-                .name("otsd-stamper".into())
-                .spawn(move || {
-                    runtime.block_on(runner.run(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    }));
-                    let _ = done.send(());
-                })
-                .map_err(|e| ServeError::Stamper(format!("starting its thread: {e}")))?;
-            tracing::info!(node = %rpc_url, "stamper started");
-            let view: Arc<dyn StamperView> = Arc::new(Stamping {
-                view,
-                pending: pending.clone(),
-            });
-            (view, Some(task))
-        }
-    };
+    let backend = start_backend(&settings.backend, dir, &reader, &store, &pending, &stop_rx)?;
     let workers = match settings.http_threads {
         0 => None,
         n => Some(Arc::new(Workers::start(n)?)),
@@ -214,7 +88,7 @@ pub async fn serve(
         aggregator: handle,
         store,
         pending,
-        stamper,
+        stamper: backend.view,
         journal: reader,
         info: Arc::new(InfoConfig {
             donation_addr: calendar.donation_addr.clone(),
@@ -236,7 +110,7 @@ pub async fn serve(
     if aggregator_task.await.is_err() {
         tracing::error!("aggregator task failed");
     }
-    if let Some(task) = stamper_task {
+    if let Some(task) = backend.done {
         let _ = task.await;
     }
     if let Some(workers) = workers.and_then(Arc::into_inner) {
@@ -246,6 +120,119 @@ pub async fn serve(
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The journal's commitments without a completed proof, read a chunk at
+/// a time: memory follows the pending commitments, not the journal's
+/// length.
+fn pending_index(reader: &JournalReader, store: &Store) -> Result<PendingIndex, ServeError> {
+    let pending = PendingIndex::new(reader.clone());
+    let completed_exist = !store.is_empty()?;
+    let mut start = 0;
+    let mut keys = Vec::with_capacity(STARTUP_SCAN_RECORDS);
+    loop {
+        let recs = reader.read_range(start, STARTUP_SCAN_RECORDS)?;
+        if recs.is_empty() {
+            break;
+        }
+        keys.clear();
+        for (i, rec) in recs.iter().enumerate() {
+            if !completed_exist || !store.contains(commitment_bytes(rec))? {
+                keys.push((key_of(rec), start + i as u64));
+            }
+        }
+        pending.extend(&keys);
+        start += recs.len() as u64;
+    }
+    tracing::info!(pending = pending.len(), "pending index built");
+    Ok(pending)
+}
+
+/// A started backend: what the HTTP layer reads of it, and what resolves
+/// once it has stopped (after the stop signal).
+struct Started {
+    view: Arc<dyn StamperView>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Starts what completes the journal's commitments.
+fn start_backend(
+    backend: &Backend,
+    dir: &Path,
+    reader: &JournalReader,
+    store: &Arc<Store>,
+    pending: &Arc<PendingIndex>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Started, ServeError> {
+    match backend {
+        Backend::None => Ok(Started {
+            view: Arc::new(NoStamper),
+            done: None,
+        }),
+        Backend::External(view) => Ok(Started {
+            view: view.clone(),
+            done: None,
+        }),
+        Backend::Bitcoin(btc) => start_bitcoin(btc, dir, reader, store, pending, stop),
+    }
+}
+
+/// Starts the stamper on its own thread.
+fn start_bitcoin(
+    btc: &Bitcoin,
+    dir: &Path,
+    reader: &JournalReader,
+    store: &Arc<Store>,
+    pending: &Arc<PendingIndex>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Started, ServeError> {
+    let rpc = ots_bitcoin::RpcClient::new(btc.rpc.clone())
+        .map_err(|e| ServeError::Stamper(e.to_string()))?;
+    // Without credentials: the log must not carry the password.
+    let rpc_url = rpc.url().to_owned();
+    let (runner, view) = ots_stamper::runner::Runner::new(
+        ots_stamper::runner::RunnerConfig {
+            stamper: btc.stamper.clone(),
+            state_path: dir.join(STAMPER_STATE_FILE),
+            poll: btc.poll,
+            conf_target: btc.conf_target,
+        },
+        rpc,
+        Arc::new(JournalSource(reader.clone())),
+        Arc::new(StoreSink {
+            store: store.clone(),
+            pending: pending.clone(),
+        }),
+    )
+    .map_err(|e| ServeError::Stamper(e.to_string()))?;
+    let mut stop = stop.clone();
+    // On a thread of its own: completing a batch (reading the
+    // journal, the tree, the store's fsync) takes seconds for a
+    // million commitments and must not hold up the aggregator or
+    // the HTTP threads.
+    let (done, task) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Stamper(format!("starting its runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("otsd-stamper".into())
+        .spawn(move || {
+            runtime.block_on(runner.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+            let _ = done.send(());
+        })
+        .map_err(|e| ServeError::Stamper(format!("starting its thread: {e}")))?;
+    tracing::info!(node = %rpc_url, "stamper started");
+    let view: Arc<dyn StamperView> = Arc::new(Stamping {
+        view,
+        pending: pending.clone(),
+    });
+    Ok(Started {
+        view,
+        done: Some(task),
+    })
 }
 
 /// What the `otsd` binary runs once logging is set up: binds the flags'
@@ -259,29 +246,57 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut settings = args.settings();
     let listener = http::bind(&args.rpc_address, args.rpc_port)
         .await
         .with_context(|| format!("binding {}:{}", args.rpc_address, args.rpc_port))?;
-    let devchain = if args.bitcoin.dev {
-        let (chain, bitcoin) = crate::dev::start(dir, &listener, args).await?;
-        settings.bitcoin = Some(bitcoin);
-        Some(chain)
-    } else {
-        None
-    };
+    let (devchain, dev) = start_dev(args, dir, &listener).await?;
+    let settings = args.settings(dev);
     ready();
-    let served = serve(
-        listener,
-        dir,
-        settings,
-        Arc::new(crate::status::NoStamper),
-        shutdown,
-    )
-    .await
-    .with_context(|| format!("calendar {}", dir.display()));
+    let served = serve(listener, dir, settings, shutdown)
+        .await
+        .with_context(|| format!("calendar {}", dir.display()));
     if let Some(chain) = devchain {
         chain.shutdown().await;
     }
     served
+}
+
+/// The embedded chain of `--dev`, when asked for.
+#[cfg(feature = "dev")]
+async fn start_dev(
+    args: &crate::config::ServerArgs,
+    dir: &Path,
+    listener: &TcpListener,
+) -> anyhow::Result<(Option<devchain::DevChain>, Option<crate::config::DevNode>)> {
+    if !args.bitcoin.dev {
+        return Ok((None, None));
+    }
+    let (chain, node) = crate::dev::start(dir, listener, &args.bitcoin).await?;
+    Ok((Some(chain), Some(node)))
+}
+
+/// Without the `dev` feature there is no embedded chain: `--dev` is refused.
+#[cfg(not(feature = "dev"))]
+async fn start_dev(
+    args: &crate::config::ServerArgs,
+    _dir: &Path,
+    _listener: &TcpListener,
+) -> anyhow::Result<(Option<NoChain>, Option<crate::config::DevNode>)> {
+    if args.bitcoin.dev {
+        anyhow::bail!(
+            "--dev: this otsd was built without the `dev` feature (no embedded devchain)"
+        );
+    }
+    Ok((None, None))
+}
+
+/// Stands in for devchain's handle in a build without it; never made.
+#[cfg(not(feature = "dev"))]
+enum NoChain {}
+
+#[cfg(not(feature = "dev"))]
+impl NoChain {
+    async fn shutdown(self) {
+        match self {}
+    }
 }

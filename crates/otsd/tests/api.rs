@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use otsd::calendar::{Calendar, KeyDeriver};
+use otsd::config::Settings;
 use otsd::journal::JournalReader;
-use otsd::server::Settings;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{check_proof, get, post_digest, random_digest, TestServer};
 use ots_bitcoin::{Auth, RpcClient, RpcConfig};
-use otsd::server::{Bitcoin, Settings};
+use otsd::config::{Backend, Bitcoin, Settings};
 use serde_json::{json, Value};
 use test_support::bitcoind::{self, Bitcoind, Options};
 
@@ -41,7 +41,7 @@ async fn digests_get_complete_proofs_from_bitcoin_core() {
 
     let server = TestServer::start(Settings {
         aggregation_interval: Duration::from_millis(50),
-        bitcoin: Some(Bitcoin {
+        backend: Backend::Bitcoin(Bitcoin {
             rpc: rpc(&core, Some("ots")),
             stamper: ots_stamper::Config {
                 min_confirmations: 2,

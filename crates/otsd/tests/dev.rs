@@ -37,6 +37,13 @@ async fn dev_mode_completes_a_proof_on_devchain() {
     let uri = std::fs::read_to_string(cal.join("uri")).unwrap();
     assert_eq!(uri.trim(), format!("http://127.0.0.1:{}", addr.port()));
     let rpc_url = std::fs::read_to_string(cal.join("dev-rpc-url")).unwrap();
+    // It holds the RPC password: the owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cal.join("dev-rpc-url"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "dev-rpc-url mode {mode:o}");
     let node = RpcClient::new(RpcConfig::new(rpc_url.trim(), Auth::None)).unwrap();
 
     let digest = random_digest();
@@ -152,4 +159,38 @@ async fn reference_client_stamps_upgrades_and_verifies_on_dev() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Success! Bitcoin block"), "{stderr}");
     child.kill().await.unwrap();
+}
+
+/// `--dev` on a calendar whose key was lost refuses to start, naming the
+/// key and the journal, and writes nothing: no new key, `uri` unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_refuses_a_lost_key_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("dev");
+    let (mut child, addr) = start(&cal).await;
+    assert_eq!(post_digest(addr, &random_digest()).await.status, 200);
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    let uri = std::fs::read_to_string(cal.join("uri")).unwrap();
+    std::fs::remove_file(cal.join("hmac-key")).unwrap();
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_otsd"))
+            .args(["--dev", "-c"])
+            .arg(&cal)
+            .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
+            .args(["--dev-rpc-port", "0"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("otsd exits in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("hmac-key is missing"), "{stderr}");
+    assert!(stderr.contains("journal"), "{stderr}");
+    assert!(!cal.join("hmac-key").exists(), "no new key");
+    assert_eq!(std::fs::read_to_string(cal.join("uri")).unwrap(), uri);
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use otsd::server::Settings;
+use otsd::config::{Backend, Settings};
 use otsd::status::{ChainInfo, StamperView, Waiting};
 
 /// A stamper view that counts how often the page asks it for figures.
@@ -50,9 +50,9 @@ async fn page_views_within_the_ttl_share_one_build_with_its_qr_codes() {
             &cal,
             Settings {
                 lightning_invoice_file: Some(invoice),
+                backend: Backend::External(stamper),
                 ..Settings::default()
             },
-            stamper,
             async {
                 let _ = rx.await;
             },

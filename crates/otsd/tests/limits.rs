@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use otsd::config::Settings;
 use otsd::http::Limits;
-use otsd::server::Settings;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use otsd::config::Settings;
 use otsd::journal::JournalReader;
-use otsd::server::Settings;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use ots_proof::codec::Reader;
 use ots_proof::op::sha256;
 use ots_proof::{Attestation, MerkleTree, Op, Timestamp};
 use otsd::backup;
 use otsd::calendar::{Calendar, Commitment, KeyDeriver};
+use otsd::config::Settings;
 use otsd::journal::{Journal, JournalReader, Verify};
-use otsd::server::Settings;
 use otsd::store::{leaf, CompletedBatch, Store, StoreError};
 
 struct Fixture {
@@ -253,15 +251,9 @@ async fn server_serves_completed_proofs_and_chunks() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let cal = f.cal.clone();
     let task = tokio::spawn(async move {
-        otsd::server::serve(
-            listener,
-            &cal,
-            Settings::default(),
-            Arc::new(otsd::status::NoStamper),
-            async {
-                let _ = rx.await;
-            },
-        )
+        otsd::server::serve(listener, &cal, Settings::default(), async {
+            let _ = rx.await;
+        })
         .await
     });
     let c = entries[123].1;

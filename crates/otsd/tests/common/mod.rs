@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use ots_proof::{Attestation, Timestamp};
 use otsd::calendar::Calendar;
-use otsd::server::{serve, ServeError, Settings};
-use otsd::status::NoStamper;
+use otsd::config::Settings;
+use otsd::server::{serve, ServeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -42,7 +42,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve(listener, &cal, settings, Arc::new(NoStamper), async {
+            serve(listener, &cal, settings, async {
                 let _ = rx.await;
             })
             .await
