@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use serde::Serialize;
 
+use crate::html::escape;
 use crate::qr;
 use crate::status::{ChainInfo, MinedTx};
 
@@ -205,22 +206,6 @@ impl InfoPage {
             fees = sats(c.fees_in_last_week_sats),
         )
     }
-}
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The info page in both renderings.

@@ -23,6 +23,7 @@ pub mod calendar;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod html;
 pub mod http;
 pub mod info;
 pub mod journal;

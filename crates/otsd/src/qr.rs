@@ -59,7 +59,7 @@ pub fn svg(data: &str, min_px: u32, label: &str) -> Option<String> {
         .build();
     // Inline SVG takes no XML declaration.
     let start = drawn.find("<svg")?;
-    let label = crate::info::escape(label);
+    let label = crate::html::escape(label);
     Some(drawn[start..].replacen(
         "<svg ",
         &format!("<svg role=\"img\" aria-label=\"{label}\" "),
