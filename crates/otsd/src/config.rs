@@ -97,7 +97,7 @@ pub struct Bitcoin {
 /// is the aggregator's (hashing, proofs, the journal), the stamper's and
 /// the system's. On the 2-core bench machine two HTTP threads serve GETs
 /// faster but spread a round's replies less evenly (the figures are in
-/// `bench/RESULTS.md`, "Threads").
+/// `crates/otsd/bench/RESULTS.md`, the 2026-11-21 05:36 run).
 pub fn default_http_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }

@@ -13,9 +13,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-/// mimalloc rather than glibc's malloc: 20 % less CPU per digest
-/// (13.9 → 11.2 µs) and 9 % more GETs per second on one HTTP thread, with
-/// RSS flat at full load (bench/RESULTS.md).
+/// mimalloc rather than glibc's malloc: less CPU per digest and more GETs
+/// per second, with RSS flat at full load (figures in
+/// `crates/otsd/bench/RESULTS.md`, the 2026-11-21 05:36 run).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
