@@ -94,7 +94,7 @@ async fn plain_calendar(seen: Arc<Seen>) -> std::net::SocketAddr {
             "/garbage/digest",
             post(|| async { b"\xff\xffnot a timestamp".to_vec() }),
         )
-        .route("/silent/digest", post(|| std::future::pending::<Vec<u8>>()))
+        .route("/silent/digest", post(std::future::pending::<Vec<u8>>))
         .route(
             "/reason/timestamp/{c}",
             get(|| async {
