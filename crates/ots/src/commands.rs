@@ -16,8 +16,8 @@ use ots::whitelist::DEFAULT_AGGREGATORS;
 use ots_proof::{DetachedTimestampFile, HashOp};
 
 use crate::{
-    bitcoin_node, fail, open_cache, read_proof, replace_with_backup, whitelist, write_new, Common,
-    Failed, Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
+    bitcoin_node, calendar_client, fail, open_cache, read_proof, replace_with_backup, whitelist,
+    write_new, Common, Failed, Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
 };
 
 pub(crate) async fn stamp_command(
@@ -83,8 +83,15 @@ pub(crate) async fn stamp_command(
     }
     let tip_timestamp =
         ots_proof::Timestamp::new(tip.to_vec()).map_err(|e| fail(log, e.to_string()))?;
+    let timeout = Duration::from_secs(timeout);
+    let longest = if common.wait {
+        timeout.max(UPGRADE_TIMEOUT)
+    } else {
+        timeout
+    };
+    let client = calendar_client(common, log, longest)?;
     let spinner = ots::progress::Spinner::start(format!("waiting for {n} calendar(s)"));
-    let submission = stamp::submit(tip_timestamp, &calendars, Duration::from_secs(timeout)).await;
+    let submission = stamp::submit(tip_timestamp, &calendars, &client, timeout).await;
     drop(spinner);
     for failure in &submission.failures {
         log.warn(failure.to_string());
@@ -105,6 +112,7 @@ pub(crate) async fn stamp_command(
             calendars: Vec::new(),
             whitelist: whitelist(common),
             timeout: UPGRADE_TIMEOUT,
+            client,
         };
         let cache = open_cache(common, log)?;
         let interval = Duration::from_secs(common.wait_interval);
@@ -132,6 +140,7 @@ pub(crate) async fn stamp_command(
 pub(crate) async fn upgrade_command(
     common: &Common,
     log: &Log,
+    client: &ots_calendar::Client,
     calendars: &[String],
     dry_run: bool,
     path: &Path,
@@ -143,6 +152,7 @@ pub(crate) async fn upgrade_command(
         calendars: calendars.to_vec(),
         whitelist: whitelist(common),
         timeout: UPGRADE_TIMEOUT,
+        client: client.clone(),
     };
     let wait = common
         .wait
@@ -213,6 +223,7 @@ pub(crate) async fn verify_command(
         calendars: Vec::new(),
         whitelist: whitelist(common),
         timeout: UPGRADE_TIMEOUT,
+        client: calendar_client(common, log, UPGRADE_TIMEOUT)?,
     };
     upgrade(proof.timestamp_mut(), &cache, &options, None, log).await;
     let rpc = bitcoin_node(common, log)?;

@@ -1,10 +1,9 @@
-//! The OpenTimestamps client as a library: calendars, the reply cache, the
+//! The OpenTimestamps client as a library: the reply cache, the
 //! whitelist, and the stamp, upgrade, verify and prune operations behind the
-//! `ots` binary.
+//! `ots` binary. Calendars are talked to through the `ots-calendar` crate.
 #![warn(missing_docs)]
 
 pub mod cache;
-pub mod calendar;
 pub mod log;
 pub mod progress;
 pub mod prune;

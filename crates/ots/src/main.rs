@@ -82,6 +82,10 @@ struct Common {
     /// node's configuration.
     #[arg(long, value_name = "URL", global = true)]
     bitcoin_node: Option<String>,
+    /// Also trust the CA certificates in this PEM file for https
+    /// calendars (beside the system's roots).
+    #[arg(long, value_name = "PATH", global = true)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -198,9 +202,11 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             dry_run,
             files,
         } => {
+            let client = calendar_client(common, log, UPGRADE_TIMEOUT)?;
             let mut result = Ok(());
             for file in files {
-                result = result.and(upgrade_command(common, log, &calendar, dry_run, &file).await);
+                result = result
+                    .and(upgrade_command(common, log, &client, &calendar, dry_run, &file).await);
             }
             result
         }
@@ -252,6 +258,24 @@ fn open_cache(common: &Common, log: &Log) -> Result<Cache, Failed> {
         Some(dir) => Cache::open(&dir).map_err(|e| fail(log, e)),
         None => Ok(Cache::disabled()),
     }
+}
+
+/// The client calendars are reached through: the system's roots plus
+/// `--ca-file`. `longest` is the longest request bound the command uses
+/// (each request sets its own), so connecting is never cut shorter than
+/// the request it belongs to.
+fn calendar_client(
+    common: &Common,
+    log: &Log,
+    longest: Duration,
+) -> Result<ots_calendar::Client, Failed> {
+    let config = ots_calendar::ClientConfig {
+        timeout: longest,
+        connect_timeout: longest,
+        ca_file: common.ca_file.clone(),
+        ..ots_calendar::ClientConfig::default()
+    };
+    ots_calendar::Client::new(&config).map_err(|e| fail(log, e.to_string()))
 }
 
 fn whitelist(common: &Common) -> Whitelist {

@@ -6,11 +6,10 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use ots_calendar::{CalendarError, Client};
 use ots_proof::merkle::{nonce_ops, NONCE_LEN};
 use ots_proof::{DetachedTimestampFile, MerkleTree, Timestamp};
 use rand::RngCore;
-
-use crate::calendar::{Calendar, CalendarError};
 
 /// The outcome of submitting a tip to calendars.
 #[derive(Debug)]
@@ -45,13 +44,18 @@ pub fn prepare(files: &mut [DetachedTimestampFile]) -> Option<([u8; 32], Vec<Vec
     Some((tree.root(), paths))
 }
 
-/// Submits the message of `tip` to every calendar concurrently and merges
-/// the replies into `tip`.
-pub async fn submit(mut tip: Timestamp, calendars: &[String], timeout: Duration) -> Submission {
+/// Submits the message of `tip` to every calendar concurrently through
+/// `client`, each bounded by `timeout`, and merges the replies into `tip`.
+pub async fn submit(
+    mut tip: Timestamp,
+    calendars: &[String],
+    client: &Client,
+    timeout: Duration,
+) -> Submission {
     let msg = tip.msg().to_vec();
     let msg = msg.as_slice();
     let requests = calendars.iter().map(|url| async move {
-        let calendar = Calendar::new(url, timeout)?;
+        let calendar = client.calendar(url)?.with_timeout(timeout);
         // The client timeout covers each request; this one bounds the
         // whole exchange (connect, send, read) as the reference does.
         match tokio::time::timeout(timeout, calendar.submit(msg)).await {

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use ots_calendar::{CalendarError, Client};
 use ots_proof::{Attestation, Op, Timestamp};
 
 use crate::cache::Cache;
-use crate::calendar::{Calendar, CalendarError};
 use crate::log::Log;
 use crate::whitelist::Whitelist;
 
@@ -21,6 +21,8 @@ pub struct UpgradeOptions {
     pub whitelist: Whitelist,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// How calendars are reached (roots, extra CA file).
+    pub client: Client,
 }
 
 /// Whether the timestamp has a Bitcoin attestation (and so can be verified
@@ -132,8 +134,13 @@ pub async fn upgrade_once(
                 "Checking calendar {url} for {}",
                 hex::encode(&commitment)
             ));
-            let reply = match Calendar::new(&url, options.timeout) {
-                Ok(calendar) => calendar.get_timestamp(&commitment).await,
+            let reply = match options.client.calendar(&url) {
+                Ok(calendar) => {
+                    calendar
+                        .with_timeout(options.timeout)
+                        .get_timestamp(&commitment)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             let reply = match reply {

@@ -6,6 +6,10 @@
 //!   ([`bitcoind::exe`]). Started and awaited ([`bitcoind::Bitcoind::start`]),
 //!   stopped, killed and restarted on the same data directory and ports,
 //!   and killed when dropped.
+//! * [`tls`]: a TLS-terminating proxy on a free port of 127.0.0.1 in front
+//!   of a plain HTTP address, its certificate (for `127.0.0.1` and
+//!   `localhost`) signed by a throwaway CA whose PEM file a client is given
+//!   ([`tls::TlsProxy`]).
 //!
 //! Use it from `[dev-dependencies]`:
 //!
@@ -15,3 +19,4 @@
 //! ```
 
 pub mod bitcoind;
+pub mod tls;

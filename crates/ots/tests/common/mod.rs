@@ -57,6 +57,19 @@ pub fn reference(client: &Path, args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
+/// A port of 127.0.0.1 free a moment ago, for a server whose address
+/// must be known before it starts (the TLS proxy's upstream, when the
+/// server must name the proxy). Another process could take it in between;
+/// with tens of thousands of ephemeral ports that is unlikely, and it
+/// would fail the start loudly, not pass wrongly.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Upper bound for `otsd --dev` to start or to stop.
 const START_STOP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -66,7 +79,8 @@ const START_STOP_LIMIT: Duration = Duration::from_secs(60);
 /// (the last round flushed, devchain shut down) on drop.
 pub struct DevCalendar {
     /// The calendar's URL, as it names itself in pending attestations
-    /// (`http://127.0.0.1:PORT`, read from `<calendar dir>/uri`).
+    /// (`http://127.0.0.1:PORT`, or the URI given to
+    /// [`DevCalendar::start_as`]; read from `<calendar dir>/uri`).
     pub url: String,
     /// devchain's JSON-RPC URL with user and password (read from
     /// `<calendar dir>/dev-rpc-url`).
@@ -81,9 +95,25 @@ impl DevCalendar {
     /// `otsd --dev -c DIR --rpc-address 127.0.0.1 --rpc-port 0
     /// --dev-rpc-port 0 --dev-block-interval 1 --aggregation-interval 50`.
     pub fn start() -> DevCalendar {
+        DevCalendar::launch(None, 0)
+    }
+
+    /// The same, but listening on `port` and naming itself `uri` in its
+    /// pending attestations: the calendar directory is initialised with
+    /// `uri` first (`--dev` keeps an initialised directory's `uri`), as
+    /// for a calendar behind a TLS proxy at `uri` forwarding to `port`.
+    pub fn start_as(uri: &str, port: u16) -> DevCalendar {
+        DevCalendar::launch(Some(uri), port)
+    }
+
+    fn launch(uri: Option<&str>, port: u16) -> DevCalendar {
         let dir = tempfile::tempdir().unwrap();
         let cal = dir.path().join("dev");
+        if let Some(uri) = uri {
+            otsd::calendar::Calendar::init(&cal, uri, "").unwrap();
+        }
         let cal_arg = cal.to_str().unwrap().to_owned();
+        let port_arg = port.to_string();
         let cli = otsd::config::Cli::try_parse_from([
             "otsd",
             "--dev",
@@ -92,7 +122,7 @@ impl DevCalendar {
             "--rpc-address",
             "127.0.0.1",
             "--rpc-port",
-            "0",
+            &port_arg,
             "--dev-rpc-port",
             "0",
             "--dev-block-interval",

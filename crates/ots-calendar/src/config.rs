@@ -1,0 +1,41 @@
+//! How a calendar client is set up ([`ClientConfig`]): timeouts, the User-Agent, and
+//! an extra CA file trusted beside the system's roots.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default bound on a whole request: connecting, the TLS handshake,
+/// sending, and reading the reply.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on opening the connection (TCP and TLS).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The User-Agent we send by default.
+pub const DEFAULT_USER_AGENT: &str =
+    concat!("OpenTimestamps-Client-rs/", env!("CARGO_PKG_VERSION"));
+
+/// How a [`crate::Client`] talks to calendars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Bound on each whole request (see [`DEFAULT_TIMEOUT`]); a
+    /// [`crate::Calendar`] can override it
+    /// ([`crate::Calendar::with_timeout`]).
+    pub timeout: Duration,
+    /// Bound on opening a connection (see [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// A PEM file of CA certificates trusted for https beside the system's
+    /// roots (a private calendar, a test server's throwaway certificate).
+    pub ca_file: Option<PathBuf>,
+    /// The User-Agent header.
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ca_file: None,
+            user_agent: DEFAULT_USER_AGENT.to_string(),
+        }
+    }
+}
