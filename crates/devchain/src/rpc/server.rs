@@ -3,7 +3,7 @@
 //! `/` and `/wallet/<name>`, single and batch requests, JSON-RPC 1.0/1.1
 //! legacy replies (`result` and `error` both present; HTTP 500 on error,
 //! 404 for -32601, 400 for -32600) and JSON-RPC 2.0 replies (HTTP 200, 204
-//! for notifications). While the node warms up (see [`crate::devnode::Warmup`]) every
+//! for notifications). While the node warms up (see [`crate::rpc::warmup`]) every
 //! well-formed request is answered with Core's `-28` error.
 
 use std::convert::Infallible;
@@ -19,13 +19,13 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::chain::Chain;
-use crate::devnode::Warmup;
+use crate::chain::node::Chain;
+use crate::chain::store::Store;
 use crate::json::Json;
 use crate::obj;
-use crate::rpcparams::{code, RpcError};
-use crate::store::Store;
-use crate::{rpcchain, rpcwallet};
+use crate::rpc::params::{code, RpcError};
+use crate::rpc::warmup::Warmup;
+use crate::rpc::{chain as rpcchain, wallet as rpcwallet};
 
 /// Largest request body accepted (Core's `MAX_SIZE` for HTTP bodies is 32 MB).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;

@@ -1,8 +1,8 @@
 //! `Chain`, the sans-I/O core: chain state, mempool and wallets tied
 //! together, with a clock (`setmocktime`), mining, fee estimation and a
 //! journal of what must be persisted. No file or network access happens here.
-//! Building and mining blocks is in [`crate::mining`]; the persisted
-//! snapshot and restoring from it in [`crate::chainsnapshot`].
+//! Building and mining blocks is in [`crate::chain::mining`]; the persisted
+//! snapshot and restoring from it in [`crate::chain::snapshot`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -10,11 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::{Block, BlockHash, ScriptBuf, Transaction, Txid};
 
-pub use crate::chainsnapshot::{ChainSnapshot, SNAPSHOT_FORMAT};
-use crate::chainstate::{ChainChange, ChainState};
+use crate::chain::chainstate::{ChainChange, ChainState};
 use crate::error::{Result, TxReject};
-use crate::mempool::{fee_rate, AcceptOptions, Accepted, Mempool, MIN_RELAY_FEE_SAT_PER_KVB};
-use crate::wallet::{Wallet, WalletSnapshot};
+use crate::mempool::pool::{fee_rate, AcceptOptions, Accepted, Mempool, MIN_RELAY_FEE_SAT_PER_KVB};
+use crate::wallet::hd::{Wallet, WalletSnapshot};
 
 /// Blocks of history the fee estimator looks at.
 pub const FEE_ESTIMATE_WINDOW: u32 = 1_008;

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use bitcoin::consensus::encode;
 use bitcoin::Block;
 
-use crate::chain::{Chain, ChainSnapshot, SNAPSHOT_FORMAT};
+use crate::chain::node::Chain;
+use crate::chain::snapshot::{ChainSnapshot, SNAPSHOT_FORMAT};
 use crate::error::{Error, Result};
 
 /// Block log file name.
