@@ -213,7 +213,8 @@ impl DevChain {
         self.node.with_chain(f)
     }
 
-    /// Stops serving and mining, waits for both, and removes the cookie.
+    /// Stops serving and mining, waits for both, writes anything a failed
+    /// write left pending (an error is logged), and removes the cookie.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -224,6 +225,7 @@ impl DevChain {
         if let Some(h) = self.miner.take() {
             let _ = h.await;
         }
+        self.node.with_chain(|_| ());
         if let Some(p) = &self.cookie_path {
             let _ = std::fs::remove_file(p);
         }

@@ -103,9 +103,30 @@ impl Chain {
         self.journal.dirty = true;
     }
 
-    /// Takes what must be persisted since the last call.
+    /// Takes what must be persisted since the last call (for a chain that
+    /// is not persisted; a store reads [`Chain::journal`] and forgets only
+    /// what it has written).
     pub fn drain_journal(&mut self) -> Journal {
         std::mem::take(&mut self.journal)
+    }
+
+    /// What must be persisted since the last successful write.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Forgets the first `n` journaled blocks once they are durably
+    /// written, and flags the state file, which follows the blocks, for
+    /// rewriting.
+    pub fn blocks_written(&mut self, n: usize) {
+        let n = n.min(self.journal.blocks.len());
+        self.journal.blocks.drain(..n);
+        self.journal.dirty = true;
+    }
+
+    /// Clears the state file's flag once it is durably rewritten.
+    pub fn state_written(&mut self) {
+        self.journal.dirty = false;
     }
 
     /// Submits a block (`submitblock`, and the miner).

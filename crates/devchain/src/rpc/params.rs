@@ -32,6 +32,8 @@ pub mod code {
     pub const WALLET_NOT_FOUND: i32 = -18;
     /// `RPC_WALLET_NOT_SPECIFIED`
     pub const WALLET_NOT_SPECIFIED: i32 = -19;
+    /// `RPC_DATABASE_ERROR`
+    pub const DATABASE_ERROR: i32 = -20;
     /// `RPC_DESERIALIZATION_ERROR`
     pub const DESERIALIZATION_ERROR: i32 = -22;
     /// `RPC_VERIFY_ERROR` / `RPC_TRANSACTION_ERROR`
