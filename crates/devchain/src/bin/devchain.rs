@@ -7,19 +7,17 @@
 use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use devchain::chain::store::write_atomic;
 use devchain::devnode::{DEFAULT_RPC_PORT, DEFAULT_RPC_USER, DEFAULT_WALLET};
 use devchain::{DevChain, DevChainConfig};
 
 /// Address the RPC server binds by default: loopback only.
 const DEFAULT_RPC_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// Mode of the `--url-file`: it holds the RPC password.
-const URL_FILE_MODE: u32 = 0o600;
 /// Prefix of the stdout line that carries the URL, for scripts to match.
 const URL_LINE_PREFIX: &str = "devchain RPC: ";
 
@@ -101,9 +99,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     let url = format!("http://{}:{}@{}/", dc.user(), dc.password(), dc.addr());
     if let Some(path) = &cli.url_file {
-        if let Err(e) = write_private(path, format!("{url}\n").as_bytes()) {
+        // Atomic, so a script polling for the file never reads half of it;
+        // mode 0600, as it holds the password.
+        if let Err(e) = write_atomic(path, format!("{url}\n").as_bytes()) {
             dc.shutdown().await;
-            return Err(e);
+            return Err(e).with_context(|| format!("writing the URL to {}", path.display()));
         }
     }
     {
@@ -120,26 +120,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` readable by its owner only: a temp file created
-/// with that mode, fsynced, then renamed over `path`, so a script polling
-/// for the file never reads half of it.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(URL_FILE_MODE)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
 /// Resolves on SIGINT or SIGTERM.
