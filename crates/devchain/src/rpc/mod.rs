@@ -5,7 +5,8 @@
 //! and [`wallettx`] replies).
 //!
 //! `server` dispatches to `chain` and `wallet`, which call their reply
-//! modules; every reply module uses `params`; none names a module above it.
+//! modules; those use `params` and `txjson`, and none names a module above
+//! it.
 
 pub mod chain;
 pub mod coins;
