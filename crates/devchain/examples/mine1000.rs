@@ -19,7 +19,7 @@ fn main() -> Result<(), devchain::Error> {
 fn run(label: &str, dir: Option<&std::path::Path>) -> Result<(), devchain::Error> {
     let (mut store, mut chain) = match dir {
         Some(d) => {
-            let (s, c) = devchain::store::Store::open(d)?;
+            let (s, c) = devchain::chain::store::Store::open(d)?;
             (Some(s), c)
         }
         None => (None, Chain::new()),

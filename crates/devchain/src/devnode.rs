@@ -16,19 +16,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bitcoin::ScriptBuf;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::block::COINBASE_MATURITY;
-use crate::chain::Chain;
+use crate::chain::block::COINBASE_MATURITY;
+use crate::chain::node::Chain;
+use crate::chain::store::{write_atomic, Store, COOKIE_FILE};
 use crate::error::{Error, Result};
-use crate::rpc::{self, Auth, Node, COOKIE_USER};
-use crate::store::{write_atomic, Store, COOKIE_FILE};
-use crate::wallet::AddressType;
+use crate::rpc::server::{serve, Auth, Node, COOKIE_USER};
+pub use crate::rpc::warmup::{Warmup, WARMUP_STAGES};
+use crate::wallet::hd::AddressType;
 
 /// Core's default regtest RPC port.
 pub const DEFAULT_RPC_PORT: u16 = 18_443;
@@ -146,7 +147,7 @@ impl DevChain {
         let (miner_stop_tx, miner_stop_rx) = tokio::sync::watch::channel(false);
         let server_node = node.clone();
         let server = tokio::spawn(async move {
-            let res = rpc::serve(listener, server_node, auth, async {
+            let res = serve(listener, server_node, auth, async {
                 let _ = stop_rx.await;
             })
             .await;
@@ -212,7 +213,8 @@ impl DevChain {
         self.node.with_chain(f)
     }
 
-    /// Stops serving and mining, waits for both, and removes the cookie.
+    /// Stops serving and mining, waits for both, writes anything a failed
+    /// write left pending (an error is logged), and removes the cookie.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -223,6 +225,7 @@ impl DevChain {
         if let Some(h) = self.miner.take() {
             let _ = h.await;
         }
+        self.node.with_chain(|_| ());
         if let Some(p) = &self.cookie_path {
             let _ = std::fs::remove_file(p);
         }
@@ -253,63 +256,5 @@ async fn mine_on_timer(
             Ok(Err(e)) => tracing::warn!(error = %e, "timer mining failed"),
             Err(e) => tracing::warn!(error = %e, "timer mining task failed"),
         }
-    }
-}
-
-/// Core's start-up steps as its RPC reports them during warm-up.
-pub const WARMUP_STAGES: [&str; 4] = [
-    "Loading banlist…",
-    "Loading block index…",
-    "Verifying blocks…",
-    "Loading wallet…",
-];
-
-/// A warm-up in progress: started at an instant, lasting a duration.
-#[derive(Debug, Clone, Copy)]
-pub struct Warmup {
-    start: Instant,
-    duration: Duration,
-}
-
-impl Warmup {
-    /// A warm-up starting now and lasting `duration`.
-    pub fn new(duration: Duration) -> Self {
-        Warmup {
-            start: Instant::now(),
-            duration,
-        }
-    }
-
-    /// The step Core would report now, or `None` once warm-up is over.
-    pub fn status(&self) -> Option<&'static str> {
-        let elapsed = self.start.elapsed();
-        if elapsed >= self.duration {
-            return None;
-        }
-        let stage = elapsed.as_nanos() * WARMUP_STAGES.len() as u128 / self.duration.as_nanos();
-        WARMUP_STAGES
-            .get(stage as usize)
-            .or(WARMUP_STAGES.last())
-            .copied()
-    }
-
-    /// Time left until warm-up ends (zero once it has).
-    pub fn remaining(&self) -> Duration {
-        self.duration.saturating_sub(self.start.elapsed())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn steps_follow_cores_order_then_end() {
-        let w = Warmup::new(Duration::from_secs(3600));
-        assert_eq!(w.status(), Some("Loading banlist…"));
-        assert!(w.remaining() > Duration::from_secs(3000));
-        let over = Warmup::new(Duration::ZERO);
-        assert_eq!(over.status(), None);
-        assert_eq!(over.remaining(), Duration::ZERO);
     }
 }

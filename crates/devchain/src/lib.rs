@@ -5,43 +5,38 @@
 //! and transactions are real (rust-bitcoin consensus encoding, regtest
 //! proof of work, merkle roots, witness commitments, secp256k1 signatures).
 //!
-//! Layers: [`Chain`] is the sans-I/O core (block tree, UTXO set, mempool,
-//! wallets); [`store`] persists it; [`rpcchain`] implements the node RPC
-//! methods over it with Core's reply shapes. Still to come: the HTTP
-//! JSON-RPC server, the wallet RPC methods and the in-process start used
-//! by `otsd --dev`.
+//! Modules by concept, each folder's `mod.rs` only declaring and
+//! re-exporting:
+//!
+//! - [`error`], [`json`]: typed errors and Core-shaped JSON values.
+//! - [`script`]: script verification and descriptors.
+//! - [`chain`]: consensus and block assembly, the block tree and UTXO set,
+//!   and [`Chain`], the sans-I/O node holding the mempool and the wallets,
+//!   with its mining, snapshot and persistence ([`chain::store`]).
+//! - [`mempool`]: the pool, admission and clusters.
+//! - [`wallet`]: the HD wallet and signing, and wallet operations on a
+//!   `Chain`.
+//! - [`rpc`]: the JSON-RPC server and Core's methods over a `Chain`.
+//! - [`devnode`]: [`DevChain`], the in-process node `otsd --dev` starts.
+//!
+//! No two modules depend on each other, directly or around a cycle. From
+//! the bottom: `chain::block` < `chain::chainstate` < `chain::reorg`;
+//! `mempool::pool` < `mempool::admission`, `mempool::cluster`;
+//! `wallet::hd` < `wallet::desc`, `wallet::sign`; then `chain::node` ties
+//! those together, and `chain::mining`, `chain::snapshot`, `wallet::ops`
+//! and `wallet::tx` extend it; `chain::store` persists it; `rpc` serves it;
+//! `devnode` runs it all.
 #![warn(missing_docs)]
 
-pub mod admission;
-pub mod block;
 pub mod chain;
-pub mod chainsnapshot;
-pub mod chainstate;
-pub mod cluster;
-pub mod descriptor;
 pub mod devnode;
 pub mod error;
 pub mod json;
 pub mod mempool;
-pub mod mining;
-pub mod reorg;
-pub mod verify;
+pub mod rpc;
+pub mod script;
 pub mod wallet;
-pub mod walletdesc;
-pub mod walletops;
-pub mod walletsign;
-pub mod wallettx;
 
-pub use chain::Chain;
+pub use chain::node::Chain;
 pub use devnode::{DevChain, DevChainConfig};
 pub use error::{Error, RejectClass, Result, TxReject};
-pub mod rpc;
-pub mod rpcchain;
-pub mod rpccoins;
-pub mod rpcmempool;
-pub mod rpcparams;
-pub mod rpcrawtx;
-pub mod rpcwallet;
-pub mod rpcwallettx;
-pub mod store;
-pub mod txjson;

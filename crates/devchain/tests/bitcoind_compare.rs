@@ -5,7 +5,7 @@
 
 mod common;
 
-use devchain::rpcparams::type_name;
+use devchain::rpc::params::type_name;
 
 use common::Client;
 use devchain::{DevChain, DevChainConfig};

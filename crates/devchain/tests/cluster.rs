@@ -6,7 +6,7 @@ mod common;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
 use common::funded;
-use devchain::cluster::sigop_adjusted_weight;
+use devchain::mempool::cluster::sigop_adjusted_weight;
 use devchain::mempool::AcceptOptions;
 use devchain::Chain;
 
@@ -93,7 +93,7 @@ fn parent_paying_more_than_its_child_is_a_chunk_of_its_own() {
 fn a_long_chain_bumped_at_its_end_is_one_chunk() {
     // Longer than EXACT_LINEARIZATION_MAX, so ancestor-set order is used.
     let (mut c, spk) = funded(7, 102);
-    let n = devchain::cluster::EXACT_LINEARIZATION_MAX + 3;
+    let n = devchain::mempool::cluster::EXACT_LINEARIZATION_MAX + 3;
     let mut prev = mature_coins(&c)[0].clone();
     let mut ids = Vec::new();
     for i in 0..n {

@@ -5,9 +5,9 @@ mod common;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
 use common::funded;
-use devchain::block::regtest_target;
+use devchain::chain::block::regtest_target;
+use devchain::chain::store::Store;
 use devchain::mempool::AcceptOptions;
-use devchain::store::Store;
 use devchain::wallet::AddressType;
 use devchain::{Chain, RejectClass};
 
@@ -62,7 +62,7 @@ fn wallet_transactions_verify_and_bad_signatures_are_rejected() {
         .unwrap()
         .sign(&tx, &[Some(coin.output.clone())], None);
     assert!(errors.is_empty());
-    devchain::verify::verify_tx(&signed, std::slice::from_ref(&coin.output)).unwrap();
+    devchain::script::verify::verify_tx(&signed, std::slice::from_ref(&coin.output)).unwrap();
     let mut forged = signed.clone();
     forged.output[0].value -= Amount::from_sat(1);
     let err = c.accept_tx(forged, &AcceptOptions::default()).unwrap_err();
@@ -174,7 +174,7 @@ fn data_dir_round_trips_and_corruption_is_reported() {
         Amount::from_btc(50.0).unwrap() * 100
     );
     // Corrupt the middle of the block log.
-    let path = dir.path().join(devchain::store::BLOCKS_FILE);
+    let path = dir.path().join(devchain::chain::store::BLOCKS_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[300] ^= 0xff;
     bytes[0] = 0;

@@ -97,7 +97,7 @@ fn every_rpc_has_core_reply_shape() {
     let parsed: bitcoin::block::Header = deserialize_hex(hex_hdr.as_str().unwrap()).unwrap();
     assert_eq!(parsed.block_hash().to_string(), best.as_str().unwrap());
     parsed
-        .validate_pow(devchain::block::regtest_target())
+        .validate_pow(devchain::chain::block::regtest_target())
         .unwrap();
     let genesis = c.call(
         "getblockheader",
@@ -850,7 +850,7 @@ fn timer_mines_blocks_and_corrupt_state_is_reported() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.path().join(devchain::store::STATE_FILE),
+        dir.path().join(devchain::chain::store::STATE_FILE),
         b"{\"format\": 99}",
     )
     .unwrap();

@@ -1,13 +1,12 @@
 //! The mempool: its entries and their in-mempool relatives, the relay
 //! policy constants and fee-rate arithmetic, a block template ordered by
-//! ancestor fee rate, and following chain updates. Admission (Core's
-//! policy checks and replace-by-fee) is in [`crate::admission`].
+//! ancestor fee rate. Admission (Core's policy checks and replace-by-fee)
+//! and following chain updates are in [`crate::mempool::admission`].
 
 use std::collections::{HashMap, HashSet};
 
 use bitcoin::{Amount, OutPoint, Transaction, TxOut, Txid, Wtxid};
 
-use crate::chainstate::{ChainChange, ChainState};
 use crate::json::format_amount;
 
 /// Core's `DEFAULT_MIN_RELAY_TX_FEE` (Core 28/29), sat per 1000 vbytes.
@@ -289,37 +288,5 @@ impl Mempool {
             }
         }
         out
-    }
-
-    /// Follows a chain update: drops confirmed and conflicting transactions,
-    /// re-adds those of disconnected blocks, and revalidates the rest (inputs,
-    /// maturity, finality) in arrival order.
-    pub fn update_for_chain_change(&mut self, chain: &ChainState, change: &ChainChange) {
-        if change.connected.is_empty() && change.disconnected.is_empty() {
-            return;
-        }
-        let old = std::mem::take(&mut self.entries);
-        self.spends.clear();
-        let mut old: Vec<MempoolEntry> = old.into_values().collect();
-        old.sort_by_key(|e| e.seq);
-        let opts = AcceptOptions {
-            verify_scripts: false,
-            allow_replacement: false,
-            ..AcceptOptions::default()
-        };
-        let now = old.iter().map(|e| e.time).max().unwrap_or(0);
-        for block in change.disconnected.iter().rev() {
-            for tx in block.txdata.iter().skip(1) {
-                if chain.find_tx(&tx.compute_txid()).is_none() {
-                    let _ = self.accept(chain, tx.clone(), now, &opts);
-                }
-            }
-        }
-        for e in old {
-            if chain.find_tx(&e.txid).is_some() {
-                continue;
-            }
-            let _ = self.accept(chain, e.tx, e.time, &opts);
-        }
     }
 }

@@ -4,9 +4,9 @@
 
 use bitcoin::bip32::Xpub;
 
-use crate::descriptor::with_checksum;
-use crate::verify::secp;
-use crate::wallet::{AddressType, KeyInfo, Wallet, COIN_TYPE_TEST};
+use crate::script::descriptor::with_checksum;
+use crate::script::verify::secp;
+use crate::wallet::hd::{AddressType, KeyInfo, Wallet, COIN_TYPE_TEST};
 
 impl Wallet {
     /// BIP32 path of a key, Core style (`m/84h/1h/0h/0/3`).
@@ -51,5 +51,19 @@ impl Wallet {
             AddressType::Bech32m => "tr",
         };
         with_checksum(&format!("{f}({origin}{xpub}/{}/*)", u32::from(change)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::wallet::hd::{AddressType, Wallet};
+
+    #[test]
+    fn key_paths_and_descriptors_name_the_derivation() {
+        let mut w = Wallet::new("w", [7u8; 32], 1).unwrap();
+        let a = w.new_address(AddressType::Bech32, false, "x").unwrap();
+        let k = w.key(&a.script_pubkey()).unwrap();
+        assert_eq!(w.hd_key_path(k), "m/84h/1h/0h/0/0");
+        assert!(w.descriptor(k).starts_with("wpkh(["));
     }
 }

@@ -6,10 +6,10 @@
 use bitcoin::{Block, BlockHash, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{Chain, Journal};
+use crate::chain::node::{Chain, Journal};
 use crate::error::{Error, Result};
-use crate::mempool::AcceptOptions;
-use crate::wallet::{Wallet, WalletSnapshot};
+use crate::mempool::pool::AcceptOptions;
+use crate::wallet::hd::{Wallet, WalletSnapshot};
 
 /// Version of the persisted [`ChainSnapshot`] format.
 pub const SNAPSHOT_FORMAT: u32 = 1;

@@ -5,8 +5,8 @@
 
 use bitcoin::{Amount, BlockHash, SignedAmount, Transaction, Txid, Wtxid};
 
-use crate::block::COINBASE_MATURITY;
-use crate::chain::Chain;
+use crate::chain::block::COINBASE_MATURITY;
+use crate::chain::node::Chain;
 
 /// One `details` entry of `gettransaction` / one `listtransactions` row.
 #[derive(Debug, Clone)]
@@ -104,7 +104,8 @@ impl Chain {
         let mut received = Vec::new();
         for (vout, o) in tx.output.iter().enumerate() {
             let key = w.key(&o.script_pubkey);
-            let address = crate::descriptor::address_of(&o.script_pubkey).map(|a| a.to_string());
+            let address =
+                crate::script::descriptor::address_of(&o.script_pubkey).map(|a| a.to_string());
             let label = key.map(|k| k.label.clone());
             if from_me {
                 if key.is_some_and(|k| k.change) {

@@ -6,16 +6,16 @@
 
 use bitcoin::{Amount, Transaction};
 
-use crate::chain::Chain;
-use crate::cluster::Chunk;
+use crate::chain::node::Chain;
 use crate::error::RejectClass;
 use crate::json::Json;
-use crate::mempool::{
+use crate::mempool::cluster::Chunk;
+use crate::mempool::pool::{
     fee_rate, AcceptOptions, INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MAX_OP_RETURN_RELAY,
     MIN_RELAY_FEE_SAT_PER_KVB,
 };
 use crate::obj;
-use crate::rpcparams::{code, decode_tx, tx_reject_error, Params, RpcError, RpcResult};
+use crate::rpc::params::{code, decode_tx, tx_reject_error, Params, RpcError, RpcResult};
 
 /// `sendrawtransaction`/`testmempoolaccept` default `maxfeerate`: 0.10 BTC/kvB.
 pub const DEFAULT_MAX_RAW_TX_FEE_RATE_SAT_PER_KVB: u64 = 10_000_000;
@@ -128,10 +128,10 @@ pub fn mempool_entry(chain: &Chain, txid: &bitcoin::Txid, chunk: &Chunk) -> Json
     let anc = m.ancestors(txid);
     let desc = m.descendants(txid);
     let sum = |set: &std::collections::HashSet<bitcoin::Txid>,
-               f: &dyn Fn(&crate::mempool::MempoolEntry) -> u64|
+               f: &dyn Fn(&crate::mempool::pool::MempoolEntry) -> u64|
      -> u64 { set.iter().filter_map(|t| m.get(t)).map(f).sum() };
-    let fee_of = |x: &crate::mempool::MempoolEntry| x.fee.to_sat();
-    let size_of = |x: &crate::mempool::MempoolEntry| x.vsize;
+    let fee_of = |x: &crate::mempool::pool::MempoolEntry| x.fee.to_sat();
+    let size_of = |x: &crate::mempool::pool::MempoolEntry| x.vsize;
     obj! {
         "vsize" => e.vsize,
         "weight" => e.weight,

@@ -1,18 +1,18 @@
 //! Wallet operations over the chain: wallet lifecycle, owned coins,
 //! balances, and funding plus signing of payments. Transaction details
 //! (`gettransaction`/`listtransactions` semantics) are in
-//! [`crate::wallettx`].
+//! [`crate::wallet::tx`].
 
 use bitcoin::{
     absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid,
     Witness,
 };
 
-use crate::block::COINBASE_MATURITY;
-use crate::chain::Chain;
+use crate::chain::block::COINBASE_MATURITY;
+use crate::chain::node::Chain;
 use crate::error::{Error, Result, TxReject};
-use crate::mempool::{fee_for, AcceptOptions, MAX_BIP125_RBF_SEQUENCE};
-use crate::wallet::{AddressType, Wallet};
+use crate::mempool::pool::{fee_for, AcceptOptions, MAX_BIP125_RBF_SEQUENCE};
+use crate::wallet::hd::{AddressType, Wallet};
 
 /// Core's regtest test-framework `-fallbackfee` (0.0002 BTC/kvB), used when
 /// the estimator has no data, in sat/kvB.

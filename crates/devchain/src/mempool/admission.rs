@@ -2,30 +2,63 @@
 //! Core's `AcceptToMemoryPool` checks (consensus, standardness, coinbase
 //! maturity, finality, minimum relay fee, script verification, `maxfeerate`
 //! and `maxburnamount`) and full replace-by-fee (Core 28+ default, BIP125
-//! rules 2-6 without the signalling requirement).
+//! rules 2-6 without the signalling requirement), and re-admission after
+//! the chain changes.
 
 use std::collections::HashSet;
 
 use bitcoin::{Amount, Transaction, Txid};
 
-use crate::block::{check_transaction, COINBASE_MATURITY};
-use crate::chainstate::ChainState;
-use crate::cluster::sigop_adjusted_vsize;
+use crate::chain::block::{check_transaction, COINBASE_MATURITY};
+use crate::chain::chainstate::{ChainChange, ChainState};
 use crate::error::{RejectClass, TxReject};
 use crate::json::format_money;
-use crate::mempool::{
+use crate::mempool::cluster::sigop_adjusted_vsize;
+use crate::mempool::pool::{
     fee_for, fee_rate, fee_rate_string, AcceptOptions, Accepted, Mempool, MempoolEntry,
     INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MAX_OP_RETURN_RELAY, MAX_REPLACEMENT_CANDIDATES,
     MAX_STANDARD_TX_VERSION, MAX_STANDARD_TX_WEIGHT, MIN_RELAY_FEE_SAT_PER_KVB,
     MIN_STANDARD_TX_NONWITNESS_SIZE,
 };
-use crate::verify;
+use crate::script::verify;
 
 fn reject(reason: &str, detail: impl Into<String>) -> TxReject {
     TxReject::new(RejectClass::Rejected, reason, detail)
 }
 
 impl Mempool {
+    /// Follows a chain update: drops confirmed and conflicting transactions,
+    /// re-adds those of disconnected blocks, and revalidates the rest (inputs,
+    /// maturity, finality) in arrival order.
+    pub fn update_for_chain_change(&mut self, chain: &ChainState, change: &ChainChange) {
+        if change.connected.is_empty() && change.disconnected.is_empty() {
+            return;
+        }
+        let old = std::mem::take(&mut self.entries);
+        self.spends.clear();
+        let mut old: Vec<MempoolEntry> = old.into_values().collect();
+        old.sort_by_key(|e| e.seq);
+        let opts = AcceptOptions {
+            verify_scripts: false,
+            allow_replacement: false,
+            ..AcceptOptions::default()
+        };
+        let now = old.iter().map(|e| e.time).max().unwrap_or(0);
+        for block in change.disconnected.iter().rev() {
+            for tx in block.txdata.iter().skip(1) {
+                if chain.find_tx(&tx.compute_txid()).is_none() {
+                    let _ = self.accept(chain, tx.clone(), now, &opts);
+                }
+            }
+        }
+        for e in old {
+            if chain.find_tx(&e.txid).is_some() {
+                continue;
+            }
+            let _ = self.accept(chain, e.tx, e.time, &opts);
+        }
+    }
+
     /// Validates `tx` against the chain and mempool under Core's policy and,
     /// unless `opts.test_only`, adds it (evicting replaced transactions).
     pub fn accept(

@@ -5,12 +5,14 @@
 
 use bitcoin::consensus::encode::serialize_hex;
 
-use crate::chain::Chain;
+use crate::chain::node::Chain;
 use crate::json::Json;
 use crate::obj;
-use crate::rpcparams::{code, Params, RpcError, RpcResult};
-use crate::rpcwallet::LISTTRANSACTIONS_DEFAULT_COUNT;
-use crate::wallettx::{Detail, WalletTxView};
+use crate::rpc::params::{code, Params, RpcError, RpcResult};
+use crate::wallet::tx::{Detail, WalletTxView};
+
+/// Default `listtransactions` count.
+pub const LISTTRANSACTIONS_DEFAULT_COUNT: i64 = 10;
 
 /// One entry of Core's `ListTransactions` (help listtransactions and
 /// gettransaction `details`, Core master; 28-29 put `abandoned` on sent
@@ -152,7 +154,7 @@ pub(crate) fn transaction_json(v: &WalletTxView, verbose: bool) -> Json {
     );
     o.push("hex", serialize_hex(&v.tx));
     if verbose {
-        o.push("decoded", crate::txjson::tx(&v.tx, None, false, false));
+        o.push("decoded", crate::rpc::txjson::tx(&v.tx, None, false, false));
     }
     o
 }

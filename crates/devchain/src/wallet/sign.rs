@@ -9,8 +9,8 @@ use bitcoin::secp256k1::Message;
 use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
 use bitcoin::{Transaction, TxOut, Witness};
 
-use crate::verify::secp;
-use crate::wallet::{AddressType, Wallet};
+use crate::script::verify::secp;
+use crate::wallet::hd::{AddressType, Wallet};
 
 impl Wallet {
     /// Signs every input whose previous output the wallet owns. Returns the

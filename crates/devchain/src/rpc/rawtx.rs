@@ -9,13 +9,12 @@ use bitcoin::{
 };
 use serde_json::Value;
 
-use crate::chain::Chain;
-use crate::chainstate::Coin;
+use crate::chain::chainstate::Coin;
+use crate::chain::node::Chain;
 use crate::json::Json;
 use crate::obj;
-use crate::rpcchain::parse_address;
-use crate::rpcparams::{code, int_value, Params, RpcError, RpcResult};
-use crate::txjson;
+use crate::rpc::params::{code, int_value, parse_address, Params, RpcError, RpcResult};
+use crate::rpc::txjson;
 
 /// `getrawtransaction` (devchain keeps a full transaction index, like `-txindex`).
 pub(crate) fn raw_transaction(chain: &Chain, p: &Params) -> RpcResult<Json> {
@@ -32,7 +31,7 @@ pub(crate) fn raw_transaction(chain: &Chain, p: &Params) -> RpcResult<Json> {
         ));
     }
     let in_block = if let Some(bh) = p.get(2) {
-        let bh = crate::rpcparams::parse_hash(bh, "parameter 3")?;
+        let bh = crate::rpc::params::parse_hash(bh, "parameter 3")?;
         let e = chain
             .state()
             .entry(&bh)
@@ -104,7 +103,7 @@ pub(crate) fn create_raw(p: &Params) -> RpcResult<Json> {
     let rbf = p.bool(3)?.unwrap_or(false);
     let mut tx_in = Vec::new();
     for i in &inputs {
-        let txid = crate::rpcparams::parse_hash(i.get("txid").unwrap_or(&Value::Null), "txid")?;
+        let txid = crate::rpc::params::parse_hash(i.get("txid").unwrap_or(&Value::Null), "txid")?;
         // Core's AddInputs: `vout` is read as an `int`.
         let vout = match i.get("vout") {
             Some(v @ Value::Number(_)) => int_value::<i32>(v)?,
@@ -190,7 +189,7 @@ pub(crate) fn create_raw(p: &Params) -> RpcResult<Json> {
             ));
         }
         outputs.push(TxOut {
-            value: crate::rpcparams::amount_from_value(&v)?,
+            value: crate::rpc::params::amount_from_value(&v)?,
             script_pubkey: addr.script_pubkey(),
         });
     }

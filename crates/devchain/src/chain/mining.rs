@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use bitcoin::{Amount, Block, BlockHash, OutPoint, ScriptBuf, Transaction};
 
-use crate::block::{self, COINBASE_RESERVED_WEIGHT, MAX_BLOCK_WEIGHT};
-use crate::chain::Chain;
+use crate::chain::block::{self, COINBASE_RESERVED_WEIGHT, MAX_BLOCK_WEIGHT};
+use crate::chain::node::Chain;
 use crate::error::{Error, Result};
 
 impl Chain {

@@ -8,16 +8,17 @@ use bitcoin::sighash::EcdsaSighashType;
 use bitcoin::{OutPoint, ScriptBuf, TxOut};
 use serde_json::Value;
 
-use crate::chain::Chain;
+use crate::chain::node::Chain;
 use crate::json::Json;
 use crate::obj;
-use crate::rpcchain::parse_address;
-use crate::rpcparams::{
-    amount_from_value, code, decode_tx, int_value, parse_hash, type_name, Params, RpcError,
-    RpcResult,
+use crate::rpc::params::{
+    amount_from_value, code, decode_tx, int_value, parse_address, parse_hash, type_name, wallet_of,
+    Params, RpcError, RpcResult,
 };
-use crate::rpcwallet::{wallet_of, LISTUNSPENT_MAX_CONF};
-use crate::wallet::AddressType;
+use crate::wallet::hd::AddressType;
+
+/// Default `listunspent` maxconf.
+pub const LISTUNSPENT_MAX_CONF: i64 = 9_999_999;
 
 /// help getaddressinfo (Core 28-30 descriptor wallet field set).
 pub(crate) fn address_info(chain: &Chain, w: &str, s: &str) -> RpcResult<Json> {

@@ -1,11 +1,16 @@
 //! JSON-RPC error objects with Bitcoin Core's codes (`protocol.h`) and the
 //! parameter parsing Core's `RPCHelpMan` does: positional or named
-//! arguments, type errors, hashes, amounts and hex.
+//! arguments, type errors, hashes, amounts, hex, addresses and the
+//! request's wallet.
+
+use std::str::FromStr;
 
 use bitcoin::{Amount, BlockHash, Txid};
 use serde_json::Value;
 
+use crate::chain::node::Chain;
 use crate::error::{Error, RejectClass, TxReject};
+use crate::wallet::hd::Wallet;
 
 /// Core's RPC error codes used by devchain.
 pub mod code {
@@ -27,6 +32,8 @@ pub mod code {
     pub const WALLET_NOT_FOUND: i32 = -18;
     /// `RPC_WALLET_NOT_SPECIFIED`
     pub const WALLET_NOT_SPECIFIED: i32 = -19;
+    /// `RPC_DATABASE_ERROR`
+    pub const DATABASE_ERROR: i32 = -20;
     /// `RPC_DESERIALIZATION_ERROR`
     pub const DESERIALIZATION_ERROR: i32 = -22;
     /// `RPC_VERIFY_ERROR` / `RPC_TRANSACTION_ERROR`
@@ -102,7 +109,7 @@ impl From<Error> for RpcError {
             Error::InsufficientFunds => {
                 RpcError::new(code::WALLET_INSUFFICIENT_FUNDS, "Insufficient funds")
             }
-            Error::WalletNotFound(_) => crate::rpcwallet::wallet_not_found(),
+            Error::WalletNotFound(_) => wallet_not_found(),
             Error::WalletExists(name) => RpcError::new(
                 code::WALLET_ALREADY_LOADED,
                 format!("Wallet \"{name}\" is already loaded."),
@@ -330,4 +337,25 @@ pub fn decode_tx(hex_str: &str) -> RpcResult<bitcoin::Transaction> {
             "TX decode failed. Make sure the tx has at least one input.",
         )
     })
+}
+
+/// Parses a regtest address as Core's `DecodeDestination` would accept it.
+pub fn parse_address(s: &str) -> Option<bitcoin::Address> {
+    bitcoin::Address::from_str(s)
+        .ok()?
+        .require_network(bitcoin::Network::Regtest)
+        .ok()
+}
+
+/// Core's error for a wallet name that names no loaded wallet.
+pub(crate) fn wallet_not_found() -> RpcError {
+    RpcError::new(
+        code::WALLET_NOT_FOUND,
+        "Requested wallet does not exist or is not loaded",
+    )
+}
+
+/// The loaded wallet `name`, or Core's `wallet_not_found` error.
+pub(crate) fn wallet_of<'a>(chain: &'a Chain, name: &str) -> RpcResult<&'a Wallet> {
+    chain.wallet(name).ok_or_else(wallet_not_found)
 }

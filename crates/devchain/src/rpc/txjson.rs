@@ -5,10 +5,10 @@
 use bitcoin::consensus::encode::serialize_hex;
 use bitcoin::{Amount, Script, Transaction};
 
-use crate::chainstate::{BlockEntry, ChainState, Coin};
-use crate::descriptor;
+use crate::chain::chainstate::{BlockEntry, ChainState, Coin};
 use crate::json::Json;
 use crate::obj;
+use crate::script::descriptor;
 
 /// `scriptPubKey` object: asm, desc, hex, address (if any), type.
 pub fn script_pubkey(script: &Script) -> Json {

@@ -3,7 +3,7 @@
 //! `/` and `/wallet/<name>`, single and batch requests, JSON-RPC 1.0/1.1
 //! legacy replies (`result` and `error` both present; HTTP 500 on error,
 //! 404 for -32601, 400 for -32600) and JSON-RPC 2.0 replies (HTTP 200, 204
-//! for notifications). While the node warms up (see [`crate::devnode::Warmup`]) every
+//! for notifications). While the node warms up (see [`crate::rpc::warmup`]) every
 //! well-formed request is answered with Core's `-28` error.
 
 use std::convert::Infallible;
@@ -19,13 +19,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::chain::Chain;
-use crate::devnode::Warmup;
+use crate::chain::node::Chain;
+use crate::chain::store::Store;
+use crate::error::Result;
 use crate::json::Json;
 use crate::obj;
-use crate::rpcparams::{code, RpcError};
-use crate::store::Store;
-use crate::{rpcchain, rpcwallet};
+use crate::rpc::params::{code, RpcError};
+use crate::rpc::warmup::Warmup;
+use crate::rpc::{chain as rpcchain, wallet as rpcwallet};
 
 /// Largest request body accepted (Core's `MAX_SIZE` for HTTP bodies is 32 MB).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -66,25 +67,34 @@ impl Node {
             .map_or(Duration::ZERO, Warmup::remaining)
     }
 
-    /// Runs `f` on the chain, then persists whatever it changed.
+    /// Runs `f` on the chain, then persists whatever it changed (a failure
+    /// is logged, and the change written by a later call).
     pub fn with_chain<T>(&self, f: impl FnOnce(&mut Chain) -> T) -> T {
+        self.with_chain_persisted(f).0
+    }
+
+    /// Runs `f` on the chain, then persists whatever it changed and
+    /// whatever an earlier failed write left pending. Returns `f`'s result
+    /// and whether all of that is now on disk; on failure it stays in
+    /// memory for the next call to write.
+    pub fn with_chain_persisted<T>(&self, f: impl FnOnce(&mut Chain) -> T) -> (T, Result<()>) {
         let mut guard = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (chain, store) = &mut *guard;
         let out = f(chain);
-        match store {
-            Some(s) => {
-                if let Err(e) = s.persist(chain) {
-                    tracing::error!(error = %e, "devchain failed to persist its state");
-                }
-            }
+        let persisted = match store {
+            Some(s) => s.persist(chain),
             None => {
                 chain.drain_journal();
+                Ok(())
             }
+        };
+        if let Err(e) = &persisted {
+            tracing::error!(error = %e, "devchain failed to persist its state; it will retry on the next call");
         }
-        out
+        (out, persisted)
     }
 }
 
@@ -385,11 +395,27 @@ fn execute(
     if let Some(status) = node.warmup_status() {
         return (v2, id_out, Err(RpcError::new(code::IN_WARMUP, status)));
     }
-    let result = node.with_chain(|chain| {
+    let (result, persisted) = node.with_chain_persisted(|chain| {
         tracing::debug!(%method, "rpc");
         rpcchain::dispatch(chain, &method, &params)
             .or_else(|| rpcwallet::dispatch(chain, &method, &params, wallet))
             .unwrap_or_else(|| Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")))
     });
+    // A reply must not suggest that what the chain now holds is on disk
+    // when it is not (a client would build on blocks a restart loses).
+    let result = match persisted {
+        Ok(()) => result,
+        Err(e) => Err(persist_error(&e)),
+    };
     (v2, id_out, result)
+}
+
+/// Core's `RPC_DATABASE_ERROR` for a data directory devchain cannot write.
+fn persist_error(e: &crate::error::Error) -> RpcError {
+    RpcError::new(
+        code::DATABASE_ERROR,
+        format!(
+            "Failed to write to the data directory: {e}; the change is kept in memory and written again on the next call"
+        ),
+    )
 }

@@ -1,8 +1,8 @@
 //! Wallet RPC methods, served on `/` (when exactly one wallet is loaded)
 //! and `/wallet/<name>`: wallet resolution, dispatch, and the wallet
 //! lifecycle, address, balance, status and payment replies (addresses,
-//! coins and signing are in [`crate::rpccoins`], transactions in
-//! [`crate::rpcwallettx`]). Reply shapes follow `bitcoin-cli help <method>` of
+//! coins and signing are in [`crate::rpc::coins`], transactions in
+//! [`crate::rpc::wallettx`]). Reply shapes follow `bitcoin-cli help <method>` of
 //! Bitcoin Core 28-30 descriptor wallets, checked against a Core master
 //! (v30.99) node by `tests/bitcoind_compare.rs`. Where versions differ the
 //! reply is the union (fields later versions added, and fields Core 30
@@ -11,22 +11,19 @@
 use bitcoin::Amount;
 use serde_json::Value;
 
-use crate::chain::Chain;
+use crate::chain::node::Chain;
 use crate::error::Error;
 use crate::json::Json;
 use crate::obj;
-use crate::rpcchain::parse_address;
-use crate::rpccoins::{address_info, list_unspent, sign_raw};
-use crate::rpcparams::{code, Params, RpcError, RpcResult};
-use crate::rpcwallettx::{list_transactions, transaction_json};
-use crate::wallet::{AddressType, Wallet};
+use crate::rpc::coins::{address_info, list_unspent, sign_raw};
+use crate::rpc::params::{
+    code, parse_address, wallet_not_found, wallet_of, Params, RpcError, RpcResult,
+};
+use crate::rpc::wallettx::{list_transactions, transaction_json};
+use crate::wallet::hd::AddressType;
 
 /// Core's `walletversion` for descriptor wallets (`FEATURE_LATEST`).
 pub const WALLET_VERSION: i64 = 169_900;
-/// Default `listunspent` maxconf.
-pub const LISTUNSPENT_MAX_CONF: i64 = 9_999_999;
-/// Default `listtransactions` count.
-pub const LISTTRANSACTIONS_DEFAULT_COUNT: i64 = 10;
 /// Keypool size Core reports for a fresh descriptor wallet (`-keypool`).
 pub const KEYPOOL_SIZE: i64 = 1_000;
 
@@ -48,19 +45,6 @@ pub const WALLET_METHODS: &[&str] = &[
 ];
 
 /// Core's `GetWalletForJSONRPCRequest`.
-/// Core's error for a wallet name that names no loaded wallet.
-pub(crate) fn wallet_not_found() -> RpcError {
-    RpcError::new(
-        code::WALLET_NOT_FOUND,
-        "Requested wallet does not exist or is not loaded",
-    )
-}
-
-/// The loaded wallet `name`, or Core's `wallet_not_found` error.
-pub(crate) fn wallet_of<'a>(chain: &'a Chain, name: &str) -> RpcResult<&'a Wallet> {
-    chain.wallet(name).ok_or_else(wallet_not_found)
-}
-
 fn resolve(chain: &Chain, uri_wallet: Option<&str>) -> RpcResult<String> {
     if let Some(name) = uri_wallet {
         return chain

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use bitcoin::blockdata::script::Builder;
 use bitcoin::{Amount, Block, BlockHash, OutPoint};
 
-use crate::block::{self, COINBASE_MATURITY, MEDIAN_TIME_SPAN};
-use crate::chainstate::{BlockEntry, ChainChange, ChainState, Coin, Undo};
+use crate::chain::block::{self, COINBASE_MATURITY, MEDIAN_TIME_SPAN};
+use crate::chain::chainstate::{BlockEntry, ChainChange, ChainState, Coin, Undo};
 use crate::error::{Error, Result};
-use crate::verify;
+use crate::script::verify;
 
 impl ChainState {
     fn compute_median_time(&self, prev: &BlockHash, own_time: u32) -> u32 {

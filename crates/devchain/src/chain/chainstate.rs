@@ -1,7 +1,7 @@
 //! The block tree and active chain: block index with chainwork, UTXO set
 //! with undo data and a transaction index (devchain behaves like
 //! `-txindex=1`), and the queries over them. Adding blocks, validating them
-//! in context and reorganising lives in [`crate::reorg`].
+//! in context and reorganising lives in [`crate::chain::reorg`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Node (non-wallet) RPC methods: dispatch of every node method, and the
 //! blockchain, mining, reorg-control and network replies (raw transactions
-//! are in [`crate::rpcrawtx`], the mempool in [`crate::rpcmempool`]).
+//! are in [`crate::rpc::rawtx`], the mempool in [`crate::rpc::mempool`]).
 //! Reply shapes follow
 //! `bitcoin-cli help <method>` of Bitcoin Core 28-30, checked against a
 //! Core master (v30.99) node by `tests/bitcoind_compare.rs`; fields a later
@@ -8,22 +8,20 @@
 //! parse the replies. Each handler names the help text and version it
 //! mirrors.
 
-use std::str::FromStr;
-
 use bitcoin::consensus::encode::{deserialize, serialize_hex};
-use bitcoin::{Address, Block, Network};
+use bitcoin::Block;
 use serde_json::Value;
 
-use crate::block::MAX_BLOCK_WEIGHT;
-use crate::chain::{Chain, MAX_CONF_TARGET};
+use crate::chain::block::MAX_BLOCK_WEIGHT;
+use crate::chain::node::{Chain, MAX_CONF_TARGET};
 use crate::error::Error;
 use crate::json::Json;
-use crate::mempool::{INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MIN_RELAY_FEE_SAT_PER_KVB};
+use crate::mempool::pool::{INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MIN_RELAY_FEE_SAT_PER_KVB};
 use crate::obj;
-use crate::rpcmempool::{mempool_entry, mempool_info, send_raw, test_accept};
-use crate::rpcparams::{code, decode_tx, Params, RpcError, RpcResult};
-use crate::rpcrawtx::{create_raw, raw_transaction, txout};
-use crate::txjson;
+use crate::rpc::mempool::{mempool_entry, mempool_info, send_raw, test_accept};
+use crate::rpc::params::{code, decode_tx, parse_address, Params, RpcError, RpcResult};
+use crate::rpc::rawtx::{create_raw, raw_transaction, txout};
+use crate::rpc::txjson;
 
 /// Tip age beyond which Core reports initial block download (`-maxtipage`).
 pub const MAX_TIP_AGE_SECS: u64 = 24 * 60 * 60;
@@ -31,14 +29,6 @@ pub const MAX_TIP_AGE_SECS: u64 = 24 * 60 * 60;
 pub const REPORTED_VERSION: i64 = 280_000;
 /// Protocol version reported in `getnetworkinfo`.
 pub const PROTOCOL_VERSION: i64 = 70_016;
-
-/// Parses a regtest address as Core's `DecodeDestination` would accept it.
-pub fn parse_address(s: &str) -> Option<Address> {
-    Address::from_str(s)
-        .ok()?
-        .require_network(Network::Regtest)
-        .ok()
-}
 
 fn not_found_block() -> RpcError {
     RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found")

@@ -1,8 +1,8 @@
 //! `Chain`, the sans-I/O core: chain state, mempool and wallets tied
 //! together, with a clock (`setmocktime`), mining, fee estimation and a
 //! journal of what must be persisted. No file or network access happens here.
-//! Building and mining blocks is in [`crate::mining`]; the persisted
-//! snapshot and restoring from it in [`crate::chainsnapshot`].
+//! Building and mining blocks is in [`crate::chain::mining`]; the persisted
+//! snapshot and restoring from it in [`crate::chain::snapshot`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -10,11 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::{Block, BlockHash, ScriptBuf, Transaction, Txid};
 
-pub use crate::chainsnapshot::{ChainSnapshot, SNAPSHOT_FORMAT};
-use crate::chainstate::{ChainChange, ChainState};
+use crate::chain::chainstate::{ChainChange, ChainState};
 use crate::error::{Result, TxReject};
-use crate::mempool::{fee_rate, AcceptOptions, Accepted, Mempool, MIN_RELAY_FEE_SAT_PER_KVB};
-use crate::wallet::{Wallet, WalletSnapshot};
+use crate::mempool::pool::{fee_rate, AcceptOptions, Accepted, Mempool, MIN_RELAY_FEE_SAT_PER_KVB};
+use crate::wallet::hd::{Wallet, WalletSnapshot};
 
 /// Blocks of history the fee estimator looks at.
 pub const FEE_ESTIMATE_WINDOW: u32 = 1_008;
@@ -104,9 +103,30 @@ impl Chain {
         self.journal.dirty = true;
     }
 
-    /// Takes what must be persisted since the last call.
+    /// Takes what must be persisted since the last call (for a chain that
+    /// is not persisted; a store reads [`Chain::journal`] and forgets only
+    /// what it has written).
     pub fn drain_journal(&mut self) -> Journal {
         std::mem::take(&mut self.journal)
+    }
+
+    /// What must be persisted since the last successful write.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Forgets the first `n` journaled blocks once they are durably
+    /// written, and flags the state file, which follows the blocks, for
+    /// rewriting.
+    pub fn blocks_written(&mut self, n: usize) {
+        let n = n.min(self.journal.blocks.len());
+        self.journal.blocks.drain(..n);
+        self.journal.dirty = true;
+    }
+
+    /// Clears the state file's flag once it is durably rewritten.
+    pub fn state_written(&mut self) {
+        self.journal.dirty = false;
     }
 
     /// Submits a block (`submitblock`, and the miner).

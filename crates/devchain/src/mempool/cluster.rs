@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use bitcoin::{Amount, Txid};
 
-use crate::mempool::Mempool;
+use crate::mempool::pool::Mempool;
 
 /// Core's `DEFAULT_BYTES_PER_SIGOP` (`-bytespersigop`).
 pub const DEFAULT_BYTES_PER_SIGOP: u64 = 20;
