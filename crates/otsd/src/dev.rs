@@ -16,22 +16,6 @@ use crate::config::{BitcoinArgs, DevNode};
 /// The file with devchain's RPC URL, password included (mode 0600).
 pub const DEV_RPC_URL_FILE: &str = "dev-rpc-url";
 
-/// Writes `bytes` to `path` readable by the owner only, also when the file
-/// existed with wider permissions (it holds the RPC password).
-fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
 /// Initialises the calendar if needed (uri `http://127.0.0.1:<port>`,
 /// a fresh key), starts devchain (prefunded, mining on a timer, kept in
 /// `<dir>/devchain`), prints and writes its RPC URL, and returns it with
@@ -63,8 +47,13 @@ pub async fn start(
         chain.addr()
     );
     println!("devchain RPC: {url}");
-    write_secret(&dir.join(DEV_RPC_URL_FILE), format!("{url}\n").as_bytes())
-        .context("writing dev-rpc-url")?;
+    // Atomically and owner-only (it holds the password), as devchain
+    // writes its own secrets.
+    devchain::chain::store::write_atomic(
+        &dir.join(DEV_RPC_URL_FILE),
+        format!("{url}\n").as_bytes(),
+    )
+    .map_err(|e| anyhow::anyhow!("writing {DEV_RPC_URL_FILE}: {e}"))?;
     let mut rpc = ots_bitcoin::RpcConfig::new(url, ots_bitcoin::Auth::None);
     rpc.wallet = Some(DevChainConfig::default().wallet);
     Ok((chain, DevNode { rpc }))
