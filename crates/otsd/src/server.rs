@@ -15,7 +15,7 @@ use crate::calendar::{Calendar, CalendarError, KeyDeriver};
 use crate::http::{self, AppState, Limits};
 use crate::info::{InfoCache, InfoConfig, DEFAULT_EXPLORER_URL, INFO_TTL};
 use crate::journal::{Journal, JournalError, Verify};
-use crate::stamping::{JournalSource, Stamping, StoreSink};
+use crate::stamping::{self, StampingError};
 use crate::status::{key_of, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
 use crate::workers::Workers;
@@ -99,9 +99,9 @@ pub enum ServeError {
     /// The socket.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
-    /// The stamper's state or node configuration.
-    #[error("stamper: {0}")]
-    Stamper(String),
+    /// The stamper's state, node configuration, runtime or thread.
+    #[error(transparent)]
+    Stamper(#[from] StampingError),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -149,50 +149,8 @@ pub async fn serve(
     let (stamper, stamper_task): (Arc<dyn StamperView>, _) = match &settings.bitcoin {
         None => (stamper, None),
         Some(btc) => {
-            let rpc = ots_bitcoin::RpcClient::new(btc.rpc.clone())
-                .map_err(|e| ServeError::Stamper(e.to_string()))?;
-            // Without credentials: the log must not carry the password.
-            let rpc_url = rpc.url().to_owned();
-            let (runner, view) = ots_stamper::runner::Runner::new(
-                ots_stamper::runner::RunnerConfig {
-                    stamper: btc.stamper.clone(),
-                    state_path: dir.join(STAMPER_STATE_FILE),
-                    poll: btc.poll,
-                    conf_target: btc.conf_target,
-                },
-                rpc,
-                Arc::new(JournalSource(reader.clone())),
-                Arc::new(StoreSink {
-                    store: store.clone(),
-                    pending: pending.clone(),
-                }),
-            )
-            .map_err(|e| ServeError::Stamper(e.to_string()))?;
-            let mut stop = stop_rx.clone();
-            // On a thread of its own: completing a batch (reading the
-            // journal, the tree, the store's fsync) takes seconds for a
-            // million commitments and must not hold up the aggregator or
-            // the HTTP threads.
-            let (done, task) = tokio::sync::oneshot::channel::<()>();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| ServeError::Stamper(format!("starting its runtime: {e}")))?;
-            std::thread::Builder::new()
-                .name("otsd-stamper".into())
-                .spawn(move || {
-                    runtime.block_on(runner.run(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    }));
-                    let _ = done.send(());
-                })
-                .map_err(|e| ServeError::Stamper(format!("starting its thread: {e}")))?;
-            tracing::info!(node = %rpc_url, "stamper started");
-            let view: Arc<dyn StamperView> = Arc::new(Stamping {
-                view,
-                pending: pending.clone(),
-            });
-            (view, Some(task))
+            let started = stamping::start(btc, dir, &reader, &store, &pending, stop_rx.clone())?;
+            (started.view, Some(started.done))
         }
     };
     let workers = match settings.http_threads {
