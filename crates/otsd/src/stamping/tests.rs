@@ -1,9 +1,10 @@
 //! The runner's failure paths on the fake node (`fake.rs`), over a real
 //! journal and store in a temporary calendar: outages of every kind pause
-//! stamping once and resume it, a disk error of the state file is not
-//! called a node outage, a broadcast during warm-up is sent again, a failed
-//! completion is retried, a bad change address is its own error, a reorg
-//! is noticed, and warnings are shown once.
+//! stamping once and resume it, a disk error of the state file or a batch
+//! the store refuses is not called a node outage, a broadcast during
+//! warm-up is sent again, a failed completion is retried, a bad change
+//! address is its own error, a reorg is noticed (while running, and while
+//! the calendar was stopped), and warnings are shown once.
 // One journal range is a set with one interval.
 #![allow(clippy::single_range_in_vec_init)]
 
@@ -454,4 +455,77 @@ async fn warnings_are_shown_once_until_a_transaction_goes_out() {
     assert_eq!(cal.node.mempool().len(), 1);
     assert!(warnings(&view).is_empty());
     assert_eq!(log.count("timestamp transaction sent"), 1);
+}
+
+#[tokio::test]
+async fn a_reorg_while_the_calendar_was_stopped_is_detected_at_start() {
+    let (log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    cal.post(2);
+    let (mut runner, _view) = cal.runner();
+    runner.pass().await;
+    let txid = cal.node.mempool()[0];
+    cal.node.mine();
+    runner.pass().await;
+    assert_eq!(runner.stamper.state().mined.len(), 1);
+    drop(runner);
+    // Stopped; meanwhile the block that mined it is replaced.
+    cal.node.disconnect_tip();
+    cal.node.mine_empty();
+    let (mut runner, view) = cal.runner();
+    assert_eq!(runner.pass().await, None);
+    assert_eq!(log.count("block left the chain"), 1);
+    assert_eq!(status(&view, 0), Status::Pending);
+    assert!(runner.stamper.state().mined.is_empty());
+    let round = runner.stamper.state().round.clone().unwrap();
+    assert_eq!(round.versions[0].txid, txid, "back in the round");
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_pauses_as_the_calendars_fault() {
+    let (log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    cal.post(2);
+    // A store over another calendar's journal: the stamper's commitments
+    // are not its records, so it refuses the batch and stores nothing.
+    let mut other = Cal::new(false);
+    other.post(2);
+    let (mut runner, view) = Runner::new(
+        RunnerConfig {
+            stamper: config(),
+            state_path: cal.dir.join(STAMPER_STATE_FILE),
+            poll: Duration::from_millis(10),
+            conf_target: 2,
+        },
+        cal.node.clone(),
+        cal.reader.clone(),
+        other.store.clone(),
+        cal.pending.clone(),
+    )
+    .unwrap();
+    runner.pass().await;
+    cal.node.mine();
+    cal.node.mine_empty();
+    assert_eq!(
+        runner.pass().await,
+        Some(Transition::Paused(Pause::Calendar))
+    );
+    assert!(matches!(
+        runner.step().await,
+        Err(StepError::Store(crate::store::StoreError::BadBatch(_)))
+    ));
+    assert_eq!(log.count("not the node's"), 1);
+    assert_eq!(log.count("stamper paused"), 0);
+    assert!(other.store.is_empty().unwrap());
+    assert_eq!(runner.stamper.state().mined.len(), 1, "kept, to retry");
+    let shown = warnings(&view);
+    assert!(
+        shown[0].starts_with("stamping is paused: proof store"),
+        "{shown:?}"
+    );
+    // Nothing left the pending index either.
+    assert!(cal
+        .commitments
+        .iter()
+        .all(|c| cal.pending.lookup(c).is_some()));
 }
