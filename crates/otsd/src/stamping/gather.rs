@@ -138,3 +138,31 @@ impl<N: ChainSource + Wallet> Runner<N> {
         Ok((count, u64::from(block.header.time)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::{COMMITMENT_LEN, MAC_LEN};
+
+    #[test]
+    fn the_tip_is_the_merkle_root_of_the_commitments_sha256() {
+        let mut legacy = [3u8; COMMITMENT_LEN];
+        legacy[COMMITMENT_LEN - MAC_LEN..].fill(0);
+        let records = vec![
+            (0, [1u8; COMMITMENT_LEN]),
+            (1, [2u8; COMMITMENT_LEN]),
+            (7, legacy),
+        ];
+        // Written out: a record without MAC is known by its 36 bytes.
+        let leaves = vec![
+            ots_proof::op::sha256(&[1u8; COMMITMENT_LEN]),
+            ots_proof::op::sha256(&[2u8; COMMITMENT_LEN]),
+            ots_proof::op::sha256(&legacy[..COMMITMENT_LEN - MAC_LEN]),
+        ];
+        assert_eq!(
+            merkle_tip(&records),
+            Some(MerkleTree::new(leaves).unwrap().root())
+        );
+        assert_eq!(merkle_tip(&[]), None);
+    }
+}
