@@ -234,6 +234,10 @@ impl RpcClient {
     ) -> Result<T, RpcError> {
         let mut delay = INITIAL_BACKOFF;
         let mut attempt = 0;
+        // Whether the cookie was re-read for this call: once, wherever the
+        // 401 comes (a restarting node is often unreachable, then warming
+        // up, before it refuses the old cookie).
+        let mut reread = false;
         loop {
             match self.call_once(&url, method, &params).await {
                 Err(e) if e.is_transient() && attempt < self.retries => {
@@ -243,11 +247,12 @@ impl RpcClient {
                     attempt += 1;
                 }
                 Err(RpcError::Unauthorized)
-                    if attempt == 0 && matches!(self.auth, Auth::CookieFile(_)) =>
+                    if !reread && matches!(self.auth, Auth::CookieFile(_)) =>
                 {
                     // The node may have restarted and written a new cookie.
+                    tracing::debug!(method, "HTTP 401: reading the cookie file again");
                     self.clear_header();
-                    attempt += 1;
+                    reread = true;
                 }
                 Err(e) => return Err(e),
                 Ok(value) => {

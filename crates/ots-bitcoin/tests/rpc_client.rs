@@ -240,6 +240,37 @@ async fn cookie_is_reread_after_401() {
     ));
 }
 
+/// A node restarting with a new cookie: the client's first connection is
+/// dropped (the node is down; it writes its new cookie as it comes back),
+/// the retry is refused with the old cookie (401), and the client reads the
+/// cookie file again and goes on, all within one call.
+#[tokio::test]
+async fn cookie_is_reread_after_a_401_that_follows_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cookie = dir.path().join(".cookie");
+    std::fs::write(&cookie, "__cookie__:before-restart").unwrap();
+    let node = node("__cookie__:after-restart");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let restarted = cookie.clone();
+    let served = node.clone();
+    tokio::spawn(async move {
+        // The client has read the old cookie by the time it connects.
+        let (first, _) = listener.accept().await.unwrap();
+        std::fs::write(&restarted, "__cookie__:after-restart").unwrap();
+        drop(first);
+        let app = Router::new().route("/", post(handle)).with_state(served);
+        axum::serve(listener, app).await
+    });
+    let client = RpcClient::new(RpcConfig::new(url, Auth::CookieFile(cookie))).unwrap();
+    assert_eq!(client.block_count().await.unwrap(), 101);
+    assert_eq!(
+        node.seen.lock().unwrap().len(),
+        1,
+        "answered once, after the re-read"
+    );
+}
+
 #[tokio::test]
 async fn unreachable_node_is_a_transport_error() {
     // Bind then drop, so the port is (very likely) closed.

@@ -1,6 +1,6 @@
 //! What passes between the stamper and its runtime: the actions it asks
-//! for, the warnings it raises, the wallet outputs and broadcast results
-//! it is given, and the status of a journal position.
+//! for, the warnings it raises, the funding, wallet outputs and broadcast
+//! results it is given, and the status of a journal position.
 
 use std::ops::Range;
 
@@ -13,7 +13,8 @@ use crate::state::Mined;
 pub enum Action {
     /// Start a round over these positions: compute the Merkle tip of their
     /// commitments, gather wallet outputs, a fee estimate, a change script
-    /// and the height, then call [`crate::Stamper::on_funding`].
+    /// and the height (a [`FundingOffer`]), then call
+    /// [`crate::Stamper::on_funding`].
     Fund(Vec<Range<u64>>),
     /// Replace the round's transaction with one over these positions:
     /// compute their tip and call [`crate::Stamper::on_bump`].
@@ -65,6 +66,23 @@ pub struct Utxo {
     pub script: ScriptBuf,
     /// Confirmations.
     pub confirmations: u64,
+}
+
+/// What the runtime gathered for an [`Action::Fund`]: everything a round's
+/// first transaction is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FundingOffer {
+    /// The wallet's spendable outputs.
+    pub utxos: Vec<Utxo>,
+    /// The node's fee estimate, sat/kvB (`None`: no estimate, the relay
+    /// fee rate is used).
+    pub feerate: Option<u64>,
+    /// Where change goes.
+    pub change: ScriptBuf,
+    /// The best height (the transaction's lock time).
+    pub height: u64,
+    /// The Merkle tip of the covered commitments.
+    pub tip: [u8; 32],
 }
 
 /// What the node said to a broadcast.

@@ -6,27 +6,29 @@
 
 use std::ops::Range;
 
-use bitcoin::{Amount, ScriptBuf};
+use bitcoin::Amount;
 
-use crate::action::{Action, Utxo, Warning};
+use crate::action::{Action, FundingOffer, Warning};
 use crate::ranges;
 use crate::stamper::{Stamper, UNFUNDED_RETRY_SECS};
 use crate::state::{Attempt, Funding, Round};
 use crate::tx::{draft, fee_for, Draft, DraftError, InputKind, DUST_LIMIT};
 
 impl Stamper {
-    /// The runtime gathered what a round needs.
-    #[allow(clippy::too_many_arguments)]
+    /// The runtime gathered what a round over `covered` needs.
     pub fn on_funding(
         &mut self,
         now: u64,
-        utxos: &[Utxo],
-        feerate: Option<u64>,
-        change: ScriptBuf,
-        height: u64,
-        tip: [u8; 32],
         covered: Vec<Range<u64>>,
+        offer: FundingOffer,
     ) -> Vec<Action> {
+        let FundingOffer {
+            utxos,
+            feerate,
+            change,
+            height,
+            tip,
+        } = offer;
         self.funding_requested = false;
         if self.state.round.is_some() {
             return Vec::new();

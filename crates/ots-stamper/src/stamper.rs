@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use bitcoin::{Amount, BlockHash, Transaction, Txid};
 
-pub use crate::action::{Action, BroadcastResult, Status, Utxo, Warning};
+pub use crate::action::{Action, BroadcastResult, FundingOffer, Status, Utxo, Warning};
 use crate::history::CompletedTx;
 use crate::ranges;
 pub use crate::state::{Attempt, Funding, Mined, Round, State, TxVersion, STATE_FORMAT};
@@ -46,6 +46,28 @@ pub struct Config {
     pub max_fee: Amount,
     /// Most commitments in one round.
     pub max_pending: u64,
+}
+
+/// The status of journal position `position`, given the mined
+/// transactions not yet final, the best height and the confirmations a
+/// proof needs. One rule for the state machine and for a runtime's copy of
+/// those figures (what its HTTP layer reads between steps).
+pub fn status_in(
+    mined: &[Mined],
+    best_height: u64,
+    min_confirmations: u64,
+    position: u64,
+) -> Status {
+    for m in mined {
+        if ranges::contains(&m.version.ranges, position) {
+            let confirmations = best_height.saturating_sub(m.height) + 1;
+            return Status::Mined {
+                txid: m.version.txid,
+                waiting_for: min_confirmations.saturating_sub(confirmations),
+            };
+        }
+    }
+    Status::Pending
 }
 
 /// The state machine.
@@ -94,18 +116,14 @@ impl Stamper {
         ranges::normalize(all)
     }
 
-    /// The status of journal position `position`.
+    /// The status of journal position `position` (see [`status_in`]).
     pub fn status(&self, position: u64) -> Status {
-        for m in &self.state.mined {
-            if ranges::contains(&m.version.ranges, position) {
-                let confirmations = self.state.best_height.saturating_sub(m.height) + 1;
-                return Status::Mined {
-                    txid: m.version.txid,
-                    waiting_for: self.config.min_confirmations.saturating_sub(confirmations),
-                };
-            }
-        }
-        Status::Pending
+        status_in(
+            &self.state.mined,
+            self.state.best_height,
+            self.config.min_confirmations,
+            position,
+        )
     }
 
     /// What must be redone after a restart or a node outage: rebroadcast a

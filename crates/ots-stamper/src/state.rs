@@ -1,7 +1,8 @@
 //! The stamper's persisted state: the open round and its transaction
 //! versions, mined transactions waiting for confirmations, reorged-out
-//! ones, and the journal cursor. Saved atomically (see [`crate::persist`])
-//! after every change, so a restart resumes exactly where it stopped.
+//! ones, and the journal cursor. The runtime saves it atomically after
+//! every change (as JSON, through these serde derives), so a restart
+//! resumes exactly where it stopped.
 
 use std::ops::Range;
 

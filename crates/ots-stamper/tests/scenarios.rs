@@ -6,7 +6,7 @@
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
 use ots_stamper::stamper::{
-    Action, BroadcastResult, Config, Stamper, State, Status, Utxo, Warning,
+    Action, BroadcastResult, Config, FundingOffer, Stamper, State, Status, Utxo, Warning,
 };
 use ots_stamper::tx::op_return;
 
@@ -32,6 +32,18 @@ fn utxo(value: u64, confirmations: u64, n: u32) -> Utxo {
         value: Amount::from_sat(value),
         script: wallet_script(),
         confirmations,
+    }
+}
+
+/// What the runtime would gather: these outputs, this estimate, a change
+/// script of the wallet's, the height and the tip.
+fn offer(utxos: &[Utxo], feerate: Option<u64>, height: u64, tip: [u8; 32]) -> FundingOffer {
+    FundingOffer {
+        utxos: utxos.to_vec(),
+        feerate,
+        change: wallet_script(),
+        height,
+        tip,
     }
 }
 
@@ -75,16 +87,17 @@ fn first_version(journal_len: u64) -> (Stamper, Transaction) {
     );
     let tx = sign_of(only(s.on_funding(
         1_000,
-        &[
-            utxo(50_000, 3, 1),
-            utxo(90_000, 1, 2),
-            utxo(10_000_000, 0, 3),
-        ],
-        Some(2_000),
-        wallet_script(),
-        100,
-        [7; 32],
         vec![0..journal_len],
+        offer(
+            &[
+                utxo(50_000, 3, 1),
+                utxo(90_000, 1, 2),
+                utxo(10_000_000, 0, 3),
+            ],
+            Some(2_000),
+            100,
+            [7; 32],
+        ),
     )));
     assert_eq!(only(s.on_signed(tx.clone())), Action::Broadcast(tx.clone()));
     assert!(s.on_broadcast(1_000, BroadcastResult::Accepted).is_empty());
@@ -138,12 +151,8 @@ fn empty_wallet_warns_and_retries_later() {
     s.on_tick(1_000, 3);
     let action = only(s.on_funding(
         1_000,
-        &[utxo(100, 5, 1)],
-        None,
-        wallet_script(),
-        100,
-        [7; 32],
         vec![0..3],
+        offer(&[utxo(100, 5, 1)], None, 100, [7; 32]),
     ));
     assert!(matches!(
         action,
@@ -181,12 +190,8 @@ fn a_fee_rejection_raises_the_fee_by_a_quarter() {
     s.on_tick(1_000, 1);
     let tx = sign_of(only(s.on_funding(
         1_000,
-        &[utxo(90_000, 1, 2)],
-        None,
-        wallet_script(),
-        100,
-        [7; 32],
         vec![0..1],
+        offer(&[utxo(90_000, 1, 2)], None, 100, [7; 32]),
     )));
     s.on_signed(tx);
     let refused = BroadcastResult::Refused {
@@ -210,12 +215,8 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
     s.on_tick(1_000, 1);
     let tx = sign_of(only(s.on_funding(
         1_000,
-        &[utxo(90_000, 1, 2)],
-        Some(2_000),
-        wallet_script(),
-        100,
-        [7; 32],
         vec![0..1],
+        offer(&[utxo(90_000, 1, 2)], Some(2_000), 100, [7; 32]),
     )));
     s.on_signed(tx);
     s.on_broadcast(1_000, BroadcastResult::Accepted);
@@ -338,12 +339,8 @@ fn a_reorg_with_a_new_round_underway_keeps_the_old_transaction_watched() {
     s.on_tick(10_000, 6);
     let tx = sign_of(only(s.on_funding(
         10_000,
-        &[utxo(80_000, 1, 5)],
-        None,
-        wallet_script(),
-        101,
-        [9; 32],
         vec![3..6],
+        offer(&[utxo(80_000, 1, 5)], None, 101, [9; 32]),
     )));
     s.on_signed(tx);
     s.on_broadcast(10_000, BroadcastResult::Accepted);
@@ -361,12 +358,8 @@ fn state_survives_a_restart_mid_broadcast() {
     s.on_tick(1_000, 2);
     let tx = sign_of(only(s.on_funding(
         1_000,
-        &[utxo(90_000, 1, 2)],
-        None,
-        wallet_script(),
-        100,
-        [7; 32],
         vec![0..2],
+        offer(&[utxo(90_000, 1, 2)], None, 100, [7; 32]),
     )));
     let broadcast = only(s.on_signed(tx));
     // Crash after persisting, before the broadcast was answered.
@@ -405,7 +398,7 @@ fn a_restart_sends_the_latest_version_again() {
 fn an_unfunded_round_is_tried_again_at_the_next_block() {
     let mut s = Stamper::new(config(), State::default());
     assert_eq!(only(s.on_tick(1_000, 2)), Action::Fund(vec![0..2]));
-    let warned = s.on_funding(1_000, &[], None, wallet_script(), 100, [7; 32], vec![0..2]);
+    let warned = s.on_funding(1_000, vec![0..2], offer(&[], None, 100, [7; 32]));
     assert!(matches!(
         only(warned),
         Action::Warn(Warning::WalletTooSmall { .. })
@@ -439,25 +432,9 @@ fn a_foreign_signed_transaction_is_not_broadcast() {
     s.on_tick(1_000, 2);
     let mut tx = sign_of(only(s.on_funding(
         1_000,
-        &[utxo(90_000, 1, 2)],
-        None,
-        wallet_script(),
-        100,
-        [7; 32],
         vec![0..2],
+        offer(&[utxo(90_000, 1, 2)], None, 100, [7; 32]),
     )));
     tx.output[1].value = Amount::from_sat(1);
     assert!(matches!(only(s.on_signed(tx)), Action::Warn(_)));
-}
-
-#[test]
-fn merkle_tip_covers_the_commitments() {
-    let commitments = [[1u8; 44], [2u8; 44], [3u8; 44]];
-    let tip = ots_stamper::merkle_tip(&commitments).unwrap();
-    let leaves: Vec<[u8; 32]> = commitments
-        .iter()
-        .map(|c| ots_proof::op::sha256(c))
-        .collect();
-    assert_eq!(tip, ots_proof::MerkleTree::new(leaves).unwrap().root());
-    assert_eq!(ots_stamper::merkle_tip::<[u8; 44]>(&[]), None);
 }

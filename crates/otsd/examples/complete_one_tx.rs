@@ -26,10 +26,9 @@ use bitcoin::{
     absolute, transaction, Amount, Block, BlockHash, CompactTarget, OutPoint, ScriptBuf, Sequence,
     Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness,
 };
-use ots_stamper::runner::{CommitmentSource, ProofSink};
 use otsd::calendar::{Calendar, Commitment, KeyDeriver};
 use otsd::journal::{Journal, Verify};
-use otsd::stamping::{JournalSource, StoreSink};
+use otsd::stamping::{merkle_tip, read_commitments, store_batch};
 use otsd::status::PendingIndex;
 use otsd::store::{Store, STORE_FILE};
 use rand::RngCore;
@@ -122,35 +121,24 @@ fn main() {
         }
     }
     drop(recs);
-    let source = JournalSource(reader.clone());
-    let sink = StoreSink {
-        store: store.clone(),
-        pending: pending.clone(),
-    };
-    assert_eq!(source.len(), n);
+    assert_eq!(reader.durable_len(), n);
 
     // The tip, as the stamper computed it when it sent the transaction.
     let tip = {
-        let commitments = source.read(&[0..n]).expect("read the journal");
-        ots_stamper::merkle_tip(
-            &commitments
-                .iter()
-                .map(|(_, c)| c.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .expect("non-empty")
+        let commitments = read_commitments(&reader, &[0..n]).expect("read the journal");
+        merkle_tip(&commitments).expect("non-empty")
     };
     let (block, txid) = block_with(tip, block_txs);
 
     // Completion, timed step by step.
     let started = Instant::now();
-    let commitments = source.read(&[0..n]).expect("read the journal");
+    let commitments = read_commitments(&reader, &[0..n]).expect("read the journal");
     let read = started.elapsed();
     let t = Instant::now();
     let tail = ots_bitcoin::timestamp_from_block(&tip, txid, &block, 800_000).expect("tail");
     let tailed = t.elapsed();
     let t = Instant::now();
-    sink.add_batch(commitments, tail).expect("store");
+    store_batch(&store, &pending, commitments, tail).expect("store");
     let stored = t.elapsed();
     let total = started.elapsed();
 

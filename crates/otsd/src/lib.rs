@@ -12,8 +12,10 @@
 //! renders `GET /` (with [`qr`] codes) and caches it briefly.
 //! `dev` is `otsd --dev`: the same server on an embedded regtest chain
 //! (the default-on `dev` cargo feature).
-//! With a Bitcoin node configured, [`stamping`] runs `ots-stamper`'s
-//! runner over the journal and the store.
+//! With a Bitcoin node configured, [`stamping`] is the runtime of
+//! `ots-stamper`'s pure state machine: it polls the node through narrow
+//! traits, reads the [`journal`], stores completed batches in the
+//! [`store`] and persists the stamper's state.
 #![warn(missing_docs)]
 
 pub mod aggregator;

@@ -11,17 +11,16 @@ use tokio::sync::watch;
 
 use crate::aggregator::{self, AggregatorConfig};
 use crate::calendar::{Calendar, CalendarError, KeyDeriver};
-use crate::config::{Backend, Bitcoin, Settings};
+use crate::config::{Backend, Settings};
 use crate::http::{self, AppState};
 use crate::info::{InfoCache, InfoConfig, INFO_TTL};
 use crate::journal::{Journal, JournalError, JournalReader};
-use crate::stamping::{JournalSource, Stamping, StoreSink};
+use crate::stamping::{self, StampingError};
 use crate::status::{key_of, NoStamper, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
 use crate::workers::Workers;
 
-/// The stamper's state file in the calendar directory.
-pub const STAMPER_STATE_FILE: &str = "stamper.json";
+pub use crate::stamping::STAMPER_STATE_FILE;
 
 /// Journal records read at a time when the pending index is built at
 /// start-up.
@@ -42,9 +41,9 @@ pub enum ServeError {
     /// The socket.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
-    /// The stamper's state or node configuration.
-    #[error("stamper: {0}")]
-    Stamper(String),
+    /// The stamper's state, node configuration, runtime or thread.
+    #[error(transparent)]
+    Stamper(#[from] StampingError),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -173,66 +172,14 @@ fn start_backend(
             view: view.clone(),
             done: None,
         }),
-        Backend::Bitcoin(btc) => start_bitcoin(btc, dir, reader, store, pending, stop),
+        Backend::Bitcoin(btc) => {
+            let started = stamping::start(btc, dir, reader, store, pending, stop.clone())?;
+            Ok(Started {
+                view: started.view,
+                done: Some(started.done),
+            })
+        }
     }
-}
-
-/// Starts the stamper on its own thread.
-fn start_bitcoin(
-    btc: &Bitcoin,
-    dir: &Path,
-    reader: &JournalReader,
-    store: &Arc<Store>,
-    pending: &Arc<PendingIndex>,
-    stop: &watch::Receiver<bool>,
-) -> Result<Started, ServeError> {
-    let rpc = ots_bitcoin::RpcClient::new(btc.rpc.clone())
-        .map_err(|e| ServeError::Stamper(e.to_string()))?;
-    // Without credentials: the log must not carry the password.
-    let rpc_url = rpc.url().to_owned();
-    let (runner, view) = ots_stamper::runner::Runner::new(
-        ots_stamper::runner::RunnerConfig {
-            stamper: btc.stamper.clone(),
-            state_path: dir.join(STAMPER_STATE_FILE),
-            poll: btc.poll,
-            conf_target: btc.conf_target,
-        },
-        rpc,
-        Arc::new(JournalSource(reader.clone())),
-        Arc::new(StoreSink {
-            store: store.clone(),
-            pending: pending.clone(),
-        }),
-    )
-    .map_err(|e| ServeError::Stamper(e.to_string()))?;
-    let mut stop = stop.clone();
-    // On a thread of its own: completing a batch (reading the
-    // journal, the tree, the store's fsync) takes seconds for a
-    // million commitments and must not hold up the aggregator or
-    // the HTTP threads.
-    let (done, task) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ServeError::Stamper(format!("starting its runtime: {e}")))?;
-    std::thread::Builder::new()
-        .name("otsd-stamper".into())
-        .spawn(move || {
-            runtime.block_on(runner.run(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }));
-            let _ = done.send(());
-        })
-        .map_err(|e| ServeError::Stamper(format!("starting its thread: {e}")))?;
-    tracing::info!(node = %rpc_url, "stamper started");
-    let view: Arc<dyn StamperView> = Arc::new(Stamping {
-        view,
-        pending: pending.clone(),
-    });
-    Ok(Started {
-        view,
-        done: Some(task),
-    })
 }
 
 /// What the `otsd` binary runs once logging is set up: binds the flags'

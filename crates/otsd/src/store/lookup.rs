@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ots_proof::codec::{write_varbytes, Reader};
 use ots_proof::merkle::Sibling;
-use ots_proof::op::{sha256, TAG_APPEND, TAG_PREPEND, TAG_SHA256};
+use ots_proof::op::{TAG_APPEND, TAG_PREPEND, TAG_SHA256};
 use ots_proof::{MerkleTree, Op, Timestamp};
 use redb::ReadTransaction;
 
@@ -56,7 +56,7 @@ impl Store {
         let Some(found) = self.locate(commitment)? else {
             return Ok(None);
         };
-        let mut msg = sha256(commitment_bytes(&found.record));
+        let mut msg = leaf(&found.record);
         let mut out = Vec::with_capacity(1 + found.steps.len() * 35 + found.meta.tail.len());
         out.push(TAG_SHA256);
         for step in &found.steps {

@@ -1,87 +1,105 @@
-//! The stamper inside the calendar: adapters from the journal, the proof
-//! store and the pending index to `ots-stamper`'s runner, and the
-//! [`StamperView`] that the HTTP layer reads (404 reasons, `/tip`, the info
-//! page) built from the runner's view.
+//! What the server shows of the stamper: the [`View`] the runner keeps up
+//! to date after every step, the stamper's warnings as the text the
+//! operator sees, and the [`StamperView`] that the HTTP layer reads (404
+//! reasons, `/tip`, the info page) built from it.
 
-use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ots_proof::Timestamp;
-use ots_stamper::runner::{CommitmentSource, ProofSink, View};
-use ots_stamper::Status;
+use bitcoin::{Amount, BlockHash, Txid};
+use ots_stamper::history::History;
+use ots_stamper::stamper::{status_in, Mined, Status, Warning};
 
 use crate::info::MAX_LISTED_TXS;
-use crate::journal::JournalReader;
 use crate::status::{ChainInfo, MinedTx, PendingIndex, StamperView, Waiting};
-use crate::store::{commitment_bytes, record_of, CompletedBatch, Store};
 
-/// Journal records read per request when gathering a round.
-const READ_CHUNK: usize = 65_536;
+/// Whose fault a pause of stamping is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// The node or its wallet: an outage, warm-up, refused credentials, an
+    /// answer we cannot read, or an RPC error.
+    Node,
+    /// Anything else: the state file, the journal, the store (a full or
+    /// read-only disk, permissions), a block or address we cannot use.
+    Calendar,
+}
 
-/// The journal as the stamper reads it.
-pub struct JournalSource(pub JournalReader);
+/// What the server shows of the stamper (info page, 404 reasons).
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Best block seen.
+    pub best: Option<(u64, BlockHash)>,
+    /// Mined transactions not yet final (a copy of the state's).
+    pub mined: Vec<Mined>,
+    /// Confirmations a proof needs.
+    pub min_confirmations: u64,
+    /// The tip of the latest unconfirmed transaction.
+    pub tip: Option<[u8; 32]>,
+    /// The latest unconfirmed transaction and how many versions it replaced.
+    pub unconfirmed: Option<(Txid, usize)>,
+    /// Confirmed wallet balance.
+    pub balance: Option<Amount>,
+    /// Conditions the operator should see.
+    pub warnings: Vec<String>,
+    /// While stamping is paused: whose fault, and the last error.
+    pub paused: Option<(Pause, String)>,
+    /// Completed transactions (a copy of the persisted history).
+    pub history: History,
+}
 
-impl CommitmentSource for JournalSource {
-    fn len(&self) -> u64 {
-        self.0.durable_len()
+impl View {
+    /// Where journal position `position` stands: the state machine's rule
+    /// ([`status_in`]) on this copy of its figures.
+    pub fn status(&self, position: u64) -> Status {
+        let best = self.best.map_or(0, |b| b.0);
+        status_in(&self.mined, best, self.min_confirmations, position)
     }
+}
 
-    fn read(&self, ranges: &[Range<u64>]) -> std::io::Result<Vec<(u64, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for range in ranges {
-            let mut at = range.start;
-            while at < range.end {
-                let want = ((range.end - at) as usize).min(READ_CHUNK);
-                let records = self.0.read_range(at, want)?;
-                if records.is_empty() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("journal has no record {at}"),
-                    ));
-                }
-                for record in &records {
-                    out.push((at, commitment_bytes(record).to_vec()));
-                    at += 1;
-                }
+fn describe(w: &Warning) -> String {
+    match w {
+        Warning::WalletTooSmall { needed } => format!(
+            "the wallet has no confirmed output that can pay a timestamp transaction (needs about {needed}); digests are still accepted"
+        ),
+        Warning::FeeCapReached { fee, max } => {
+            format!("fee bumping stopped: the next fee {fee} would exceed --btc-max-fee {max}")
+        }
+        Warning::BroadcastRefused { code, message } => {
+            format!("the node refused a timestamp transaction ({code}): {message}")
+        }
+    }
+}
+
+/// The warnings shown: one per kind, with the latest figures of each (an
+/// empty wallet's needed fee changes with every estimate).
+#[derive(Debug, Default)]
+pub(crate) struct Shown(Vec<(std::mem::Discriminant<Warning>, String)>);
+
+impl Shown {
+    /// Shows `w`; returns its text if its kind is new (to be logged).
+    pub(crate) fn raise(&mut self, w: &Warning) -> Option<String> {
+        let kind = std::mem::discriminant(w);
+        let text = describe(w);
+        match self.0.iter_mut().find(|(k, _)| *k == kind) {
+            Some(shown) => {
+                shown.1 = text;
+                None
+            }
+            None => {
+                self.0.push((kind, text.clone()));
+                Some(text)
             }
         }
-        Ok(out)
     }
-}
 
-/// The proof store as the stamper fills it; completed commitments leave the
-/// pending index.
-pub struct StoreSink {
-    /// The store.
-    pub store: Arc<Store>,
-    /// The pending index.
-    pub pending: Arc<PendingIndex>,
-}
+    /// Forgets them all (a new transaction went out).
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
 
-impl ProofSink for StoreSink {
-    fn add_batch(&self, commitments: Vec<(u64, Vec<u8>)>, tail: Timestamp) -> Result<(), String> {
-        // The store checks these records against the journal, and their
-        // tree against the tail, before it writes anything.
-        let records = commitments
-            .into_iter()
-            .map(|(index, bytes)| {
-                record_of(&bytes)
-                    .map(|record| (index, record))
-                    .ok_or_else(|| format!("journal position {index}: not a commitment"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let done: Vec<_> = records.clone();
-        self.store
-            .add_batch(CompletedBatch {
-                commitments: records,
-                tail,
-            })
-            .map_err(|e| e.to_string())?;
-        for (index, record) in &done {
-            self.pending.remove_at(record, *index);
-        }
-        Ok(())
+    /// The texts, oldest kind first.
+    pub(crate) fn texts(&self) -> Vec<String> {
+        self.0.iter().map(|(_, t)| t.clone()).collect()
     }
 }
 
@@ -152,9 +170,14 @@ pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
             })
             .collect(),
         warnings: v
-            .node_error
+            .paused
             .iter()
-            .map(|e| format!("the Bitcoin node is unreachable, stamping is paused: {e}"))
+            .map(|(pause, e)| match pause {
+                Pause::Node => {
+                    format!("the Bitcoin node is unreachable, stamping is paused: {e}")
+                }
+                Pause::Calendar => format!("stamping is paused: {e}"),
+            })
             .chain(v.warnings.iter().cloned())
             .collect(),
     }
@@ -165,7 +188,7 @@ mod tests {
     use super::*;
     use bitcoin::hashes::Hash;
     use bitcoin::{Amount, BlockHash, Txid};
-    use ots_stamper::history::{CompletedTx, History, WEEK_SECS};
+    use ots_stamper::history::{CompletedTx, WEEK_SECS};
 
     const NOW: u64 = 1_700_000_000;
 
@@ -234,5 +257,30 @@ mod tests {
         assert_eq!(c.hours_between_transactions, None);
         assert_eq!(c.transactions.len(), 1);
         assert_eq!(c.transactions[0].confirmations, 0, "no best block known");
+    }
+
+    #[test]
+    fn one_warning_per_kind_with_its_latest_figures() {
+        let mut shown = Shown::default();
+        let wallet = |sat| Warning::WalletTooSmall {
+            needed: Amount::from_sat(sat),
+        };
+        assert!(shown.raise(&wallet(1_000)).is_some(), "new: logged");
+        assert_eq!(shown.raise(&wallet(1_200)), None, "same kind: not again");
+        let cap = Warning::FeeCapReached {
+            fee: Amount::from_sat(5),
+            max: Amount::from_sat(4),
+        };
+        assert_eq!(shown.raise(&cap), Some(describe(&cap)));
+        assert_eq!(
+            shown.texts(),
+            vec![describe(&wallet(1_200)), describe(&cap)]
+        );
+        shown.clear();
+        assert!(shown.texts().is_empty());
+        assert!(
+            shown.raise(&wallet(1_200)).is_some(),
+            "new again after a send"
+        );
     }
 }

@@ -1,11 +1,12 @@
-//! The stamper's state on disk: one JSON file, replaced atomically (write a
-//! temporary file, fsync it, rename it over the old one, fsync the
+//! The stamper's state on disk (`stamper.json` in the calendar directory):
+//! `ots-stamper`'s serde [`State`] as one JSON file, replaced atomically
+//! (write a temporary file, fsync it, rename it over the old one, fsync the
 //! directory), so a crash leaves either the old state or the new one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::stamper::{State, STATE_FORMAT};
+use ots_stamper::state::{State, STATE_FORMAT};
 
 /// Why the state cannot be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,13 @@ pub fn load(path: &Path) -> Result<State, PersistError> {
     Ok(state)
 }
 
+/// The state as saved, to tell whether it changed since the last save.
+pub fn to_bytes(state: &State) -> Vec<u8> {
+    // Serializing plain data into memory cannot fail; an empty result only
+    // makes the next save happen.
+    serde_json::to_vec_pretty(state).unwrap_or_default()
+}
+
 /// Saves `state` at `path` atomically and durably.
 pub fn save(path: &Path, state: &State) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
@@ -88,9 +96,9 @@ mod tests {
         let state = State {
             journal_end: 42,
             next_round_at: 7,
-            history: crate::history::History {
+            history: ots_stamper::history::History {
                 since: 5,
-                entries: vec![crate::history::CompletedTx {
+                entries: vec![ots_stamper::history::CompletedTx {
                     txid: bitcoin::Txid::from_byte_array([3; 32]),
                     fee: bitcoin::Amount::from_sat(1_234),
                     vsize: 153,
@@ -131,9 +139,12 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
         let state = load(&path).unwrap();
         assert_eq!((state.journal_end, state.best_height), (42, 800_000));
-        assert_eq!(state.history, crate::history::unknown());
+        assert_eq!(state.history, ots_stamper::history::unknown());
         // Saved again, the history is kept as it is.
         save(&path, &state).unwrap();
-        assert_eq!(load(&path).unwrap().history, crate::history::unknown());
+        assert_eq!(
+            load(&path).unwrap().history,
+            ots_stamper::history::unknown()
+        );
     }
 }

@@ -1,51 +1,31 @@
-//! Runs the [`Stamper`] against a Bitcoin Core node: polls the chain
-//! (detecting reorgs by re-checking the hashes of recent blocks), feeds the
-//! state machine, carries out its actions over JSON-RPC, builds and stores
-//! the completed proofs, and persists the state after every change —
-//! before any broadcast. A node outage pauses stamping (logged once per
-//! outage) and never stops the calendar from accepting digests.
+//! Runs the [`Stamper`] against a node ([`ChainSource`] + [`Wallet`]):
+//! polls the chain (detecting reorgs by re-checking the hashes of recent
+//! blocks), feeds the state machine, carries out its actions, builds the
+//! completed proofs into the [`Store`], and persists the state after every
+//! change — before any broadcast. A failed pass pauses stamping (logged
+//! once per pause, with a message that says whether the node or the
+//! calendar's own files are at fault) and never stops the calendar from
+//! accepting digests.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::{BlockHash, Txid};
-use ots_bitcoin::{RpcClient, RpcError};
-use ots_proof::Timestamp;
+use ots_bitcoin::{ProofError, RpcError};
+use ots_stamper::stamper::{Action, BroadcastResult, Config, Stamper};
 
-use crate::persist::{self, PersistError};
-use crate::stamper::{Action, BroadcastResult, Config, Stamper};
-use crate::view::Shown;
-pub use crate::view::View;
+use super::node::{ChainSource, Wallet};
+use super::persist::{self, PersistError};
+use super::view::{Pause, Shown, View};
+use crate::journal::JournalReader;
+use crate::status::PendingIndex;
+use crate::store::{Store, StoreError};
 
 /// Recent blocks remembered for reorg detection (a day of blocks).
 pub const KNOWN_BLOCKS: usize = 144;
-
-/// The journal, as the stamper reads it.
-pub trait CommitmentSource: Send + Sync {
-    /// How many commitments are durably in the journal.
-    fn len(&self) -> u64;
-    /// Whether the journal is empty.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The commitments at `ranges`, in order, each with its position, as
-    /// the bytes whose `sha256` is its leaf.
-    fn read(&self, ranges: &[Range<u64>]) -> std::io::Result<Vec<(u64, Vec<u8>)>>;
-}
-
-/// Where completed proofs go.
-pub trait ProofSink: Send + Sync {
-    /// Stores the proofs of `commitments` (in leaf order): `tail` is the
-    /// proof from the Merkle root of their `sha256` leaves to the block.
-    /// Durable when it returns. Must refuse, storing nothing, when that
-    /// Merkle root is not `tail`'s message (the journal changed under the
-    /// stamper): no wrong proof is ever served.
-    fn add_batch(&self, commitments: Vec<(u64, Vec<u8>)>, tail: Timestamp) -> Result<(), String>;
-}
 
 /// How the runner runs.
 #[derive(Debug, Clone)]
@@ -63,47 +43,100 @@ pub struct RunnerConfig {
 /// Why a step did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// The node.
+    /// The node (unreachable, warming up, refusing us, answering nonsense)
+    /// or its wallet.
     #[error(transparent)]
     Rpc(#[from] RpcError),
     /// The state file.
     #[error(transparent)]
     Persist(#[from] PersistError),
-    /// The journal or the proof store.
-    #[error("{0}")]
-    Storage(String),
+    /// Reading the journal failed.
+    #[error("stamper: reading the journal: {0}")]
+    Journal(#[source] std::io::Error),
+    /// The journal has no record at a position the state covers.
+    #[error("stamper: the journal has no record {0}")]
+    MissingRecord(u64),
+    /// A round or a bump over no commitment (a state that cannot be).
+    #[error("stamper: no commitments at the positions to stamp")]
+    NothingToStamp,
+    /// The proof store refused or failed to store a completed batch.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node does not have the block that mined a transaction.
+    #[error("block {0} is gone from the node")]
+    MissingBlock(BlockHash),
+    /// The proof from a transaction to its block cannot be built.
+    #[error("building the proof of transaction {txid}: {source}")]
+    Proof {
+        /// The transaction.
+        txid: Txid,
+        /// Why.
+        source: ProofError,
+    },
+    /// The wallet gave a change address that does not parse.
+    #[error("the wallet gave an unusable change address {address:?}: {source}")]
+    BadChangeAddress {
+        /// The address as the wallet gave it.
+        address: String,
+        /// Why it is refused.
+        source: bitcoin::address::ParseError,
+    },
 }
 
-/// The runner.
-pub struct Runner {
-    pub(crate) stamper: Stamper,
-    pub(crate) config: RunnerConfig,
-    pub(crate) rpc: RpcClient,
-    pub(crate) source: Arc<dyn CommitmentSource>,
-    pub(crate) sink: Arc<dyn ProofSink>,
-    pub(crate) view: Arc<RwLock<View>>,
-    pub(crate) known: Vec<(u64, BlockHash)>,
+impl StepError {
+    /// Whose fault the failure is.
+    pub fn pause(&self) -> Pause {
+        match self {
+            StepError::Rpc(_) => Pause::Node,
+            _ => Pause::Calendar,
+        }
+    }
+}
+
+/// What a pass changed, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Stamping paused (or the pause changed whose fault it is).
+    Paused(Pause),
+    /// Stamping resumed after a pause of this kind.
+    Resumed(Pause),
+}
+
+/// The runner, over a node `N`.
+pub struct Runner<N> {
+    pub(super) stamper: Stamper,
+    pub(super) config: RunnerConfig,
+    pub(super) node: N,
+    pub(super) journal: JournalReader,
+    pub(super) store: Arc<Store>,
+    pub(super) pending: Arc<PendingIndex>,
+    pub(super) view: Arc<RwLock<View>>,
+    pub(super) known: Vec<(u64, BlockHash)>,
     redo_start: bool,
-    outage: bool,
+    paused: Option<Pause>,
     saved: Vec<u8>,
     /// The warnings shown.
-    warned: Shown,
+    pub(super) warned: Shown,
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-impl Runner {
-    /// A runner resuming from the state at `config.state_path`.
+impl<N: ChainSource + Wallet> Runner<N> {
+    /// A runner resuming from the state at `config.state_path`, stamping
+    /// the commitments of `journal`, storing completed proofs in `store`
+    /// (and taking them out of `pending`). Returns the view it keeps up to
+    /// date for the HTTP layer.
     pub fn new(
         config: RunnerConfig,
-        rpc: RpcClient,
-        source: Arc<dyn CommitmentSource>,
-        sink: Arc<dyn ProofSink>,
-    ) -> Result<(Runner, Arc<RwLock<View>>), PersistError> {
+        node: N,
+        journal: JournalReader,
+        store: Arc<Store>,
+        pending: Arc<PendingIndex>,
+    ) -> Result<(Runner<N>, Arc<RwLock<View>>), PersistError> {
         let state = persist::load(&config.state_path)?;
         let view = Arc::new(RwLock::new(View {
             min_confirmations: config.stamper.min_confirmations,
@@ -113,13 +146,14 @@ impl Runner {
         let runner = Runner {
             stamper: Stamper::new(config.stamper.clone(), state),
             config,
-            rpc,
-            source,
-            sink,
+            node,
+            journal,
+            store,
+            pending,
             view: view.clone(),
             known: Vec::new(),
             redo_start: true,
-            outage: false,
+            paused: None,
             saved: Vec::new(),
             warned: Shown::default(),
         };
@@ -130,25 +164,47 @@ impl Runner {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            match self.step().await {
-                Ok(()) if self.outage => {
-                    tracing::info!("Bitcoin node reachable again; stamping resumes");
-                    self.outage = false;
-                    self.set_view(|v| v.node_error = None);
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    if !self.outage {
-                        tracing::warn!("stamper paused: {e}; digests are still accepted, retrying");
-                    }
-                    self.outage = true;
-                    self.redo_start = true;
-                    self.set_view(|v| v.node_error = Some(e.to_string()));
-                }
-            }
+            self.pass().await;
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+
+    /// One step, its failure handled: pauses (logged once per pause, and
+    /// shown on the info page) or resumes. Returns what changed.
+    pub async fn pass(&mut self) -> Option<Transition> {
+        match self.step().await {
+            Ok(()) => {
+                let was = self.paused.take()?;
+                match was {
+                    Pause::Node => {
+                        tracing::info!("Bitcoin node reachable again; stamping resumes")
+                    }
+                    Pause::Calendar => tracing::info!("stamping resumes"),
+                }
+                self.set_view(|v| v.paused = None);
+                Some(Transition::Resumed(was))
+            }
+            Err(e) => {
+                let pause = e.pause();
+                let changed = self.paused != Some(pause);
+                if changed {
+                    match pause {
+                        Pause::Node => tracing::warn!(
+                            "stamper paused: {e}; digests are still accepted, retrying"
+                        ),
+                        Pause::Calendar => tracing::error!(
+                            "stamping halted by an error that is not the node's: {e}; digests are still accepted, retrying"
+                        ),
+                    }
+                }
+                self.paused = Some(pause);
+                self.redo_start = true;
+                let text = e.to_string();
+                self.set_view(|v| v.paused = Some((pause, text)));
+                changed.then_some(Transition::Paused(pause))
             }
         }
     }
@@ -161,14 +217,14 @@ impl Runner {
             self.execute(actions).await?;
         }
         self.sync_chain().await?;
-        let actions = self.stamper.on_tick(now(), self.source.len());
+        let actions = self.stamper.on_tick(now(), self.journal.durable_len());
         self.execute(actions).await?;
         self.refresh_view();
         Ok(())
     }
 
     async fn sync_chain(&mut self) -> Result<(), StepError> {
-        let best = self.rpc.best_block_hash().await?;
+        let best = self.node.best_block_hash().await?;
         if self.known.last().map(|k| k.1) == Some(best) {
             return Ok(());
         }
@@ -183,7 +239,8 @@ impl Runner {
                 .map(|m| (m.height, m.block))
                 .collect();
             for (height, block) in mined {
-                if self.rpc.block_hash(height).await? != Some(block) {
+                if self.node.block_hash(height).await? != Some(block) {
+                    tracing::warn!(height, "a mined transaction's block left the chain");
                     let actions = self.stamper.on_reorg(height.saturating_sub(1));
                     self.execute(actions).await?;
                 }
@@ -192,7 +249,7 @@ impl Runner {
         // Walk back to the last block still in the best chain.
         let mut reorged = false;
         while let Some(&(height, hash)) = self.known.last() {
-            if self.rpc.block_hash(height).await? == Some(hash) {
+            if self.node.block_hash(height).await? == Some(hash) {
                 break;
             }
             self.known.pop();
@@ -204,17 +261,17 @@ impl Runner {
             let actions = self.stamper.on_reorg(fork);
             self.execute(actions).await?;
         }
-        let tip = self.rpc.block_count().await?;
+        let tip = self.node.block_count().await?;
         let from = match self.known.last() {
             Some(&(height, _)) => height + 1,
             None if self.stamper.state().best_height > 0 => self.stamper.state().best_height + 1,
             None => tip,
         };
         for height in from..=tip {
-            let Some(hash) = self.rpc.block_hash(height).await? else {
+            let Some(hash) = self.node.block_hash(height).await? else {
                 break;
             };
-            let Some(block) = self.rpc.block(&hash).await? else {
+            let Some(block) = self.node.block(&hash).await? else {
                 break;
             };
             let txids: Vec<Txid> = block.txdata.iter().map(|tx| tx.compute_txid()).collect();
@@ -228,18 +285,18 @@ impl Runner {
         if self.known.is_empty() {
             // Nothing new since the state was saved: start following the
             // chain from its tip.
-            if let Some(hash) = self.rpc.block_hash(tip).await? {
+            if let Some(hash) = self.node.block_hash(tip).await? {
                 self.known.push((tip, hash));
             }
         }
-        if let Ok(balances) = self.rpc.balances().await {
+        if let Ok(balances) = self.node.balances().await {
             self.set_view(|v| v.balance = Some(balances.trusted));
         }
         Ok(())
     }
 
     fn persist(&mut self) -> Result<(), StepError> {
-        let bytes = serde_json::to_vec(self.stamper.state()).unwrap_or_default();
+        let bytes = persist::to_bytes(self.stamper.state());
         if bytes != self.saved {
             persist::save(&self.config.state_path, self.stamper.state())?;
             self.saved = bytes;
@@ -261,11 +318,7 @@ impl Runner {
     async fn perform(&mut self, action: Action) -> Result<Vec<Action>, StepError> {
         match action {
             Action::Fund(covered) => match self.gather_funding(&covered).await {
-                Ok((utxos, rate, change, height, tip)) => {
-                    Ok(self
-                        .stamper
-                        .on_funding(now(), &utxos, rate, change, height, tip, covered))
-                }
+                Ok(offer) => Ok(self.stamper.on_funding(now(), covered, offer)),
                 Err(e) => {
                     self.stamper.on_funding_failed();
                     Err(e)
@@ -273,11 +326,11 @@ impl Runner {
             },
             Action::Bump(covered) => {
                 let tip = self.tip_of(&covered)?;
-                let height = self.rpc.block_count().await?;
+                let height = self.node.block_count().await?;
                 Ok(self.stamper.on_bump(tip, covered, height))
             }
             Action::Sign(tx) => {
-                let signed = self.rpc.sign_raw_transaction_with_wallet(&tx).await?;
+                let signed = self.node.sign_raw_transaction_with_wallet(&tx).await?;
                 Ok(self.stamper.on_signed(signed))
             }
             Action::Broadcast(tx) => {
@@ -292,7 +345,7 @@ impl Runner {
                     .as_ref()
                     .and_then(|r| r.attempt.as_ref())
                     .is_some_and(|a| a.tx.compute_txid() == txid);
-                let result = match self.rpc.send_raw_transaction(&tx).await {
+                let result = match self.node.send_raw_transaction(&tx).await {
                     Ok(_) => BroadcastResult::Accepted,
                     // Warm-up or a lost connection says nothing about the
                     // transaction: pause, and broadcast again on resuming.
@@ -338,5 +391,30 @@ impl Runner {
                 Ok(Vec::new())
             }
         }
+    }
+}
+
+impl<N: ChainSource + Wallet> Runner<N> {
+    fn refresh_view(&self) {
+        let state = self.stamper.state();
+        let mined = state.mined.clone();
+        let latest = state
+            .round
+            .as_ref()
+            .and_then(|r| r.versions.last().map(|v| (v, r.versions.len())));
+        let best = self.known.last().copied();
+        let history = state.history.clone();
+        self.set_view(|v| {
+            v.history = history;
+            v.mined = mined;
+            v.tip = latest.map(|(l, _)| l.tip);
+            v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));
+            v.best = best;
+        });
+    }
+
+    fn set_view(&self, f: impl FnOnce(&mut View)) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut view);
     }
 }
