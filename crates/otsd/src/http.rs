@@ -246,14 +246,15 @@ async fn get_timestamp(
 
 /// The 404 line for a commitment without a completed proof.
 fn reason(st: &AppState, commitment: &[u8]) -> String {
-    if let Some(w) = st.stamper.waiting(commitment) {
-        return format!(
-            "Timestamped by transaction {}; waiting for {} confirmations",
-            w.txid, w.confirmations_needed
-        );
-    }
-    if st.pending.lookup(commitment).is_some() {
-        return PENDING_REASON.to_owned();
+    // One lookup in the pending index; the stamper answers by position.
+    if let Some(position) = st.pending.lookup(commitment) {
+        return match st.stamper.waiting(position) {
+            Some(w) => format!(
+                "Timestamped by transaction {}; waiting for {} confirmations",
+                w.txid, w.confirmations_needed
+            ),
+            None => PENDING_REASON.to_owned(),
+        };
     }
     match commitment.len() {
         36 | 44 => "Not found".to_owned(),

@@ -67,11 +67,14 @@ pub struct ChainInfo {
     pub warnings: Vec<String>,
 }
 
-/// The stamper's state as the HTTP layer sees it. The stamper (issue 5)
-/// implements it; [`NoStamper`] stands in until then.
+/// The stamping backend's state as the HTTP layer sees it:
+/// `crate::stamping::Stamping` for the Bitcoin backend, [`NoStamper`]
+/// without one.
 pub trait StamperView: Send + Sync + 'static {
-    /// If `commitment` is in a transaction waiting for confirmations.
-    fn waiting(&self, commitment: &[u8]) -> Option<Waiting>;
+    /// If the pending commitment at journal `position` is in a transaction
+    /// waiting for confirmations. The caller has found the position in the
+    /// pending index: one lookup per request.
+    fn waiting(&self, position: u64) -> Option<Waiting>;
     /// The tip of the most recent unconfirmed transaction.
     fn tip(&self) -> Option<Vec<u8>>;
     /// Chain figures for the info page.
@@ -84,7 +87,7 @@ pub trait StamperView: Send + Sync + 'static {
 pub struct NoStamper;
 
 impl StamperView for NoStamper {
-    fn waiting(&self, _: &[u8]) -> Option<Waiting> {
+    fn waiting(&self, _: u64) -> Option<Waiting> {
         None
     }
     fn tip(&self) -> Option<Vec<u8>> {

@@ -18,7 +18,7 @@ struct Counting {
 }
 
 impl StamperView for Counting {
-    fn waiting(&self, _: &[u8]) -> Option<Waiting> {
+    fn waiting(&self, _: u64) -> Option<Waiting> {
         None
     }
     fn tip(&self) -> Option<Vec<u8>> {

@@ -111,9 +111,6 @@ pub fn start(
         })
         .map_err(StampingError::Thread)?;
     tracing::info!(node = %rpc_url, "stamper started");
-    let view: Arc<dyn StamperView> = Arc::new(Stamping {
-        view,
-        pending: pending.clone(),
-    });
+    let view: Arc<dyn StamperView> = Arc::new(Stamping { view });
     Ok(Started { view, done })
 }

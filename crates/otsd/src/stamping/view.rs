@@ -11,7 +11,7 @@ use ots_stamper::history::History;
 use ots_stamper::stamper::{status_in, Mined, Status, Warning};
 
 use crate::info::MAX_LISTED_TXS;
-use crate::status::{ChainInfo, MinedTx, PendingIndex, StamperView, Waiting};
+use crate::status::{ChainInfo, MinedTx, StamperView, Waiting};
 
 /// Whose fault a pause of stamping is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +107,6 @@ impl Shown {
 pub struct Stamping {
     /// The runner's view.
     pub view: Arc<RwLock<View>>,
-    /// The pending index (commitment → journal position).
-    pub pending: Arc<PendingIndex>,
 }
 
 impl Stamping {
@@ -118,8 +116,7 @@ impl Stamping {
 }
 
 impl StamperView for Stamping {
-    fn waiting(&self, commitment: &[u8]) -> Option<Waiting> {
-        let position = self.pending.lookup(commitment)?;
+    fn waiting(&self, position: u64) -> Option<Waiting> {
         match self.read().status(position) {
             Status::Mined { txid, waiting_for } => Some(Waiting {
                 txid: txid.to_string(),
