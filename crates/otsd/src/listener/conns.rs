@@ -24,7 +24,7 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -210,8 +210,9 @@ struct Registry {
     next_id: u64,
     conns: FxHashMap<u64, Arc<Conn>>,
     /// The stalled connections the last sweep found, each with the time
-    /// its stall began, the longest stalled last.
-    reclaimable: Vec<(u64, Arc<Conn>)>,
+    /// its stall began, the longest stalled last. Weak, so that a
+    /// connection that has ended meanwhile does not keep its socket open.
+    reclaimable: Vec<(u64, Weak<Conn>)>,
 }
 
 /// The live connections of one listener.
@@ -300,6 +301,9 @@ impl Tracker {
             let Some((since, conn)) = self.lock().reclaimable.pop() else {
                 return false;
             };
+            let Some(conn) = conn.upgrade() else {
+                continue;
+            };
             // Still stalled since then (no progress since the sweep)?
             if conn.stalled_since() != Some(since) {
                 continue;
@@ -371,7 +375,7 @@ impl Tracker {
                     due.push((verdict, conn.clone()));
                 } else if let Some(since) = conn.stalled_since() {
                     if now.saturating_sub(since) >= self.reclaim_after {
-                        reclaimable.push((since, conn.clone()));
+                        reclaimable.push((since, Arc::downgrade(conn)));
                     }
                 }
             }
