@@ -17,12 +17,25 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// The receive buffer a slow reader asks for.
 const SLOW_RCVBUF: u32 = 4096;
-/// What a slow reader pipelines, over and over: `GET /` (a 7 KB answer).
-const PIPELINED: &[u8] = b"GET / HTTP/1.1\r\nHost: calendar.test\r\n\r\n";
+/// Its send buffer.
+const SLOW_SNDBUF: u32 = 4096;
+/// Padding in each pipelined request (a cookie's worth): the server's
+/// read buffer then holds only a few requests, so it reads a slow reader's
+/// requests as long as it answers them, and stops when it cannot.
+const PAD: usize = 3000;
 /// How long no slow reader may have got a request byte out for the attack
-/// to count as in place: the server has stopped reading their requests,
-/// which it does once it cannot write their answers.
+/// to count as in place: the server no longer reads their requests, as it
+/// cannot write their answers.
 const ATTACK_SETTLED: Duration = Duration::from_secs(2);
+
+/// What a slow reader pipelines, over and over: `GET /` (a 7 KB answer).
+fn pipelined() -> Vec<u8> {
+    format!(
+        "GET / HTTP/1.1\r\nHost: calendar.test\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(PAD)
+    )
+    .into_bytes()
+}
 
 fn settings(limits: Limits) -> Settings {
     Settings {
@@ -47,12 +60,15 @@ struct SlowReader {
 async fn slow_reader(addr: SocketAddr) -> SlowReader {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(SLOW_RCVBUF).unwrap();
+    // Small on the way out too, so that the writer gets room (and counts
+    // progress) as soon as the server reads a request, not megabytes later.
+    socket.set_send_buffer_size(SLOW_SNDBUF).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     let writer = tokio::spawn(async move {
-        let chunk = PIPELINED.repeat(100);
+        let chunk = pipelined().repeat(10);
         while let Ok(n @ 1..) = write.write(&chunk).await {
             counter.fetch_add(n as u64, Ordering::Relaxed);
         }
