@@ -336,7 +336,7 @@ impl Tracker {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            self.sweep_once();
+            self.sweep_once(self.clock.tick());
         }
     }
 
@@ -364,8 +364,8 @@ impl Tracker {
         }
     }
 
-    fn sweep_once(&self) {
-        let now = self.clock.tick();
+    /// One sweep at clock reading `now`.
+    fn sweep_once(&self, now: u64) {
         let mut due = Vec::new();
         let mut reclaimable = Vec::new();
         {
@@ -562,5 +562,153 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: 100 * MS,
+            idle_timeout: 200 * MS,
+            write_timeout: 300 * MS,
+            max_connection_age: 10_000 * MS,
+            reclaim_after: 50 * MS,
+            ..Limits::default()
+        }
+    }
+
+    /// A connected pair: the server side's handle (as the registry keeps
+    /// it) and the client side.
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    fn read_all(mut client: std::net::TcpStream) -> String {
+        use std::io::Read;
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn at(tracker: &Tracker, now: u64) {
+        tracker.clock.now.store(now, Relaxed);
+    }
+
+    #[test]
+    fn each_limit_closes_its_phase_and_only_that() {
+        let tracker = Tracker::new(&limits(), 1000 * MS);
+        at(&tracker, 1);
+        let (s1, head_client) = pair();
+        let head = tracker.register(s1);
+        let (s2, idle_client) = pair();
+        let idle = tracker.register(s2);
+        let (s3, writing_client) = pair();
+        let writing = tracker.register(s3);
+        let (s4, _busy_client) = pair();
+        let busy = tracker.register(s4);
+        for c in [&idle, &writing, &busy] {
+            assert!(c.begin_request());
+        }
+        idle.end_request();
+        writing.on_write::<usize>(&Poll::Pending, |_| true);
+        // Busy for longer than every timeout but the age: left alone.
+        tracker.sweep_once(150);
+        assert_eq!(head.phase.load(Relaxed), CLOSED, "header timeout");
+        assert!(read_all(head_client).starts_with("HTTP/1.1 408 Request Timeout"));
+        assert_eq!(idle.phase.load(Relaxed), IDLE);
+        tracker.sweep_once(250);
+        assert_eq!(idle.phase.load(Relaxed), CLOSED, "idle timeout");
+        assert_eq!(read_all(idle_client), "", "closed without a word");
+        assert_eq!(writing.phase.load(Relaxed), BUSY);
+        tracker.sweep_once(350);
+        assert_eq!(writing.phase.load(Relaxed), CLOSED, "write timeout");
+        assert_eq!(read_all(writing_client), "");
+        assert_eq!(busy.phase.load(Relaxed), BUSY);
+        // Past its age and the grace, even a busy connection goes.
+        tracker.sweep_once(11_001);
+        assert_eq!(busy.phase.load(Relaxed), CLOSED, "age");
+        // A request arriving on a closed connection is refused.
+        assert!(!busy.begin_request());
+    }
+
+    #[test]
+    fn progress_restarts_the_clocks() {
+        let tracker = Tracker::new(&limits(), 1000 * MS);
+        at(&tracker, 1);
+        let (s, _client) = pair();
+        let conn = tracker.register(s);
+        assert!(conn.begin_request());
+        conn.end_request();
+        conn.on_write::<usize>(&Poll::Pending, |_| true);
+        at(&tracker, 290);
+        // The peer took some bytes: no longer a stalled write, and idle
+        // only from now.
+        conn.on_write(&Poll::Ready(Ok(10usize)), |n| *n > 0);
+        tracker.sweep_once(400);
+        assert_eq!(conn.phase.load(Relaxed), IDLE);
+        // Bytes of a new head: waiting for it, from now.
+        at(&tracker, 450);
+        conn.on_read();
+        assert_eq!(conn.phase.load(Relaxed), AWAIT_HEAD);
+        tracker.sweep_once(540);
+        assert_eq!(conn.phase.load(Relaxed), AWAIT_HEAD);
+        tracker.sweep_once(560);
+        assert_eq!(conn.phase.load(Relaxed), CLOSED);
+    }
+
+    #[test]
+    fn reclaim_takes_the_longest_stalled_and_never_a_busy_one() {
+        let tracker = Tracker::new(
+            &Limits {
+                reclaim_after: 50 * MS,
+                ..Limits::default()
+            },
+            1000 * MS,
+        );
+        at(&tracker, 1);
+        let (s, _c1) = pair();
+        let busy = tracker.register(s);
+        assert!(busy.begin_request());
+        at(&tracker, 10);
+        let (s, _c2) = pair();
+        let writing = tracker.register(s);
+        assert!(writing.begin_request());
+        writing.on_write::<usize>(&Poll::Pending, |_| true);
+        at(&tracker, 20);
+        let (s, _c3) = pair();
+        let idle = tracker.register(s);
+        assert!(idle.begin_request());
+        idle.end_request();
+        at(&tracker, 65);
+        let (s, _c4) = pair();
+        let fresh = tracker.register(s);
+        // Nothing had stalled long enough at the last sweep.
+        assert!(!tracker.reclaim());
+        tracker.sweep_once(100);
+        assert!(tracker.reclaim());
+        assert_eq!(writing.phase.load(Relaxed), CLOSED, "stalled since 10");
+        assert!(tracker.reclaim());
+        assert_eq!(idle.phase.load(Relaxed), CLOSED, "stalled since 20");
+        // The fresh one (35 ms) is under the threshold; the busy one is
+        // never taken.
+        assert!(!tracker.reclaim());
+        assert_eq!(fresh.phase.load(Relaxed), AWAIT_HEAD);
+        assert_eq!(busy.phase.load(Relaxed), BUSY);
+        // A stall that ended after the sweep is not taken either.
+        tracker.sweep_once(200);
+        assert!(fresh.begin_request());
+        assert!(!tracker.reclaim());
+        assert_eq!(fresh.phase.load(Relaxed), BUSY);
     }
 }
