@@ -40,8 +40,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default age after which a connection's answers carry `connection:
 /// close` (and an idle one is closed); [`CONNECTION_AGE_GRACE`] later it is
-/// closed whatever it is doing. Long, since clients reconnect for nothing
-/// but a handshake; it bounds how long any one peer keeps a slot.
+/// closed whatever it is doing. Long: it only has to bound how long any
+/// one peer keeps a slot, and each close costs a client a new handshake.
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// How long a connection past its age has to finish its last answer.
 pub const CONNECTION_AGE_GRACE: Duration = Duration::from_secs(10);
