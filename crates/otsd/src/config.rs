@@ -17,6 +17,9 @@ use crate::http::{
 };
 use crate::info::DEFAULT_EXPLORER_URL;
 use crate::journal::Verify;
+use crate::listener::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_RECLAIM_AFTER, DEFAULT_WRITE_TIMEOUT,
+};
 use crate::status::StamperView;
 
 /// Everything the server needs besides the calendar directory, resolved:
@@ -249,12 +252,26 @@ impl ServerArgs {
 /// Limits on clients.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Concurrent connections; over it new connections get 503.
+    /// Concurrent connections; over it a new connection takes the slot of
+    /// the longest stalled one, or gets 503.
     #[arg(long = "max-connections", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Seconds a client has to send request headers (and idle keep-alive time).
+    /// Seconds a client has to send a request head.
     #[arg(long = "header-timeout", default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
     pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may idle between requests.
+    #[arg(long = "idle-timeout", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout_secs: u64,
+    /// Seconds a write may wait for the client to take any byte.
+    #[arg(long = "write-timeout", default_value_t = DEFAULT_WRITE_TIMEOUT.as_secs())]
+    pub write_timeout_secs: u64,
+    /// Seconds after which a connection is closed after its current answer.
+    #[arg(long = "max-connection-age", default_value_t = DEFAULT_MAX_CONNECTION_AGE.as_secs())]
+    pub max_connection_age_secs: u64,
+    /// Seconds a connection must have been stalled before a new client over
+    /// the cap may take its slot.
+    #[arg(long = "reclaim-after", default_value_t = DEFAULT_RECLAIM_AFTER.as_secs())]
+    pub reclaim_after_secs: u64,
     /// Seconds a client has to send a request body.
     #[arg(long = "body-timeout", default_value_t = DEFAULT_BODY_READ_TIMEOUT.as_secs())]
     pub body_timeout_secs: u64,
@@ -271,6 +288,10 @@ impl LimitArgs {
             header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
             body_read_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
             max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            write_timeout: Duration::from_secs(self.write_timeout_secs.max(1)),
+            max_connection_age: Duration::from_secs(self.max_connection_age_secs.max(1)),
+            reclaim_after: Duration::from_secs(self.reclaim_after_secs.max(1)),
         }
     }
 }

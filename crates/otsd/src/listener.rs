@@ -1,29 +1,56 @@
 //! The accept loop of the HTTP API: binds the listening socket with a long
 //! backlog, hands connections to the workers, and enforces the connection
-//! cap, the header read timeout and the header size limit, answering
-//! clients over the cap or too slow with a canned response. [`Limits`]
-//! (with the body read timeout the `/digest` handler applies) and its
-//! defaults live here too. The routes are in [`crate::http`], which
-//! re-exports this module's public items.
+//! cap and the limits on each connection's life: the header read, write
+//! and idle timeouts, the maximum age and the header size limit. A client
+//! over the cap takes the slot of the connection stalled the longest (see
+//! [`run`]) or, if none is, gets a canned `503`. [`Limits`] (with the body
+//! read timeout the `/digest` handler applies) and its defaults live here
+//! too; the per-connection bookkeeping is in `conns`. The routes are in
+//! [`crate::http`], which re-exports this module's public items.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::{app, AppState};
 use crate::workers::Workers;
 
-/// Default cap on concurrent connections; over it, new connections get a
-/// 503 and are closed.
+mod conns;
+
+pub use conns::SWEEP_INTERVAL;
+
+/// Default cap on concurrent connections; over it, a new connection takes
+/// the slot of one stalled for [`DEFAULT_RECLAIM_AFTER`] or more, or gets a
+/// 503 and is closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
-/// Default time a client has to send a request's headers (also the idle
-/// time allowed between keep-alive requests).
+/// Default time a client has to send a request's head: from the
+/// connection's start for its first request, from the first byte for a
+/// later one. Past it the client gets a `408`.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a keep-alive connection may sit idle between requests
+/// before it is closed (quietly: no `408` to a client that sent nothing).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a write may wait for the peer to take any of our bytes
+/// before the connection is closed.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default age after which a connection's answers carry `connection:
+/// close` (and an idle one is closed); [`CONNECTION_AGE_GRACE`] later it is
+/// closed whatever it is doing. Long: it only has to bound how long any
+/// one peer keeps a slot, and each close costs a client a new handshake.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+/// How long a connection past its age has to finish its last answer.
+pub const CONNECTION_AGE_GRACE: Duration = Duration::from_secs(10);
+/// Default time a connection must have been stalled (a write the peer does
+/// not take, or waiting idle or for a head) before a new client over the
+/// cap may take its slot.
+pub const DEFAULT_RECLAIM_AFTER: Duration = Duration::from_secs(1);
+/// How long a client over the cap waits for the slot it reclaimed.
+const RECLAIM_WAIT: Duration = Duration::from_secs(1);
 /// Default time a client has to send a request's body once its headers
 /// are in.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,12 +72,21 @@ const CANNED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Limits {
     /// Concurrent connections.
     pub max_connections: usize,
-    /// Header read timeout (and keep-alive idle timeout).
+    /// Header read timeout.
     pub header_read_timeout: Duration,
     /// Body read timeout.
     pub body_read_timeout: Duration,
     /// Largest request head, bytes.
     pub max_header_bytes: usize,
+    /// Keep-alive idle timeout.
+    pub idle_timeout: Duration,
+    /// Write timeout (no progress).
+    pub write_timeout: Duration,
+    /// Maximum connection age.
+    pub max_connection_age: Duration,
+    /// How long a connection must have been stalled for a new client over
+    /// the cap to take its slot.
+    pub reclaim_after: Duration,
 }
 
 impl Default for Limits {
@@ -60,12 +96,16 @@ impl Default for Limits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            reclaim_after: DEFAULT_RECLAIM_AFTER,
         }
     }
 }
 
 /// A complete HTTP/1.1 response for clients we will not serve.
-fn canned(status: &str, body: &str) -> Vec<u8> {
+pub(crate) fn canned(status: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -104,10 +144,97 @@ pub async fn bind(address: &str, port: u16) -> std::io::Result<TcpListener> {
     }))
 }
 
+type Service = hyper_util::service::TowerToHyperService<axum::Router>;
+
+/// What starting a connection takes, shared with the tasks that wait for a
+/// reclaimed slot.
+struct Server {
+    http: hyper::server::conn::http1::Builder,
+    service: Service,
+    workers: Option<Arc<Workers>>,
+    tracker: Arc<conns::Tracker>,
+}
+
+impl Server {
+    /// Serves `stream` on the next worker (or this runtime), holding
+    /// `permit` until the connection ends.
+    fn start(
+        &self,
+        stream: TcpStream,
+        permit: OwnedSemaphorePermit,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let _ = stream.set_nodelay(true);
+        // Out of this runtime's reactor, to join the serving thread's; and
+        // a second handle on the socket, with which the sweep closes it
+        // (and writes a 408 or 503 first where one is due).
+        let (stream, spare) = match stream.into_std().and_then(|s| {
+            let spare = s.try_clone()?;
+            Ok((s, spare))
+        }) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "socket setup failed");
+                return;
+            }
+        };
+        let conn = self.tracker.register(spare);
+        let (http, tracker) = (self.http.clone(), self.tracker.clone());
+        let service = conns::Tracked {
+            inner: self.service.clone(),
+            conn: conn.clone(),
+        };
+        let serve = async move {
+            let _permit = permit;
+            let _registered = Registered(&tracker, &conn);
+            let io = match TcpStream::from_std(stream) {
+                Ok(io) => conns::Watched {
+                    io,
+                    conn: conn.clone(),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "socket setup failed");
+                    return;
+                }
+            };
+            let served = watcher.watch(http.serve_connection(TokioIo::new(io), service));
+            if let Err(e) = served.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        };
+        match &self.workers {
+            Some(w) => w.spawn_next(serve),
+            None => drop(tokio::spawn(serve)),
+        }
+    }
+}
+
+/// Unregisters a connection when its task ends or is dropped.
+struct Registered<'a>(&'a conns::Tracker, &'a conns::Conn);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.unregister(self.1);
+    }
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
 /// accepting and waits (up to [`SHUTDOWN_GRACE`]) for in-flight requests.
 /// Connections are served on `workers` in turn, or without workers on the
 /// caller's runtime.
+///
+/// At the cap, a new client takes the slot of the connection that has
+/// been stalled the longest, if one has been for [`Limits::reclaim_after`]:
+/// one whose peer does not take the bytes we write, or that sits idle or
+/// has not finished its request head. Refusing newcomers instead would let
+/// whoever holds the slots keep them (slow readers hold them until the
+/// write timeout, and can come back), and reserving a few slots would only
+/// move the line; a stalled connection is making no use of its slot, while
+/// the newcomer has a request to make. Connections busy with a request
+/// (waiting for their round, or sending their body within the body
+/// timeout) are never taken, so a flood of newcomers only ever evicts
+/// connections that do nothing, oldest stall first, and holding a slot
+/// costs an attacker a connection that keeps reading.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -115,11 +242,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
-    let service = hyper_util::service::TowerToHyperService::new(app(state));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    // The sweep enforces the header read timeout; hyper's would also count
+    // the idle time between requests, and answer it with a 408.
+    http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
+    let tracker = Arc::new(conns::Tracker::new(&limits, CONNECTION_AGE_GRACE));
+    let _sweep = AbortOnDrop(tokio::spawn(tracker.clone().sweep()));
+    let server = Arc::new(Server {
+        http,
+        service: hyper_util::service::TowerToHyperService::new(app(state)),
+        workers,
+        tracker: tracker.clone(),
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -136,51 +271,27 @@ pub async fn run(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            server.start(stream, permit, graceful.watcher());
+        } else if tracker.reclaim() {
+            let (server, slots, watcher) = (server.clone(), slots.clone(), graceful.watcher());
+            tokio::spawn(async move {
+                match tokio::time::timeout(RECLAIM_WAIT, slots.acquire_owned()).await {
+                    Ok(Ok(permit)) => server.start(stream, permit, watcher),
+                    _ => {
+                        send_canned(
+                            stream,
+                            canned("503 Service Unavailable", "too many connections"),
+                        )
+                        .await
+                    }
+                }
+            });
+        } else {
             tokio::spawn(send_canned(
                 stream,
                 canned("503 Service Unavailable", "too many connections"),
             ));
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        // Out of this runtime's reactor, to join the serving thread's; and
-        // a second handle on the socket, to answer 408 if hyper gives up
-        // on a slow request head (hyper itself just closes).
-        let (stream, spare) = match stream.into_std().and_then(|s| {
-            let spare = s.try_clone()?;
-            Ok((s, spare))
-        }) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "socket setup failed");
-                continue;
-            }
-        };
-        let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
-        let serve = async move {
-            let _permit = permit;
-            let stream = match TcpStream::from_std(stream) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "socket setup failed");
-                    return;
-                }
-            };
-            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
-            if let Err(e) = conn.await {
-                if e.is_timeout() {
-                    if let Ok(s) = TcpStream::from_std(spare) {
-                        send_canned(s, canned("408 Request Timeout", "header read timeout")).await;
-                    }
-                } else {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            }
-        };
-        match &workers {
-            Some(w) => w.spawn_next(serve),
-            None => drop(tokio::spawn(serve)),
         }
     }
     drop(listener);
@@ -191,4 +302,14 @@ pub async fn run(
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Stops a task when dropped (the sweep, with the accept loop, however
+/// that ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -79,6 +79,10 @@ async fn connections_over_the_cap_get_503() {
     const CAP: usize = 4;
     let server = TestServer::start(settings(Limits {
         max_connections: CAP,
+        // The held connections idle while the newcomer knocks; here none
+        // has idled long enough to give up its slot (tests/conns.rs has
+        // the slots that are taken back).
+        reclaim_after: Duration::from_secs(600),
         ..Limits::default()
     }))
     .await;
