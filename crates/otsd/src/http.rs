@@ -1,8 +1,7 @@
 //! The HTTP API of PROTOCOL §2: routes and the wire-visible errors (one
 //! enum, mapped to statuses in one place); `POST /digest` applies the body
-//! read timeout. The accept loop (connection cap, header read timeout,
-//! header size limit) and [`Limits`] are in [`crate::listener`], whose
-//! public items are re-exported here.
+//! read timeout. The accept loop (connection cap, timeouts, header size
+//! limit) is [`crate::listener`]; the [`Limits`] are [`crate::limits`]'s.
 
 use std::sync::Arc;
 
@@ -22,10 +21,7 @@ use crate::journal::JournalReader;
 use crate::status::{PendingIndex, StamperView};
 use crate::store::Store;
 
-pub use crate::listener::{
-    bind, run, Limits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, LISTEN_BACKLOG, SHUTDOWN_GRACE,
-};
+use crate::limits::Limits;
 
 /// Cache lifetimes of PROTOCOL §2 and the reference.
 mod cache {

@@ -29,6 +29,7 @@ pub mod html;
 pub mod http;
 pub mod info;
 pub mod journal;
+pub mod limits;
 pub mod listener;
 pub mod qr;
 pub mod server;

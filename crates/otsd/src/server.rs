@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use crate::aggregator::{self, AggregatorConfig};
 use crate::calendar::{Calendar, CalendarError, KeyDeriver};
 use crate::config::{Backend, Settings};
-use crate::http::{self, AppState};
+use crate::http::AppState;
 use crate::info::{InfoCache, InfoConfig, INFO_TTL};
 use crate::journal::{Journal, JournalError, JournalReader};
+use crate::listener;
 use crate::stamping::{self, StampingError};
 use crate::status::{key_of, NoStamper, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
@@ -97,7 +98,7 @@ pub async fn serve(
         info_cache: Arc::new(InfoCache::new(INFO_TTL)),
         limits: settings.limits.clone(),
     };
-    let served = http::run(listener, state, workers.clone(), async move {
+    let served = listener::run(listener, state, workers.clone(), async move {
         shutdown.await;
         tracing::info!("shutting down: flushing the current round");
         // The aggregator flushes what is queued while in-flight requests
@@ -193,7 +194,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let listener = http::bind(&args.rpc_address, args.rpc_port)
+    let listener = listener::bind(&args.rpc_address, args.rpc_port)
         .await
         .with_context(|| format!("binding {}:{}", args.rpc_address, args.rpc_port))?;
     let (devchain, dev) = start_dev(args, dir, &listener).await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use otsd::config::Settings;
-use otsd::http::Limits;
+use otsd::limits::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use otsd::config::Settings;
-use otsd::http::Limits;
+use otsd::limits::Limits;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
