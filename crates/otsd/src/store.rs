@@ -644,3 +644,24 @@ fn create(dir: &Path, path: &Path) -> Result<(), StoreError> {
         .map_err(io)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_record_opens_only_unchanged_and_under_its_own_id() {
+        let record = b"n, runs, root and tail".to_vec();
+        let value = sealed(7, record.clone());
+        assert_eq!(value.len(), record.len() + BATCH_CHECKSUM_LEN);
+        assert_eq!(unsealed(7, &value).unwrap(), record.as_slice());
+        assert_eq!(unsealed(8, &value).unwrap_err().batch(), Some(8));
+        for bit in 0..value.len() * 8 {
+            let mut v = value.clone();
+            v[bit / 8] ^= 1 << (bit % 8);
+            assert!(unsealed(7, &v).is_err(), "bit {bit}");
+        }
+        assert!(unsealed(7, &value[..BATCH_CHECKSUM_LEN - 1]).is_err());
+        assert!(unsealed(7, &value[1..]).is_err());
+    }
+}
