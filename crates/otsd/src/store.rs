@@ -124,9 +124,9 @@ pub enum StoreError {
     Db {
         /// What the store was doing.
         op: &'static str,
-        /// redb's error.
+        /// redb's error (boxed: it is large, and errors are rare).
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     /// The store file cannot be opened or read: empty, truncated, not a
     /// redb database, or redb panicked on it.
@@ -180,7 +180,7 @@ impl StoreError {
 fn db<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::Db {
         op,
-        source: e.into(),
+        source: Box::new(e.into()),
     }
 }
 

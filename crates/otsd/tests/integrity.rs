@@ -554,10 +554,8 @@ fn versions_double_opens_and_leftovers() {
     assert!(store.is_empty().unwrap());
     assert!(!dir.path().join(STORE_NEW_FILE).exists());
     match Store::open(dir.path(), f.reader.clone()) {
-        Err(StoreError::Db {
-            source: redb::Error::DatabaseAlreadyOpen,
-            ..
-        }) => {}
+        Err(StoreError::Db { source, .. })
+            if matches!(*source, redb::Error::DatabaseAlreadyOpen) => {}
         other => panic!("{other:?}"),
     }
 }
