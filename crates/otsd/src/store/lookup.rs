@@ -1,8 +1,10 @@
 //! The lookup path of the [`Store`]: finding a commitment's batch through
-//! the index, loading the batch (with its levels, when small enough) into
-//! the cache, rebuilding the path up to the batch's root from the journal
-//! and the stored levels, and assembling the proof (decoded, or serialized
-//! without decoding the shared tail).
+//! the index, loading the batch (its record checked against its checksum,
+//! with its levels when small enough) into the cache, rebuilding the path
+//! up to the batch's root from the journal and the stored levels, and
+//! assembling the proof (decoded, or serialized without decoding the
+//! shared tail). Each public lookup runs guarded: a panic inside redb is
+//! an error.
 
 use std::sync::Arc;
 
