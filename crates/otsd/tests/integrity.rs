@@ -354,10 +354,11 @@ async fn the_server_refuses_a_truncated_store() {
 }
 
 /// Random damage: 100 seeded trials, each flipping a few bytes of a copy
-/// of the store (anywhere in the file, in pages holding data, or in a live
-/// tail), then every commitment looked up, with the level cache on and
-/// off, serialized (as GET serves it) and, in some trials, decoded. A proof served must be byte for byte the pristine one; errors,
-/// "not found" and refusing to open are all fine.
+/// of the store (anywhere in the file, in pages holding data, in redb's
+/// header, or in a live tail), then every commitment looked up, with the
+/// level cache on and off, serialized (as GET serves it) and, in some
+/// trials, decoded. A proof served must be byte for byte the pristine one;
+/// errors, "not found" and refusing to open are all fine.
 #[test]
 fn random_damage_never_serves_a_wrong_proof() {
     quiet_redb_panics();
@@ -379,14 +380,15 @@ fn random_damage_never_serves_a_wrong_proof() {
     for trial in 0..TRIALS {
         let mut damaged = bytes.clone();
         let tail_trial = trial % 4 == 0;
+        let header_trial = trial % 10 == 5;
         for _ in 0..rng.gen_range(1..=4) {
-            let at = match (tail_trial, rng.gen_range(0..2)) {
+            let at = match (tail_trial, header_trial, rng.gen_range(0..2)) {
                 // Within the 140 bytes before a tail's attestation.
-                (true, _) => tails[rng.gen_range(0..tails.len())] - rng.gen_range(1..140),
-                (false, 0) => rng.gen_range(0..damaged.len()),
-                (false, _) => {
-                    used[rng.gen_range(0..used.len())] * 4096 + rng.gen_range(0..4096usize)
-                }
+                (true, _, _) => tails[rng.gen_range(0..tails.len())] - rng.gen_range(1..140),
+                // In redb's header (its commit slots).
+                (_, true, _) => rng.gen_range(0..512),
+                (_, _, 0) => rng.gen_range(0..damaged.len()),
+                _ => used[rng.gen_range(0..used.len())] * 4096 + rng.gen_range(0..4096usize),
             };
             let at = at.min(damaged.len() - 1);
             damaged[at] ^= rng.gen_range(1..=255u8);
