@@ -4,7 +4,9 @@
 //! never change once written, so nothing is ever stale; the cache keeps
 //! the most recently loaded batches within a memory bound (clients ask
 //! mostly for recent proofs), and a batch too large for the bound is
-//! served from the database as before.
+//! served from the database as before. The store inserts only records
+//! that passed their checksum, so a cached batch is served without
+//! hashing it again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

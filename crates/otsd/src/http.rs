@@ -217,8 +217,10 @@ async fn get_timestamp(
     // On the worker itself: a lookup is a few B-tree pages from redb's
     // cache and one journal read from the page cache, microseconds, where
     // handing it to the blocking pool would cost more than the lookup.
+    // A corrupt batch is a 500 naming the commitment and the batch, never
+    // a proof (the store checks what it serves, see `store`'s Integrity).
     let found = st.store.get_serialized(&commitment).map_err(|e| {
-        tracing::error!(error = %e, "proof store lookup failed");
+        tracing::error!(commitment = %hex::encode(&commitment), batch = e.batch(), error = %e, "proof store lookup failed");
         ApiError::Internal
     })?;
     if let Some(bytes) = found {

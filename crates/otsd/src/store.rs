@@ -8,8 +8,8 @@
 //!
 //! * `batches`: batch id → `varuint n`, the batch's journal indices as runs
 //!   (`varuint #runs`, then `varuint start, varuint len` each), the 32-byte
-//!   root, then the shared tail (the serialized timestamp rooted at the
-//!   root);
+//!   root, the shared tail (the serialized timestamp rooted at the root),
+//!   then a 32-byte checksum of all that (see *Integrity*);
 //! * `levels`: (batch, level, chunk) → up to [`LEVEL_CHUNK_NODES`] 32-byte
 //!   nodes of the batch's tree, for levels [`GROUP_BITS`] and up (levels
 //!   below are recomputed from the commitments themselves, read from the
@@ -21,11 +21,62 @@
 //!   first keeps each batch's keys together, so a transaction rewrites few
 //!   B-tree pages (random keys doubled the file through copy-on-write).
 //!
+//! * `meta`: `"format"` → the store's format version
+//!   ([`STORE_FORMAT_VERSION`]).
+//!
 //! That is about 8 bytes of tree plus one 20-byte index entry per
 //! commitment: 67.9 bytes per commitment on disk at 1,000,000 commitments
 //! in batches of 10,000 (the `store_size` example).
+//!
+//! # Integrity
+//!
+//! redb does not check its pages on reads, so a flipped bit on disk comes
+//! back as data. A served proof is the path (journal records and `levels`
+//! nodes) followed by the stored tail, and each part is checked before a
+//! byte is served:
+//!
+//! * the batch record (n, runs, root, tail) ends in
+//!   `sha256(BATCH_CHECKSUM_DOMAIN ‖ batch id ‖ record)`, verified whenever
+//!   the record is read from the database (the batch cache then keeps the
+//!   verified record, so a cached GET pays nothing);
+//! * the path is recomputed from `sha256(commitment)` through the journal's
+//!   records and the stored level nodes, and must reach the checksummed
+//!   root. A wrong node cannot (that would be a sha256 second preimage), so
+//!   level rows carry no checksum of their own, and a GET of a batch too
+//!   large for the cache pays no hashing of 4 KiB rows;
+//! * the index only points: a wrong entry leads to a leaf that is not the
+//!   commitment's ("not here", a 404) or to a path that misses the root.
+//!
+//! A mismatch is [`StoreError::Corrupt`] naming the batch (the HTTP layer
+//! answers 500 and logs the commitment), never a proof. This guards against
+//! the disk, not against someone who can write the calendar directory: they
+//! could recompute the checksum, as they could rewrite the journal.
+//!
+//! A file that will not open (empty, truncated, not redb, or making redb
+//! panic, which [`Store`] catches) is [`StoreError::Unreadable`] with its
+//! path; after a panic inside redb the store refuses writes until restarted
+//! (redb's in-memory state may be inconsistent), while reads go on, each
+//! guarded the same way. This relies on `panic = "unwind"`, the profiles'
+//! default.
+//!
+//! # Format versions
+//!
+//! Format 2 (this build) added the checksum and the `meta` table. A store
+//! without a version is format 1 and is upgraded when opened, in one
+//! transaction, after each batch is re-verified as far as can be done
+//! without a Bitcoin node: its tree is rebuilt from the journal's records
+//! and must give the stored root, and its tail must decode from that root
+//! to the end of the record. A batch failing that refuses the open. What
+//! no offline check can prove is the tail's operations (its transaction
+//! bytes): a format-1 tail damaged before the upgrade but still decoding
+//! would be sealed as it is, which is what the format-1 build served. An
+//! unknown version is [`StoreError::UnsupportedFormat`]. A new store is
+//! created as `store.redb.new` and renamed into place once initialised, so
+//! an empty or half-written `store.redb` is never the store's own doing.
 
-use std::path::Path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ots_proof::codec::write_varuint;
 use ots_proof::op::sha256;
@@ -38,33 +89,75 @@ use crate::calendar::{has_no_mac, Commitment, COMMITMENT_LEN, MAC_LEN, TIME_LEN}
 use crate::journal::JournalReader;
 
 mod lookup;
+mod open;
 
 /// Name of the store database in the calendar directory.
 pub const STORE_FILE: &str = "store.redb";
+/// Name a new store is initialised under before it is renamed to
+/// [`STORE_FILE`].
+pub const STORE_NEW_FILE: &str = "store.redb.new";
+/// The format this build writes and reads (format 1, without checksums
+/// and without a version, is upgraded when opened).
+pub const STORE_FORMAT_VERSION: u64 = 2;
 /// Tree levels below this one are rebuilt from the journal (a group of
 /// `2^GROUP_BITS` commitments) instead of being stored.
 pub const GROUP_BITS: u32 = 3;
 /// Nodes per stored row of a level (4 KiB rows).
 pub const LEVEL_CHUNK_NODES: u64 = 128;
+/// Bytes of the checksum ending each `batches` value.
+pub const BATCH_CHECKSUM_LEN: usize = 32;
+/// What the batch checksum hashes first, so that it is no other hash in
+/// the system.
+pub const BATCH_CHECKSUM_DOMAIN: &[u8] = b"otsd store batch record\0";
 
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 const LEVELS: TableDefinition<(u64, u8, u64), &[u8]> = TableDefinition::new("levels");
 /// Value: `batch << 32 | leaf position` (both below 2^32).
 const INDEX: TableDefinition<(u32, u64), u64> = TableDefinition::new("index");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const FORMAT_KEY: &str = "format";
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed.
-    #[error("proof store: {0}")]
-    Db(String),
+    /// The database failed while the store was doing `op`.
+    #[error("proof store: {op}: {source}")]
+    Db {
+        /// What the store was doing.
+        op: &'static str,
+        /// redb's error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// The store file cannot be opened or read: empty, truncated, not a
+    /// redb database, or redb panicked on it.
+    #[error("proof store {}: unreadable: {why}", path.display())]
+    Unreadable {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// The store names a format version this build does not know.
+    #[error(
+        "proof store {}: unsupported format version {found} (this build reads {})",
+        path.display(),
+        STORE_FORMAT_VERSION
+    )]
+    UnsupportedFormat {
+        /// The store file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+    },
     /// Reading the journal failed.
     #[error("proof store: reading the journal: {0}")]
     Journal(#[from] std::io::Error),
     /// A batch handed to [`Store::add_batch`] is inconsistent.
     #[error("proof store: rejected batch: {0}")]
     BadBatch(&'static str),
-    /// Stored data does not decode or does not lead to its root.
+    /// Stored data fails its checksum, does not decode, or does not lead
+    /// to its root.
     #[error("proof store: corrupt batch {batch}: {what}")]
     Corrupt {
         /// The batch.
@@ -74,8 +167,68 @@ pub enum StoreError {
     },
 }
 
-fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Db(e.to_string())
+impl StoreError {
+    /// The batch a [`StoreError::Corrupt`] names.
+    pub fn batch(&self) -> Option<u64> {
+        match self {
+            StoreError::Corrupt { batch, .. } => Some(*batch),
+            _ => None,
+        }
+    }
+}
+
+/// Maps a redb error to [`StoreError::Db`] naming the operation.
+fn db<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Db {
+        op,
+        source: Box::new(e.into()),
+    }
+}
+
+/// The checksum ending a `batches` value: over the batch id too, so that
+/// a record found under another key fails it.
+fn batch_checksum(batch: u64, record: &[u8]) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(BATCH_CHECKSUM_DOMAIN.len() + 8 + record.len());
+    buf.extend_from_slice(BATCH_CHECKSUM_DOMAIN);
+    buf.extend_from_slice(&batch.to_be_bytes());
+    buf.extend_from_slice(record);
+    sha256(&buf)
+}
+
+/// A `batches` value: the record, then its checksum.
+fn sealed(batch: u64, mut record: Vec<u8>) -> Vec<u8> {
+    let sum = batch_checksum(batch, &record);
+    record.extend_from_slice(&sum[..BATCH_CHECKSUM_LEN]);
+    record
+}
+
+/// The record of a `batches` value whose checksum holds.
+fn unsealed(batch: u64, value: &[u8]) -> Result<&[u8], StoreError> {
+    let split = value
+        .len()
+        .checked_sub(BATCH_CHECKSUM_LEN)
+        .ok_or_else(|| corrupt(batch, "batch record shorter than its checksum"))?;
+    let (record, sum) = value.split_at(split);
+    if batch_checksum(batch, record)[..BATCH_CHECKSUM_LEN] != *sum {
+        return Err(corrupt(batch, "batch record fails its checksum"));
+    }
+    Ok(record)
+}
+
+fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        batch,
+        what: what.into(),
+    }
+}
+
+/// A panic's message, for the error that replaces it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// The completed proofs of one stamper batch.
@@ -136,29 +289,29 @@ pub const STORE_CACHE_BYTES: usize = 128 << 20;
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    path: PathBuf,
     journal: JournalReader,
     cache: BatchCache,
     /// Whether batches' levels are loaded into the cache (on by default).
-    cache_levels: std::sync::atomic::AtomicBool,
+    cache_levels: AtomicBool,
+    /// Set when redb panicked: writes are refused from then on.
+    broken: AtomicBool,
 }
 
 impl Store {
-    /// Opens (or creates) the store of the calendar in `dir`.
-    pub fn open(dir: &Path, journal: JournalReader) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
-            .create(dir.join(STORE_FILE))
-            .map_err(dberr)?;
-        let txn = db.begin_write().map_err(dberr)?;
-        txn.open_table(BATCHES).map_err(dberr)?;
-        txn.open_table(LEVELS).map_err(dberr)?;
-        txn.open_table(INDEX).map_err(dberr)?;
-        txn.commit().map_err(dberr)?;
-        Ok(Store {
-            db,
-            journal,
-            cache: BatchCache::default(),
-            cache_levels: std::sync::atomic::AtomicBool::new(true),
+    /// Runs `f`, turning a panic inside redb into [`StoreError::Unreadable`]
+    /// (and refusing writes from then on).
+    fn guarded<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+            self.broken.store(true, Ordering::Relaxed);
+            Err(StoreError::Unreadable {
+                path: self.path.clone(),
+                why: format!("redb panicked {op}: {}", panic_message(&*p)),
+            })
         })
     }
 
@@ -166,6 +319,16 @@ impl Store {
     /// Checks that the commitments are the journal's records and that their
     /// tree leads to the tail's message.
     pub fn add_batch(&self, batch: CompletedBatch) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(StoreError::Unreadable {
+                path: self.path.clone(),
+                why: "redb panicked earlier: writes refused until restart".into(),
+            });
+        }
+        self.guarded("adding a batch", || self.add_batch_inner(batch))
+    }
+
+    fn add_batch_inner(&self, batch: CompletedBatch) -> Result<(), StoreError> {
         let n = batch.commitments.len();
         if n == 0 || n > u32::MAX as usize {
             return Err(StoreError::BadBatch("batch size out of range"));
@@ -213,28 +376,31 @@ impl Store {
             .serialize_into(&mut value)
             .map_err(|_| StoreError::BadBatch("tail cannot be serialized"))?;
 
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let op = "adding a batch";
+        let txn = self.db.begin_write().map_err(db(op))?;
         {
-            let mut batches = txn.open_table(BATCHES).map_err(dberr)?;
+            let mut batches = txn.open_table(BATCHES).map_err(db(op))?;
             let id = batches
                 .last()
-                .map_err(dberr)?
+                .map_err(db(op))?
                 .map_or(0, |(k, _)| k.value() + 1);
             if id > u64::from(u32::MAX) {
                 return Err(StoreError::BadBatch("too many batches"));
             }
-            batches.insert(id, value.as_slice()).map_err(dberr)?;
-            let mut lv = txn.open_table(LEVELS).map_err(dberr)?;
+            batches
+                .insert(id, sealed(id, value).as_slice())
+                .map_err(db(op))?;
+            let mut lv = txn.open_table(LEVELS).map_err(db(op))?;
             for (k, level) in levels.iter().enumerate().skip(GROUP_BITS as usize) {
                 if level.len() < 2 {
                     break;
                 }
                 for (chunk, nodes) in level.chunks(LEVEL_CHUNK_NODES as usize).enumerate() {
                     lv.insert((id, k as u8, chunk as u64), nodes.concat().as_slice())
-                        .map_err(dberr)?;
+                        .map_err(db(op))?;
                 }
             }
-            let mut index = txn.open_table(INDEX).map_err(dberr)?;
+            let mut index = txn.open_table(INDEX).map_err(db(op))?;
             let mut keys: Vec<((u32, u64), u32)> = batch
                 .commitments
                 .iter()
@@ -245,10 +411,10 @@ impl Store {
             for (key, p) in keys {
                 index
                     .insert(key, (id << 32) | u64::from(p))
-                    .map_err(dberr)?;
+                    .map_err(db(op))?;
             }
         }
-        txn.commit().map_err(dberr)?;
+        txn.commit().map_err(db(op))?;
         Ok(())
     }
 
@@ -256,15 +422,29 @@ impl Store {
     /// by copy-on-write for reuse; this returns them to the file system).
     /// Needs exclusive access: call it with the server stopped.
     pub fn compact(&mut self) -> Result<bool, StoreError> {
-        self.db.compact().map_err(dberr)
+        let db_ = &mut self.db;
+        let compacted = catch_unwind(AssertUnwindSafe(|| db_.compact()));
+        match compacted {
+            Ok(r) => r.map_err(db("compacting")),
+            Err(p) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(StoreError::Unreadable {
+                    path: self.path.clone(),
+                    why: format!("redb panicked compacting: {}", panic_message(&*p)),
+                })
+            }
+        }
     }
 
     /// Whether no batch has been added yet.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let batches = txn.open_table(BATCHES).map_err(dberr)?;
-        let empty = batches.last().map_err(dberr)?.is_none();
-        Ok(empty)
+        let op = "reading the batches";
+        self.guarded(op, || {
+            let txn = self.db.begin_read().map_err(db(op))?;
+            let batches = txn.open_table(BATCHES).map_err(db(op))?;
+            let empty = batches.last().map_err(db(op))?.is_none();
+            Ok(empty)
+        })
     }
 
     /// Whether the index knows `commitment` (by its 12-byte key; [`get`]
@@ -275,16 +455,39 @@ impl Store {
         if commitment.len() < TIME_LEN + 12 {
             return Ok(false);
         }
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let index = txn.open_table(INDEX).map_err(dberr)?;
-        Ok(index.get(index_key(commitment)).map_err(dberr)?.is_some())
+        let op = "reading the index";
+        self.guarded(op, || {
+            let txn = self.db.begin_read().map_err(db(op))?;
+            let index = txn.open_table(INDEX).map_err(db(op))?;
+            Ok(index.get(index_key(commitment)).map_err(db(op))?.is_some())
+        })
     }
 
     /// Turns the loading of levels into the cache on or off (batches
     /// loaded from now on); off, every level is read from the database, as
     /// for batches too large for the cache.
     pub fn set_level_cache(&self, on: bool) {
-        self.cache_levels
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.cache_levels.store(on, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_record_opens_only_unchanged_and_under_its_own_id() {
+        let record = b"n, runs, root and tail".to_vec();
+        let value = sealed(7, record.clone());
+        assert_eq!(value.len(), record.len() + BATCH_CHECKSUM_LEN);
+        assert_eq!(unsealed(7, &value).unwrap(), record.as_slice());
+        assert_eq!(unsealed(8, &value).unwrap_err().batch(), Some(8));
+        for bit in 0..value.len() * 8 {
+            let mut v = value.clone();
+            v[bit / 8] ^= 1 << (bit % 8);
+            assert!(unsealed(7, &v).is_err(), "bit {bit}");
+        }
+        assert!(unsealed(7, &value[..BATCH_CHECKSUM_LEN - 1]).is_err());
+        assert!(unsealed(7, &value[1..]).is_err());
     }
 }

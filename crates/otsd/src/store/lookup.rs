@@ -1,8 +1,10 @@
 //! The lookup path of the [`Store`]: finding a commitment's batch through
-//! the index, loading the batch (with its levels, when small enough) into
-//! the cache, rebuilding the path up to the batch's root from the journal
-//! and the stored levels, and assembling the proof (decoded, or serialized
-//! without decoding the shared tail).
+//! the index, loading the batch (its record checked against its checksum,
+//! with its levels when small enough) into the cache, rebuilding the path
+//! up to the batch's root from the journal and the stored levels, and
+//! assembling the proof (decoded, or serialized without decoding the
+//! shared tail). Each public lookup runs guarded: a panic inside redb is
+//! an error.
 
 use std::sync::Arc;
 
@@ -13,8 +15,8 @@ use ots_proof::{MerkleTree, Op, Timestamp};
 use redb::ReadTransaction;
 
 use super::{
-    commitment_bytes, dberr, index_key, leaf, record_of, Store, StoreError, BATCHES, GROUP_BITS,
-    INDEX, LEVELS, LEVEL_CHUNK_NODES,
+    commitment_bytes, corrupt, db, index_key, leaf, record_of, unsealed, Store, StoreError,
+    BATCHES, GROUP_BITS, INDEX, LEVELS, LEVEL_CHUNK_NODES,
 };
 use crate::batchcache::{BatchCache, BatchMeta};
 use crate::calendar::Commitment;
@@ -23,6 +25,10 @@ impl Store {
     /// The full proof of `commitment` (44 bytes, or 36 for a reference
     /// legacy commitment), from the commitment down to its attestations.
     pub fn get(&self, commitment: &[u8]) -> Result<Option<Timestamp>, StoreError> {
+        self.guarded("looking up a proof", || self.get_inner(commitment))
+    }
+
+    fn get_inner(&self, commitment: &[u8]) -> Result<Option<Timestamp>, StoreError> {
         let Some(found) = self.locate(commitment)? else {
             return Ok(None);
         };
@@ -53,6 +59,12 @@ impl Store {
     /// path is one op after another, and the tail's bytes are stored in
     /// their serialized form).
     pub fn get_serialized(&self, commitment: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.guarded("looking up a proof", || {
+            self.get_serialized_inner(commitment)
+        })
+    }
+
+    fn get_serialized_inner(&self, commitment: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(found) = self.locate(commitment)? else {
             return Ok(None);
         };
@@ -78,11 +90,12 @@ impl Store {
         let Some(record) = record_of(commitment) else {
             return Ok(None);
         };
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let index = txn.open_table(INDEX).map_err(dberr)?;
+        let op = "looking up a proof";
+        let txn = self.db.begin_read().map_err(db(op))?;
+        let index = txn.open_table(INDEX).map_err(db(op))?;
         let Some((batch, pos)) = index
             .get(index_key(&record))
-            .map_err(dberr)?
+            .map_err(db(op))?
             .map(|v| (v.value() >> 32, v.value() as u32))
         else {
             return Ok(None);
@@ -150,12 +163,12 @@ impl Store {
                     }
                     None => {
                         if levels.is_none() {
-                            levels = Some(txn.open_table(LEVELS).map_err(dberr)?);
+                            levels = Some(txn.open_table(LEVELS).map_err(db(op))?);
                         }
                         let table = levels.as_ref().expect("just opened");
                         let row = table
                             .get((batch, k as u8, sib / LEVEL_CHUNK_NODES))
-                            .map_err(dberr)?
+                            .map_err(db(op))?
                             .ok_or_else(|| corrupt(batch, "level row missing"))?;
                         let off = ((sib % LEVEL_CHUNK_NODES) * 32) as usize;
                         fetched = row
@@ -184,23 +197,26 @@ impl Store {
         }))
     }
 
-    /// Reads a batch (with its levels, when small enough) into the cache.
+    /// Reads a batch (with its levels, when small enough) into the cache,
+    /// once its record passes its checksum: the cache holds only verified
+    /// records.
     fn load(&self, txn: &ReadTransaction, batch: u64) -> Result<Arc<BatchMeta>, StoreError> {
-        let batches = txn.open_table(BATCHES).map_err(dberr)?;
-        let Some(value) = batches.get(batch).map_err(dberr)? else {
+        let op = "loading a batch";
+        let batches = txn.open_table(BATCHES).map_err(db(op))?;
+        let Some(value) = batches.get(batch).map_err(db(op))? else {
             return Err(corrupt(batch, "indexed batch missing"));
         };
-        let mut meta =
-            BatchMeta::parse(value.value()).map_err(|e| corrupt(batch, e.to_string()))?;
+        let record = unsealed(batch, value.value())?;
+        let mut meta = BatchMeta::parse(record).map_err(|e| corrupt(batch, e.to_string()))?;
         if self.cache_levels.load(std::sync::atomic::Ordering::Relaxed) && BatchCache::fits(meta.n)
         {
-            let table = txn.open_table(LEVELS).map_err(dberr)?;
+            let table = txn.open_table(LEVELS).map_err(db(op))?;
             let mut levels: Vec<Vec<u8>> = Vec::new();
             let rows = table
                 .range((batch, 0u8, 0u64)..=(batch, u8::MAX, u64::MAX))
-                .map_err(dberr)?;
+                .map_err(db(op))?;
             for row in rows {
-                let (key, value) = row.map_err(dberr)?;
+                let (key, value) = row.map_err(db(op))?;
                 let (_, k, chunk) = key.value();
                 let level = usize::from(k)
                     .checked_sub(GROUP_BITS as usize)
@@ -230,13 +246,6 @@ struct Located {
     /// The path above `sha256(commitment)`, leaf side first.
     steps: Vec<Sibling>,
     meta: Arc<BatchMeta>,
-}
-
-fn corrupt(batch: u64, what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        batch,
-        what: what.into(),
-    }
 }
 
 /// The journal index of leaf `pos` when leaves `pos..pos + count` all lie
