@@ -20,7 +20,6 @@
 
 pub mod aggregator;
 pub mod backup;
-pub mod batchcache;
 pub mod calendar;
 pub mod config;
 #[cfg(feature = "dev")]

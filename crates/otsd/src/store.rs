@@ -83,11 +83,12 @@ use ots_proof::op::sha256;
 use ots_proof::{MerkleTree, Timestamp};
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::batchcache::BatchCache;
+use batchcache::BatchCache;
 
 use crate::calendar::{has_no_mac, Commitment, COMMITMENT_LEN, MAC_LEN, TIME_LEN};
 use crate::journal::JournalReader;
 
+pub mod batchcache;
 mod lookup;
 mod open;
 

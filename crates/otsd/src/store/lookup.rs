@@ -18,7 +18,7 @@ use super::{
     commitment_bytes, corrupt, db, index_key, leaf, record_of, unsealed, Store, StoreError,
     BATCHES, GROUP_BITS, INDEX, LEVELS, LEVEL_CHUNK_NODES,
 };
-use crate::batchcache::{BatchCache, BatchMeta};
+use super::batchcache::{BatchCache, BatchMeta};
 use crate::calendar::Commitment;
 
 impl Store {

@@ -15,7 +15,7 @@ use super::{
     corrupt, db, leaf, panic_message, sealed, Store, StoreError, BATCHES, FORMAT_KEY, INDEX,
     LEVELS, META, STORE_CACHE_BYTES, STORE_FILE, STORE_FORMAT_VERSION, STORE_NEW_FILE,
 };
-use crate::batchcache::{BatchCache, BatchMeta};
+use super::batchcache::{BatchCache, BatchMeta};
 use crate::journal::JournalReader;
 
 impl Store {

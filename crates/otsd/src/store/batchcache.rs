@@ -95,7 +95,7 @@ impl BatchCache {
         // The stored levels (GROUP_BITS and up) hold about twice
         // n / 2^GROUP_BITS nodes of 32 bytes; one batch may take at most
         // half of the bound, so that it never evicts everything else.
-        let bytes = n.saturating_mul(32) >> crate::store::GROUP_BITS;
+        let bytes = n.saturating_mul(32) >> super::GROUP_BITS;
         bytes.saturating_mul(2) <= MAX_CACHED_LEVEL_BYTES as u64 / 2
     }
 
