@@ -22,6 +22,7 @@ pub mod aggregator;
 pub mod backup;
 pub mod calendar;
 pub mod config;
+pub mod consistency;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod html;

@@ -3,6 +3,7 @@
 //! server, and on shutdown flushes the last round before returning.
 
 use std::future::Future;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 use crate::aggregator::{self, AggregatorConfig};
 use crate::calendar::{Calendar, CalendarError, KeyDeriver};
 use crate::config::{Backend, Settings};
+use crate::consistency::{self, ConsistencyError};
 use crate::http::AppState;
 use crate::info::{InfoCache, InfoConfig, INFO_TTL};
 use crate::journal::{Journal, JournalError, JournalReader};
@@ -39,6 +41,17 @@ pub enum ServeError {
     /// The proof store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store file will not open.
+    #[error("{source}; to start without it, move {} aside: otsd then starts a new store, and with a Bitcoin backend stamps again the commitments whose proofs it held (the journal keeps them all)", path.display())]
+    StoreUnreadable {
+        /// The store file.
+        path: std::path::PathBuf,
+        /// Why it will not open.
+        source: StoreError,
+    },
+    /// The journal, the store and the stamper's state disagree.
+    #[error(transparent)]
+    Consistency(#[from] ConsistencyError),
     /// The socket.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
@@ -62,8 +75,15 @@ pub async fn serve(
         truncated_bytes = recovery.truncated_bytes,
         "journal open"
     );
-    let store = Arc::new(Store::open(dir, reader.clone())?);
-    let pending = Arc::new(pending_index(&reader, &store)?);
+    let store = Arc::new(open_store(dir, &reader)?);
+    // The journal, the store and the stamper's state agree, or are made
+    // to where nothing acknowledged can be lost, or start-up stops here.
+    let records = reader.durable_len();
+    consistency::check_store(dir, records, store.journal_end()?)?;
+    let (pending, without_proof) = pending_index(&reader, &store)?;
+    let stamping = matches!(settings.backend, Backend::Bitcoin(_));
+    consistency::check_stamper(dir, records, &without_proof, stamping)?;
+    let pending = Arc::new(pending);
     // Logged once the calendar is ready: scripts and tests wait for it.
     tracing::info!("listening on {}", listener.local_addr()?);
 
@@ -124,9 +144,14 @@ pub async fn serve(
 
 /// The journal's commitments without a completed proof, read a chunk at
 /// a time: memory follows the pending commitments, not the journal's
-/// length.
-fn pending_index(reader: &JournalReader, store: &Store) -> Result<PendingIndex, ServeError> {
+/// length. Also gives their positions as ranges, which the start-up check
+/// compares with the stamper's state.
+fn pending_index(
+    reader: &JournalReader,
+    store: &Store,
+) -> Result<(PendingIndex, Vec<Range<u64>>), ServeError> {
     let pending = PendingIndex::new(reader.clone());
+    let mut without_proof: Vec<Range<u64>> = Vec::new();
     let completed_exist = !store.is_empty()?;
     let mut start = 0;
     let mut keys = Vec::with_capacity(STARTUP_SCAN_RECORDS);
@@ -138,14 +163,30 @@ fn pending_index(reader: &JournalReader, store: &Store) -> Result<PendingIndex, 
         keys.clear();
         for (i, rec) in recs.iter().enumerate() {
             if !completed_exist || !store.contains(commitment_bytes(rec))? {
-                keys.push((key_of(rec), start + i as u64));
+                let position = start + i as u64;
+                keys.push((key_of(rec), position));
+                match without_proof.last_mut() {
+                    Some(r) if r.end == position => r.end += 1,
+                    _ => without_proof.push(position..position + 1),
+                }
             }
         }
         pending.extend(&keys);
         start += recs.len() as u64;
     }
     tracing::info!(pending = pending.len(), "pending index built");
-    Ok(pending)
+    Ok((pending, without_proof))
+}
+
+/// Opens the store; one that will not open is refused with the way on.
+fn open_store(dir: &Path, reader: &JournalReader) -> Result<Store, ServeError> {
+    Store::open(dir, reader.clone()).map_err(|e| match e {
+        StoreError::Unreadable { ref path, .. } => ServeError::StoreUnreadable {
+            path: path.clone(),
+            source: e,
+        },
+        e => ServeError::Store(e),
+    })
 }
 
 /// A started backend: what the HTTP layer reads of it, and what resolves

@@ -83,7 +83,7 @@ use ots_proof::op::sha256;
 use ots_proof::{MerkleTree, Timestamp};
 use redb::{Database, ReadableTable, TableDefinition};
 
-use batchcache::BatchCache;
+use batchcache::{BatchCache, BatchMeta};
 
 use crate::calendar::{has_no_mac, Commitment, COMMITMENT_LEN, MAC_LEN, TIME_LEN};
 use crate::journal::JournalReader;
@@ -445,6 +445,32 @@ impl Store {
             let batches = txn.open_table(BATCHES).map_err(db(op))?;
             let empty = batches.last().map_err(db(op))?.is_none();
             Ok(empty)
+        })
+    }
+
+    /// One past the highest journal position that has a proof here (0 for
+    /// an empty store): the journal must hold at least this many records.
+    /// Reads every batch record (one per transaction), each checked
+    /// against its checksum.
+    pub fn journal_end(&self) -> Result<u64, StoreError> {
+        let op = "reading the batches";
+        self.guarded(op, || {
+            let txn = self.db.begin_read().map_err(db(op))?;
+            let batches = txn.open_table(BATCHES).map_err(db(op))?;
+            let mut end = 0u64;
+            for row in batches.iter().map_err(db(op))? {
+                let (key, value) = row.map_err(db(op))?;
+                let batch = key.value();
+                let record = unsealed(batch, value.value())?;
+                let meta = BatchMeta::parse(record).map_err(|e| corrupt(batch, e.to_string()))?;
+                for (start, len) in meta.runs {
+                    let run_end = start
+                        .checked_add(len)
+                        .ok_or_else(|| corrupt(batch, "journal run out of range"))?;
+                    end = end.max(run_end);
+                }
+            }
+            Ok(end)
         })
     }
 

@@ -507,3 +507,130 @@ async fn empty_wallet(backend: Backend) {
     cal.until_complete(&node, &commitments).await;
     cal.kill().await;
 }
+
+/// Mines a block at a time until every one of `commitments` has its
+/// complete proof (which is then checked against the node); bounded.
+async fn mine_until_complete(cal: &Cal, node: &TestNode, commitments: &[Vec<u8>]) {
+    for _ in 0..60 {
+        let mut done = true;
+        for c in commitments {
+            if cal.timestamp(c).await.0 != 200 {
+                done = false;
+                break;
+            }
+        }
+        if done {
+            cal.until_complete(node, commitments).await;
+            return;
+        }
+        node.mine(1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("the commitments did not complete");
+}
+
+/// A calendar of 40 journal records, 35 with complete proofs and 5 still
+/// waiting; killed. Returns the node, the temp dir, the calendar directory
+/// and the commitments.
+async fn calendar_with_history(
+    backend: Backend,
+) -> (
+    TestNode,
+    tempfile::TempDir,
+    PathBuf,
+    Vec<Vec<u8>>,
+    Vec<Vec<u8>>,
+) {
+    let node = TestNode::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let done = cal.post(35).await;
+    mine_until_complete(&cal, &node, &done).await;
+    let waiting = cal.post(5).await;
+    cal.kill().await;
+    (node, dir, cal_dir, done, waiting)
+}
+
+/// Runs the `otsd` binary on `dir` as [`Cal::start`] does, expecting it to
+/// refuse to start: returns its stderr.
+async fn refused(dir: &Path, node: &TestNode) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_otsd"))
+            .arg("-c")
+            .arg(dir)
+            .args(["--rpc-address", "127.0.0.1", "--rpc-port", "0"])
+            .args(["--btc-regtest", "--btc-wallet", WALLET])
+            .args(["--bitcoin-node", &node.url()])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("otsd exits in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "otsd started: {stderr}");
+    stderr
+}
+
+/// Issue 16, case 1: a journal cut to 30 records (or deleted) under a
+/// calendar with completed and pending proofs is refused at start-up,
+/// naming the files and the way on, instead of serving new commitments at
+/// old positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortened_or_deleted_journal_is_refused() {
+    let (node, _dir, cal_dir, _, _) = calendar_with_history(Backend::Dev).await;
+    let journal = cal_dir.join("journal");
+    let full = std::fs::read(&journal).unwrap();
+    assert_eq!(full.len(), 40 * 44);
+    std::fs::write(&journal, &full[..30 * 44]).unwrap();
+    let stderr = refused(&cal_dir, &node).await;
+    assert!(stderr.contains("holds only 30 records"), "{stderr}");
+    assert!(stderr.contains("store.redb"), "{stderr}");
+    assert!(
+        stderr.contains("Restore the journal from a backup"),
+        "{stderr}"
+    );
+    // Deleted: the same refusal, with no records.
+    std::fs::remove_file(&journal).unwrap();
+    let stderr = refused(&cal_dir, &node).await;
+    assert!(stderr.contains("holds only 0 records"), "{stderr}");
+    // The stamper's state alone says so too (a store that lost its proofs
+    // as well): stamper.json is named.
+    std::fs::write(&journal, &full[..30 * 44]).unwrap();
+    std::fs::remove_file(cal_dir.join("store.redb")).unwrap();
+    let stderr = refused(&cal_dir, &node).await;
+    assert!(stderr.contains("stamper.json"), "{stderr}");
+    assert!(stderr.contains("holds only 30 records"), "{stderr}");
+    // Put back, it serves again.
+    std::fs::write(&journal, &full).unwrap();
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    cal.kill().await;
+}
+
+/// Issue 16, case 2: a deleted `store.redb` is noticed at start-up: the
+/// commitments it held proofs for are pending again (a log line says so),
+/// stamped again and served complete; an empty (0-byte) store is refused
+/// with the way on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_store_is_stamped_again_and_an_empty_one_refused() {
+    let (node, _dir, cal_dir, done, waiting) = calendar_with_history(Backend::Dev).await;
+    std::fs::remove_file(cal_dir.join("store.redb")).unwrap();
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    assert_eq!(
+        cal.log_count("pending again and will be stamped again"),
+        1,
+        "the repair is logged"
+    );
+    assert_eq!(cal.reason(&done[0]).await, PENDING);
+    let all: Vec<Vec<u8>> = done.iter().chain(&waiting).cloned().collect();
+    mine_until_complete(&cal, &node, &all).await;
+    cal.kill().await;
+
+    let store = cal_dir.join("store.redb");
+    std::fs::write(&store, []).unwrap();
+    let stderr = refused(&cal_dir, &node).await;
+    assert!(stderr.contains("store.redb"), "{stderr}");
+    assert!(stderr.contains("move"), "{stderr}");
+}

@@ -14,11 +14,11 @@ use ots_proof::op::{TAG_APPEND, TAG_PREPEND, TAG_SHA256};
 use ots_proof::{MerkleTree, Op, Timestamp};
 use redb::ReadTransaction;
 
+use super::batchcache::{BatchCache, BatchMeta};
 use super::{
     commitment_bytes, corrupt, db, index_key, leaf, record_of, unsealed, Store, StoreError,
     BATCHES, GROUP_BITS, INDEX, LEVELS, LEVEL_CHUNK_NODES,
 };
-use super::batchcache::{BatchCache, BatchMeta};
 use crate::calendar::Commitment;
 
 impl Store {

@@ -11,11 +11,11 @@ use ots_proof::codec::Reader;
 use ots_proof::{MerkleTree, Timestamp};
 use redb::{Database, ReadableTable, TableError};
 
+use super::batchcache::{BatchCache, BatchMeta};
 use super::{
     corrupt, db, leaf, panic_message, sealed, Store, StoreError, BATCHES, FORMAT_KEY, INDEX,
     LEVELS, META, STORE_CACHE_BYTES, STORE_FILE, STORE_FORMAT_VERSION, STORE_NEW_FILE,
 };
-use super::batchcache::{BatchCache, BatchMeta};
 use crate::journal::JournalReader;
 
 impl Store {
