@@ -16,6 +16,11 @@ use crate::config::{BitcoinArgs, DevNode};
 /// The file with devchain's RPC URL, password included (mode 0600).
 pub const DEV_RPC_URL_FILE: &str = "dev-rpc-url";
 
+/// devchain's data directory inside the dev calendar's.
+pub fn chain_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("devchain")
+}
+
 /// Initialises the calendar if needed (uri `http://127.0.0.1:<port>`,
 /// a fresh key), starts devchain (prefunded, mining on a timer, kept in
 /// `<dir>/devchain`), prints and writes its RPC URL, and returns it with
@@ -32,7 +37,7 @@ pub async fn start(
             .with_context(|| format!("initialising dev calendar {}", dir.display()))?;
     }
     let chain = DevChain::start(DevChainConfig {
-        data_dir: Some(dir.join("devchain")),
+        data_dir: Some(chain_dir(dir)),
         bind: SocketAddr::from(([127, 0, 0, 1], args.dev_rpc_port)),
         block_interval: Some(Duration::from_secs(args.dev_block_interval.max(1))),
         prefund: true,

@@ -25,8 +25,8 @@
 //!   ([`STORE_FORMAT_VERSION`]).
 //!
 //! That is about 8 bytes of tree plus one 20-byte index entry per
-//! commitment: 67.9 bytes per commitment on disk at 1,000,000 commitments
-//! in batches of 10,000 (the `store_size` example).
+//! commitment (the bytes per commitment on disk, measured by the
+//! `store_size` example, are in `bench/RESULTS.md`).
 //!
 //! # Integrity
 //!

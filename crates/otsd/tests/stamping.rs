@@ -634,3 +634,56 @@ async fn a_lost_store_is_stamped_again_and_an_empty_one_refused() {
     assert!(stderr.contains("store.redb"), "{stderr}");
     assert!(stderr.contains("move"), "{stderr}");
 }
+
+/// Issue 16, case 6: with `--journal-verify-last 1`, a flipped bit in a
+/// record of a mined batch no longer stops all stamping: the batch is set
+/// aside (logged, and on the info page), its intact commitments are
+/// stamped again and complete, and so does every newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_in_a_mined_batch_is_set_aside_and_stamping_goes_on() {
+    let node = TestNode::start(Backend::Dev).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let first = cal.post(1).await;
+    until_mempool_tx(&node).await;
+    let batch = cal.post(3).await; // journal records 1..4, the next round
+    node.mine(1).await;
+    let tx = until_mempool_tx(&node).await;
+    cal.until_recorded(&tx).await;
+    node.mine(1).await; // the batch's transaction mined, one confirmation
+    cal.until_complete(&node, &first).await;
+    cal.until_reason(&batch[0], &waiting(&tx, 1)).await;
+    cal.kill().await;
+
+    // One bit of record 1's tip, which only a full check would catch.
+    let journal = cal_dir.join("journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    assert_eq!(bytes.len(), 4 * 44);
+    bytes[44 + 10] ^= 0x01;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let cal = Cal::start(&cal_dir, &node, &["--journal-verify-last", "1"]).await;
+    node.mine(1).await; // final: the completion finds the record changed
+    until("the batch set aside", || async {
+        (cal.log_count("the batch is set aside") == 1).then_some(())
+    })
+    .await;
+    // On the info page once its view is refreshed (it is built at most
+    // every 5 s).
+    let warnings = until("the set-aside batch on the info page", || async {
+        let warnings = cal.info().await["warnings"].to_string();
+        warnings.contains("could not be stored").then_some(warnings)
+    })
+    .await;
+    assert!(warnings.contains(&tx), "{warnings}");
+    // Stamping goes on: the batch's intact commitments and a new one.
+    let newer = cal.post(1).await;
+    let mut rest: Vec<Vec<u8>> = batch[1..].to_vec();
+    rest.extend(newer);
+    mine_until_complete(&cal, &node, &rest).await;
+    // The damaged record's commitment is not the journal's any more: it
+    // gets no proof, and certainly no wrong one.
+    assert_ne!(cal.timestamp(&batch[0]).await.0, 200);
+    cal.kill().await;
+}
