@@ -156,6 +156,8 @@ pub fn check_stamper(
 }
 
 #[cfg(test)]
+// A one-element list of ranges is a set of positions with one interval.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use ots_stamper::State;
