@@ -153,12 +153,25 @@ pub struct Cli {
     /// Also write debug-level logs to this file.
     #[arg(long = "debug-file", global = true)]
     pub debug_file: Option<PathBuf>,
+    /// Log line format, on stderr and in `--debug-file`.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// Server settings.
     #[command(flatten)]
     pub server: ServerArgs,
     /// An optional step instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event (coloured only on a terminal).
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`),
+    /// for journald or a log shipper.
+    Json,
 }
 
 /// Steps other than serving.
@@ -429,6 +442,10 @@ mod tests {
         let cli = Cli::try_parse_from(["otsd"]).unwrap();
         assert_eq!(cli.server.rpc_port, DEFAULT_RPC_PORT);
         assert_eq!(cli.server.aggregation_interval_ms, 1000);
+        assert_eq!(cli.log_format, LogFormat::Text);
+        let cli = Cli::try_parse_from(["otsd", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["otsd", "--log-format", "xml"]).is_err());
         assert!(cli.calendar_dir().ends_with(DEFAULT_CALENDAR_DIR));
         let cli = Cli::try_parse_from([
             "otsd",
