@@ -202,7 +202,7 @@ pub struct ServerArgs {
     #[arg(long = "aggregation-interval", default_value_t = DEFAULT_AGGREGATION_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub aggregation_interval_ms: u64,
     /// Block explorer base URL for the info page's links [default on
-    /// mainnet: https://blockstream.info; on testnet, regtest and `--dev`:
+    /// mainnet: `https://blockstream.info`; on testnet, regtest and `--dev`:
     /// none, no links].
     #[arg(long = "explorer-url")]
     pub explorer_url: Option<String>,
