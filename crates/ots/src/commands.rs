@@ -20,14 +20,60 @@ use crate::{
     write_new, Common, Failed, Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
 };
 
-pub(crate) async fn stamp_command(
-    common: &Common,
-    log: &Log,
-    calendars: Vec<String>,
-    timeout: u64,
-    min_replies: Option<usize>,
-    files: Vec<PathBuf>,
-) -> Outcome1 {
+/// What `ots stamp` was asked to do.
+pub(crate) struct StampArgs {
+    pub(crate) calendars: Vec<String>,
+    pub(crate) timeout: u64,
+    pub(crate) min_replies: Option<usize>,
+    /// Digests already computed, hex, each made by `hash`.
+    pub(crate) digests: Vec<String>,
+    pub(crate) hash: HashOp,
+    /// The proof of the one digest goes here rather than to `HEX.ots`.
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
+}
+
+/// Where a stamped proof goes.
+enum Destination {
+    Stdout,
+    File(PathBuf),
+}
+
+/// Parses a `--digest` value: hex of exactly the hash's length.
+fn parse_digest(log: &Log, hex_digest: &str, hash: HashOp) -> Result<Vec<u8>, Failed> {
+    let digest = hex::decode(hex_digest.trim())
+        .map_err(|_| fail(log, format!("Digest {hex_digest:?} is not hexadecimal")))?;
+    if digest.len() != hash.digest_len() {
+        return Err(fail(
+            log,
+            format!(
+                "Digest {hex_digest:?} is {} bytes long; a {} digest is {} bytes ({} hex digits)",
+                digest.len(),
+                hash.name(),
+                hash.digest_len(),
+                2 * hash.digest_len()
+            ),
+        ));
+    }
+    Ok(digest)
+}
+
+pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -> Outcome1 {
+    let StampArgs {
+        calendars,
+        timeout,
+        min_replies,
+        digests,
+        hash,
+        output,
+        files,
+    } = args;
+    if output.is_some() && (digests.len() != 1 || !files.is_empty()) {
+        return Err(fail(
+            log,
+            "-o names the proof of a single --digest; give one --digest and no file",
+        ));
+    }
     let calendars = if calendars.is_empty() {
         DEFAULT_AGGREGATORS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -44,17 +90,22 @@ pub(crate) async fn stamp_command(
         ));
     }
     let mut proofs = Vec::new();
-    if files.is_empty() {
+    let mut destinations = Vec::new();
+    let new_proof = |hash: HashOp, digest: Vec<u8>| {
+        let timestamp = ots_proof::Timestamp::new(digest).map_err(|e| fail(log, e.to_string()))?;
+        DetachedTimestampFile::new(hash, timestamp).map_err(|e| fail(log, e.to_string()))
+    };
+    // Every digest is checked before any file is read or calendar asked.
+    let mut parsed = Vec::with_capacity(digests.len());
+    for hex_digest in &digests {
+        parsed.push(parse_digest(log, hex_digest, hash)?);
+    }
+    if files.is_empty() && digests.is_empty() {
         let digest = HashOp::Sha256
             .digest_reader(std::io::stdin().lock())
             .map_err(|e| fail(log, format!("Could not read standard input: {e}")))?;
-        proofs.push(
-            DetachedTimestampFile::new(
-                HashOp::Sha256,
-                ots_proof::Timestamp::new(digest).map_err(|e| fail(log, e.to_string()))?,
-            )
-            .map_err(|e| fail(log, e.to_string()))?,
-        );
+        proofs.push(new_proof(HashOp::Sha256, digest)?);
+        destinations.push(Destination::Stdout);
     }
     for path in &files {
         let file = std::fs::File::open(path).map_err(|e| {
@@ -71,11 +122,18 @@ pub(crate) async fn stamp_command(
                     format!("Could not read {:?}: {e}", path.display().to_string()),
                 )
             })?;
-        let timestamp = ots_proof::Timestamp::new(digest).map_err(|e| fail(log, e.to_string()))?;
-        proofs.push(
-            DetachedTimestampFile::new(HashOp::Sha256, timestamp)
-                .map_err(|e| fail(log, e.to_string()))?,
-        );
+        proofs.push(new_proof(HashOp::Sha256, digest)?);
+        let mut out = path.as_os_str().to_owned();
+        out.push(".ots");
+        destinations.push(Destination::File(PathBuf::from(out)));
+    }
+    for digest in parsed {
+        let out = match &output {
+            Some(path) => path.clone(),
+            None => PathBuf::from(format!("{}.ots", hex::encode(&digest))),
+        };
+        proofs.push(new_proof(hash, digest)?);
+        destinations.push(Destination::File(out));
     }
     let (tip, paths) = stamp::prepare(&mut proofs).ok_or_else(|| fail(log, "Nothing to stamp"))?;
     for url in &calendars {
@@ -120,19 +178,17 @@ pub(crate) async fn stamp_command(
         log.info("Timestamp complete; saving");
     }
     stamp::attach(&mut proofs, paths, &tip_timestamp).map_err(|e| fail(log, e.to_string()))?;
-    if files.is_empty() {
-        use std::io::Write;
-        let bytes = proofs[0]
-            .serialize()
-            .map_err(|e| fail(log, e.to_string()))?;
-        return std::io::stdout()
-            .write_all(&bytes)
-            .map_err(|e| fail(log, format!("Could not write standard output: {e}")));
-    }
-    for (path, proof) in files.iter().zip(&proofs) {
-        let mut out = path.as_os_str().to_owned();
-        out.push(".ots");
-        write_new(log, Path::new(&out), proof)?;
+    for (destination, proof) in destinations.iter().zip(&proofs) {
+        match destination {
+            Destination::Stdout => {
+                use std::io::Write;
+                let bytes = proof.serialize().map_err(|e| fail(log, e.to_string()))?;
+                std::io::stdout()
+                    .write_all(&bytes)
+                    .map_err(|e| fail(log, format!("Could not write standard output: {e}")))?;
+            }
+            Destination::File(path) => write_new(log, path, proof)?,
+        }
     }
     Ok(())
 }

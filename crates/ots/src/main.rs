@@ -14,11 +14,11 @@ use ots::log::Log;
 use ots::whitelist::Whitelist;
 use ots_bitcoin::network::{default_datadir, local_node};
 use ots_bitcoin::{Auth, Chain, RpcClient, RpcConfig};
-use ots_proof::{DecodeErrorKind, DetachedTimestampFile};
+use ots_proof::{DecodeErrorKind, DetachedTimestampFile, HashOp};
 
 mod commands;
 
-use commands::{prune_command, stamp_command, upgrade_command, verify_command};
+use commands::{prune_command, stamp_command, upgrade_command, verify_command, StampArgs};
 
 /// Default seconds to wait for a calendar.
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
@@ -103,7 +103,23 @@ enum Command {
         /// number of calendars if fewer).
         #[arg(short = 'm', value_name = "M")]
         min_replies: Option<usize>,
-        /// Files to stamp (none: standard input, proof on standard output).
+        /// Timestamp this digest, already computed (hex; repeatable). The
+        /// proof is written to HEX.ots, or to -o FILE.
+        #[arg(long = "digest", value_name = "HEX")]
+        digests: Vec<String>,
+        /// The hash that made the --digest values.
+        #[arg(
+            long,
+            value_name = "ALG",
+            default_value = "sha256",
+            requires = "digests"
+        )]
+        hash_alg: HashAlg,
+        /// Where to write the proof of the one --digest given.
+        #[arg(short = 'o', value_name = "FILE", requires = "digests")]
+        output: Option<PathBuf>,
+        /// Files to stamp (none and no --digest: standard input, proof on
+        /// standard output).
         files: Vec<PathBuf>,
     },
     /// Upgrade pending attestations to be locally verifiable.
@@ -159,6 +175,26 @@ enum Command {
     },
 }
 
+/// The hashes a `.ots` file header can name (ots-proof's [`HashOp`]s).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HashAlg {
+    Sha1,
+    Sha256,
+    Ripemd160,
+    Keccak256,
+}
+
+impl From<HashAlg> for HashOp {
+    fn from(alg: HashAlg) -> HashOp {
+        match alg {
+            HashAlg::Sha1 => HashOp::Sha1,
+            HashAlg::Sha256 => HashOp::Sha256,
+            HashAlg::Ripemd160 => HashOp::Ripemd160,
+            HashAlg::Keccak256 => HashOp::Keccak256,
+        }
+    }
+}
+
 /// A failure already reported to the user: exit with status 1.
 struct Failed;
 
@@ -195,8 +231,22 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             calendar,
             timeout,
             min_replies,
+            digests,
+            hash_alg,
+            output,
             files,
-        } => stamp_command(common, log, calendar, timeout, min_replies, files).await,
+        } => {
+            let args = StampArgs {
+                calendars: calendar,
+                timeout,
+                min_replies,
+                digests,
+                hash: hash_alg.into(),
+                output,
+                files,
+            };
+            stamp_command(common, log, args).await
+        }
         Command::Upgrade {
             calendar,
             dry_run,

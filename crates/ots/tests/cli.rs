@@ -467,6 +467,71 @@ async fn stamp_errors() {
     assert!(stderr(&out).contains("Could not read \"nope.txt\""));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn stamp_digest_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let (url, state) = calendar().await;
+    let sha256_hex = "00".repeat(32);
+    let sha1_hex = "00".repeat(20);
+    for (args, message) in [
+        (
+            vec!["--digest", "abcd"],
+            "Digest \"abcd\" is 2 bytes long; a sha256 digest is 32 bytes (64 hex digits)",
+        ),
+        (
+            vec!["--hash-alg", "sha1", "--digest", &sha256_hex],
+            "is 32 bytes long; a sha1 digest is 20 bytes (40 hex digits)",
+        ),
+        (
+            vec![
+                "--hash-alg",
+                "ripemd160",
+                "--digest",
+                &sha1_hex,
+                "--digest",
+                &sha256_hex,
+            ],
+            "is 32 bytes long; a ripemd160 digest is 20 bytes (40 hex digits)",
+        ),
+        (
+            vec!["--hash-alg", "keccak256", "--digest", &sha1_hex],
+            "is 20 bytes long; a keccak256 digest is 32 bytes (64 hex digits)",
+        ),
+        (vec!["--digest", "xyz"], "Digest \"xyz\" is not hexadecimal"),
+        (
+            vec![
+                "--digest",
+                &sha256_hex,
+                "--digest",
+                &sha256_hex,
+                "-o",
+                "x.ots",
+            ],
+            "-o names the proof of a single --digest; give one --digest and no file",
+        ),
+    ] {
+        let mut all = vec!["stamp", "-c", &url];
+        all.extend(args);
+        let out = ots(&all, work.path());
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        assert!(stderr(&out).contains(message), "{all:?}: {}", stderr(&out));
+    }
+    // Refused before any calendar is asked, and nothing written.
+    assert!(state.commitments.lock().unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+    // -o and --hash-alg mean nothing without --digest: a usage error.
+    let out = ots(&["stamp", "-c", &url, "-o", "x.ots", "a.txt"], work.path());
+    assert_eq!(out.status.code(), Some(2));
+    // An existing proof is not overwritten.
+    std::fs::write(work.path().join(format!("{sha256_hex}.ots")), b"keep").unwrap();
+    let out = ots(&["stamp", "-c", &url, "--digest", &sha256_hex], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read(work.path().join(format!("{sha256_hex}.ots"))).unwrap(),
+        b"keep"
+    );
+}
+
 /// Stamps `a.txt` in `work` with the test calendar; returns the proof.
 async fn stamped(work: &Path) -> (String, Arc<CalendarState>, Vec<u8>) {
     std::fs::write(work.join("a.txt"), b"to upgrade").unwrap();
