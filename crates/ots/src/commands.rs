@@ -16,7 +16,7 @@ use ots::whitelist::DEFAULT_AGGREGATORS;
 use ots_proof::{DetachedTimestampFile, HashOp};
 
 use crate::{
-    bitcoin_node, calendar_client, fail, open_cache, read_proof, replace_with_backup, whitelist,
+    calendar_client, fail, header_source, open_cache, read_proof, replace_with_backup, whitelist,
     write_new, Common, Failed, Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
 };
 
@@ -282,14 +282,14 @@ pub(crate) async fn verify_command(
         client: calendar_client(common, log, UPGRADE_TIMEOUT)?,
     };
     upgrade(proof.timestamp_mut(), &cache, &options, None, log).await;
-    let rpc = bitcoin_node(common, log)?;
+    let source = header_source(common, log)?;
     if ots::verify::bitcoin_attestations(proof.timestamp()).is_empty() {
         return Err(fail(
             log,
             "Timestamp has no Bitcoin attestation yet; nothing to verify",
         ));
     }
-    match verify(proof.timestamp(), rpc.as_ref(), log).await {
+    match verify(proof.timestamp(), source.as_ref(), log).await {
         Some(_) => Ok(()),
         None => Err(Failed),
     }
@@ -323,11 +323,11 @@ pub(crate) async fn prune_command(
     if !no_verify {
         let attestations = ots::verify::bitcoin_attestations(proof.timestamp());
         if !attestations.is_empty() {
-            let Some(rpc) = bitcoin_node(common, log)? else {
+            let Some(source) = header_source(common, log)? else {
                 return Err(fail(log, "Bitcoin disabled, could not check attestations"));
             };
             for (msg, height) in attestations {
-                match check(&rpc, &msg, height).await {
+                match check(&source, &msg, height).await {
                     Ok(Outcome::Verified { .. }) => {}
                     Ok(Outcome::NoSuchBlock { height, best }) => {
                         return Err(fail(
@@ -338,7 +338,7 @@ pub(crate) async fn prune_command(
                     Ok(Outcome::Mismatch { reason, .. }) => {
                         return Err(fail(log, format!("Bitcoin verification failed: {reason}")))
                     }
-                    Err(e) => return Err(fail(log, format!("Could not connect to Bitcoin node: {e}"))),
+                    Err(e) => return Err(fail(log, e.to_string())),
                 }
             }
         }

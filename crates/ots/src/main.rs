@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ots::cache::{self, Cache};
+use ots::esplora::{Esplora, EXPLORER_TIMEOUT};
 use ots::log::Log;
+use ots::verify::HeaderSource;
 use ots::whitelist::Whitelist;
 use ots_bitcoin::network::{default_datadir, local_node};
 use ots_bitcoin::{Auth, Chain, RpcClient, RpcConfig};
@@ -82,6 +84,14 @@ struct Common {
     /// node's configuration.
     #[arg(long, value_name = "URL", global = true)]
     bitcoin_node: Option<String>,
+    /// Get block headers from this Esplora-style block explorer (such as
+    /// https://blockstream.info/api) instead of a Bitcoin node. The
+    /// explorer is TRUSTED to serve the real header at each height (it
+    /// could lie about which block is at a height); a node you run checks
+    /// the chain itself and is not trusted that way. Its network is the
+    /// one the URL serves, whatever --btc-testnet/--btc-regtest say.
+    #[arg(long, value_name = "URL", global = true, conflicts_with = "no_bitcoin")]
+    esplora: Option<String>,
     /// Also trust the CA certificates in this PEM file for https
     /// calendars (beside the system's roots).
     #[arg(long, value_name = "PATH", global = true)]
@@ -350,17 +360,40 @@ fn chain(common: &Common) -> Chain {
     }
 }
 
-fn bitcoin_node(common: &Common, log: &Log) -> Result<Option<RpcClient>, Failed> {
+/// Said when no header source is configured: the two ways to get one.
+const NO_SOURCE_HINT: &str = "; give --bitcoin-node URL for a node you run, or --esplora URL for a block explorer (trusted for block headers)";
+
+/// Where block headers come from: `--esplora`, `--bitcoin-node`, or the
+/// local node's configuration; `None` with `--no-bitcoin`.
+fn header_source(common: &Common, log: &Log) -> Result<Option<HeaderSource>, Failed> {
     if common.no_bitcoin {
         return Ok(None);
+    }
+    if let Some(url) = &common.esplora {
+        // clap's conflicts do not hold between global flags given on
+        // either side of the subcommand, so this is checked here.
+        if common.bitcoin_node.is_some() {
+            return Err(fail(
+                log,
+                "--esplora and --bitcoin-node are two sources of block headers; give one",
+            ));
+        }
+        return Esplora::new(url, EXPLORER_TIMEOUT)
+            .map(|e| Some(HeaderSource::Explorer(e)))
+            .map_err(|e| fail(log, e.to_string()));
     }
     let config = match &common.bitcoin_node {
         Some(url) => RpcConfig::new(url.clone(), Auth::None),
         None => local_node(chain(common), &default_datadir()),
     };
+    let hint = if common.bitcoin_node.is_none() {
+        NO_SOURCE_HINT
+    } else {
+        ""
+    };
     RpcClient::new(config)
-        .map(Some)
-        .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}")))
+        .map(|rpc| Some(HeaderSource::Node { rpc, hint }))
+        .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}{hint}")))
 }
 
 fn write_new(log: &Log, path: &Path, proof: &DetachedTimestampFile) -> Outcome1 {

@@ -294,6 +294,161 @@ async fn verify_hello_world_against_block_358391() {
     assert!(stderr(&out).contains("File does not match original!"));
 }
 
+/// An Esplora-style explorer with one block at `height`: `header`, named by
+/// `hash` (the header's own hash unless the test wants a lying explorer).
+async fn esplora(height: u64, header: Vec<u8>, hash: Option<String>) -> String {
+    let hash = hash.unwrap_or_else(|| {
+        let parsed: bitcoin::block::Header = bitcoin::consensus::deserialize(&header).unwrap();
+        parsed.block_hash().to_string()
+    });
+    let served = hash.clone();
+    let app = Router::new()
+        .route(
+            "/api/block-height/{h}",
+            get(move |UrlPath(h): UrlPath<u64>| {
+                let hash = served.clone();
+                async move {
+                    if h == height {
+                        (StatusCode::OK, hash)
+                    } else {
+                        (StatusCode::NOT_FOUND, "Block not found".to_string())
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/block/{hash}/header",
+            get(move |UrlPath(asked): UrlPath<String>| {
+                let header = hex::encode(&header);
+                let hash = hash.clone();
+                async move {
+                    if asked == hash {
+                        (StatusCode::OK, header)
+                    } else {
+                        (StatusCode::NOT_FOUND, "Block not found".to_string())
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/blocks/tip/height",
+            get(move || async move { height.to_string() }),
+        );
+    format!("{}/api", serve(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_hello_world_with_an_esplora_explorer() {
+    let dir = vectors();
+    let header = hex::decode(
+        std::fs::read_to_string(dir.join("block-358391.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let verify = |url: &str| {
+        ots(
+            &["verify", "--esplora", url, "examples/hello-world.txt.ots"],
+            &dir,
+        )
+    };
+    let url = esplora(358_391, header.clone(), None).await;
+    let out = verify(&url);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("Success! Bitcoin block 358391 attests existence as of 2015-05-28 UTC"),
+        "{}",
+        stderr(&out)
+    );
+    // A trailing slash on the base URL is the same explorer.
+    let out = verify(&format!("{url}/"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A header whose merkle root is not the attested digest (served
+    // consistently under its own hash): refused.
+    let mut wrong = header.clone();
+    wrong[40] ^= 1;
+    let url = esplora(358_391, wrong, None).await;
+    let out = verify(&url);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Bitcoin verification failed: digest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("Success!"), "{}", stderr(&out));
+
+    // An explorer naming one hash and serving a header of another block.
+    let other = "00".repeat(32);
+    let url = esplora(358_391, header.clone(), Some(other.clone())).await;
+    let out = verify(&url);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Could not get the block header from the explorer: explorer {url}/block/{other}/header: malformed reply: the header hashes to "
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    // An explorer without the block: its tip is reported.
+    let url = esplora(1000, header, None).await;
+    let out = verify(&url);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Bitcoin block height 358391 not found; 1000 is highest known block"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No explorer there.
+    let out = verify("http://127.0.0.1:9/api");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "Could not get the block header from the explorer: explorer http://127.0.0.1:9/api/block-height/358391: "
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Not a URL; and an explorer with a node is a usage error.
+    let out = verify("not a url");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("explorer URL \"not a url\": "),
+        "{}",
+        stderr(&out)
+    );
+    let out = ots(
+        &[
+            "--bitcoin-node",
+            "http://127.0.0.1:9/",
+            "verify",
+            "--esplora",
+            "http://127.0.0.1:9/",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("--esplora and --bitcoin-node are two sources of block headers; give one"),
+        "{}",
+        stderr(&out)
+    );
+    // --help says what is trusted.
+    let out = ots(&["verify", "--help"], &dir);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--esplora <URL>"), "{help}");
+    assert!(
+        help.contains("The explorer is TRUSTED to serve the real header at each height")
+            && help.contains("a node you run checks the chain itself and is not trusted that way"),
+        "{help}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stamp_upgrade_verify_prune() {
     let work = tempfile::tempdir().unwrap();
@@ -644,6 +799,14 @@ fn verify_without_a_configured_node() {
             "Could not connect to Bitcoin node: cannot read the cookie file {}: ",
             cookie.display()
         ))),
+        "{}",
+        stderr(&out)
+    );
+    // The message names both ways to get block headers.
+    assert!(
+        stderr(&out).contains(
+            "; give --bitcoin-node URL for a node you run, or --esplora URL for a block explorer (trusted for block headers)"
+        ),
         "{}",
         stderr(&out)
     );
