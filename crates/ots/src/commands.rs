@@ -11,7 +11,7 @@ use ots::log::Log;
 use ots::prune::{prune, Discard};
 use ots::stamp;
 use ots::upgrade::{is_complete, upgrade, UpgradeOptions};
-use ots::verify::{check, verify, Outcome};
+use ots::verify::{check, verify, Check, Outcome};
 use ots::whitelist::DEFAULT_AGGREGATORS;
 use ots_proof::{DetachedTimestampFile, HashOp};
 
@@ -227,27 +227,51 @@ pub(crate) async fn upgrade_command(
     }
 }
 
+/// With `--json`, prints the verify document on standard output.
+fn print_verify_json(
+    json: bool,
+    proof: &DetachedTimestampFile,
+    checks: &[Check],
+    failure: Option<&str>,
+) {
+    if json {
+        println!("{}", ots::json::verify(proof, checks, failure));
+    }
+}
+
+/// Reports `message` as the reason verification failed (and, with
+/// `--json`, prints the document saying so).
+fn refuse(log: &Log, json: bool, proof: &DetachedTimestampFile, message: String) -> Failed {
+    print_verify_json(json, proof, &[], Some(&message));
+    fail(log, message)
+}
+
 pub(crate) async fn verify_command(
     common: &Common,
     log: &Log,
     target: Option<PathBuf>,
     digest: Option<String>,
+    json: bool,
     proof_path: &Path,
 ) -> Outcome1 {
     let mut proof = read_proof(log, proof_path)?;
     let hash = proof.hash_op();
     if let Some(hex_digest) = digest {
-        let digest =
-            hex::decode(hex_digest.trim()).map_err(|_| fail(log, "Digest must be hexadecimal"))?;
-        if digest != proof.file_digest() {
-            return Err(fail(
+        let Ok(digest) = hex::decode(hex_digest.trim()) else {
+            return Err(refuse(
                 log,
-                format!(
-                    "Digest provided does not match digest in timestamp, {} ({})",
-                    hex::encode(proof.file_digest()),
-                    hash.name()
-                ),
+                json,
+                &proof,
+                "Digest must be hexadecimal".into(),
             ));
+        };
+        if digest != proof.file_digest() {
+            let message = format!(
+                "Digest provided does not match digest in timestamp, {} ({})",
+                hex::encode(proof.file_digest()),
+                hash.name()
+            );
+            return Err(refuse(log, json, &proof, message));
         }
     } else {
         let target = match target {
@@ -255,23 +279,51 @@ pub(crate) async fn verify_command(
             None => {
                 let name = proof_path.to_string_lossy();
                 let Some(stem) = name.strip_suffix(".ots") else {
-                    return Err(fail(log, "Timestamp filename does not end in .ots"));
+                    return Err(refuse(
+                        log,
+                        json,
+                        &proof,
+                        "Timestamp filename does not end in .ots".into(),
+                    ));
                 };
                 log.info(format!("Assuming target filename is {stem:?}"));
                 PathBuf::from(stem)
             }
         };
-        let file = std::fs::File::open(&target)
-            .map_err(|e| fail(log, format!("Could not open target: {e}")))?;
+        let file = match std::fs::File::open(&target) {
+            Ok(file) => file,
+            Err(e) => {
+                return Err(refuse(
+                    log,
+                    json,
+                    &proof,
+                    format!("Could not open target: {e}"),
+                ))
+            }
+        };
         log.debug(format!("Hashing file, algorithm {}", hash.name()));
-        let actual = ots::progress::hash_file(hash, file, &target)
-            .map_err(|e| fail(log, format!("Could not read target: {e}")))?;
+        let actual = match ots::progress::hash_file(hash, file, &target) {
+            Ok(actual) => actual,
+            Err(e) => {
+                return Err(refuse(
+                    log,
+                    json,
+                    &proof,
+                    format!("Could not read target: {e}"),
+                ))
+            }
+        };
         if actual != proof.file_digest() {
             log.debug(format!(
                 "Expected digest {}",
                 hex::encode(proof.file_digest())
             ));
-            return Err(fail(log, "File does not match original!"));
+            return Err(refuse(
+                log,
+                json,
+                &proof,
+                "File does not match original!".into(),
+            ));
         }
     }
     let cache = open_cache(common, log)?;
@@ -284,14 +336,20 @@ pub(crate) async fn verify_command(
     upgrade(proof.timestamp_mut(), &cache, &options, None, log).await;
     let source = header_source(common, log)?;
     if ots::verify::bitcoin_attestations(proof.timestamp()).is_empty() {
-        return Err(fail(
+        return Err(refuse(
             log,
-            "Timestamp has no Bitcoin attestation yet; nothing to verify",
+            json,
+            &proof,
+            "Timestamp has no Bitcoin attestation yet; nothing to verify".into(),
         ));
     }
-    match verify(proof.timestamp(), source.as_ref(), log).await {
-        Some(_) => Ok(()),
-        None => Err(Failed),
+    let checks = verify(proof.timestamp(), source.as_ref(), log).await;
+    let verified = checks.iter().any(|c| c.verified_time().is_some());
+    print_verify_json(json, &proof, &checks, None);
+    if verified {
+        Ok(())
+    } else {
+        Err(Failed)
     }
 }
 

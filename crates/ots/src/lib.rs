@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod esplora;
+pub mod json;
 pub mod log;
 pub mod progress;
 pub mod prune;

@@ -154,12 +154,21 @@ enum Command {
         /// Verify a hex digest rather than a file.
         #[arg(short = 'd', value_name = "DIGEST")]
         digest: Option<String>,
+        /// Print the proof's tree, its attestations, each Bitcoin check
+        /// (height, block time) and the result as one JSON document on
+        /// standard output (messages still go to standard error).
+        #[arg(long)]
+        json: bool,
         /// The proof.
         timestamp: PathBuf,
     },
     /// Show a timestamp.
     #[command(alias = "i")]
     Info {
+        /// Print the tree and its attestations as one JSON document
+        /// instead of text.
+        #[arg(long)]
+        json: bool,
         /// The proof.
         file: PathBuf,
     },
@@ -273,11 +282,16 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
         Command::Verify {
             file,
             digest,
+            json,
             timestamp,
-        } => verify_command(common, log, file, digest, &timestamp).await,
-        Command::Info { file } => {
+        } => verify_command(common, log, file, digest, json, &timestamp).await,
+        Command::Info { json, file } => {
             let proof = read_proof(log, &file)?;
-            print!("{}", ots_proof::display::info(&proof, common.verbose > 0));
+            if json {
+                println!("{}", ots::json::info(&proof));
+            } else {
+                print!("{}", ots_proof::display::info(&proof, common.verbose > 0));
+            }
             Ok(())
         }
         Command::Prune {

@@ -127,15 +127,45 @@ pub fn bitcoin_attestations(timestamp: &Timestamp) -> Vec<(Vec<u8>, u64)> {
     out
 }
 
+/// What became of one Bitcoin attestation during [`verify`].
+#[derive(Debug)]
+pub struct Check {
+    /// The attested message (the block's merkle root, if it verifies).
+    pub msg: Vec<u8>,
+    /// The attested height.
+    pub height: u64,
+    /// What checking it found; `None` if it was not checked (Bitcoin
+    /// disabled, or an earlier attestation already verified).
+    pub outcome: Option<Result<Outcome, String>>,
+}
+
+impl Check {
+    /// The block time, if this attestation verified.
+    pub fn verified_time(&self) -> Option<u32> {
+        match self.outcome {
+            Some(Ok(Outcome::Verified { time, .. })) => Some(time),
+            _ => None,
+        }
+    }
+}
+
 /// Verifies `timestamp`: the first Bitcoin attestation that checks out is
 /// reported and ends the search. `source` is `None` with `--no-bitcoin`.
-/// Returns the verified (height, time), if any.
-pub async fn verify(
-    timestamp: &Timestamp,
-    source: Option<&HeaderSource>,
-    log: &Log,
-) -> Option<(u64, u32)> {
+/// Returns every Bitcoin attestation (lowest height first) with what became
+/// of it; the timestamp is verified if one of them is
+/// [`Outcome::Verified`].
+pub async fn verify(timestamp: &Timestamp, source: Option<&HeaderSource>, log: &Log) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut done = false;
     for (msg, height) in bitcoin_attestations(timestamp) {
+        if done {
+            checks.push(Check {
+                msg,
+                height,
+                outcome: None,
+            });
+            continue;
+        }
         let Some(source) = source else {
             log.warn("Not checking Bitcoin attestation; Bitcoin disabled");
             let mut root = msg.clone();
@@ -144,26 +174,44 @@ pub async fn verify(
                 "To verify manually, check that Bitcoin block {height} has merkleroot {}",
                 hex::encode(root)
             ));
+            checks.push(Check {
+                msg,
+                height,
+                outcome: None,
+            });
             continue;
         };
-        match check(source, &msg, height).await {
-            Ok(Outcome::Verified { height, time }) => {
-                log.info(format!(
-                    "Success! Bitcoin block {height} attests existence as of {}",
-                    utc_date(time)
-                ));
-                return Some((height, time));
+        let outcome = match check(source, &msg, height).await {
+            Ok(outcome) => {
+                match &outcome {
+                    Outcome::Verified { height, time } => {
+                        log.info(format!(
+                            "Success! Bitcoin block {height} attests existence as of {}",
+                            utc_date(*time)
+                        ));
+                        done = true;
+                    }
+                    Outcome::NoSuchBlock { height, best } => log.error(format!(
+                        "Bitcoin block height {height} not found; {best} is highest known block"
+                    )),
+                    Outcome::Mismatch { reason, .. } => {
+                        log.error(format!("Bitcoin verification failed: {reason}"))
+                    }
+                }
+                Ok(outcome)
             }
-            Ok(Outcome::NoSuchBlock { height, best }) => log.error(format!(
-                "Bitcoin block height {height} not found; {best} is highest known block"
-            )),
-            Ok(Outcome::Mismatch { reason, .. }) => {
-                log.error(format!("Bitcoin verification failed: {reason}"))
+            Err(e) => {
+                log.error(e.to_string());
+                Err(e.to_string())
             }
-            Err(e) => log.error(e.to_string()),
-        }
+        };
+        checks.push(Check {
+            msg,
+            height,
+            outcome: Some(outcome),
+        });
     }
-    None
+    checks
 }
 
 /// `YYYY-MM-DD UTC` for a unix time (the reference prints the local date;

@@ -449,6 +449,181 @@ async fn verify_hello_world_with_an_esplora_explorer() {
     );
 }
 
+/// Standard output as one JSON document.
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn info_json_describes_every_example() {
+    let dir = vectors();
+    for entry in std::fs::read_dir(dir.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ots") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let out = ots(&["info", "--json", path.to_str().unwrap()], &dir);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        let v = stdout_json(&out);
+        let proof = DetachedTimestampFile::deserialize(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["file_hash"], proof.hash_op().name(), "{name}");
+        assert_eq!(v["file_digest"], hex::encode(proof.file_digest()), "{name}");
+        // Every attestation, on the message it is made on, in order.
+        let all = proof.timestamp().all_attestations();
+        let listed = v["attestations"].as_array().unwrap();
+        assert_eq!(listed.len(), all.len(), "{name}");
+        for (l, (msg, a)) in listed.iter().zip(&all) {
+            assert_eq!(l["msg"], hex::encode(msg), "{name}");
+            match a {
+                Attestation::Bitcoin { height } => {
+                    assert_eq!(l["type"], "bitcoin");
+                    assert_eq!(l["height"], *height);
+                }
+                Attestation::Pending { uri } => {
+                    assert_eq!(l["type"], "pending");
+                    assert_eq!(l["uri"], uri.as_str());
+                }
+                _ => assert!(l["type"].is_string()),
+            }
+            // The node it names holds the same message.
+            let node = &v["tree"][l["node"].as_u64().unwrap() as usize];
+            assert_eq!(node["msg"], l["msg"], "{name}");
+        }
+        // The tree: each node's message is its op applied to its parent's.
+        let tree = v["tree"].as_array().unwrap();
+        assert_eq!(tree[0]["msg"], hex::encode(proof.file_digest()));
+        for (i, node) in tree.iter().enumerate().skip(1) {
+            assert_eq!(node["id"], i);
+            let parent = &tree[node["parent"].as_u64().unwrap() as usize];
+            let arg = node["op"]["argument"]
+                .as_str()
+                .map(|a| hex::decode(a).unwrap());
+            let op = match (node["op"]["name"].as_str().unwrap(), arg) {
+                ("append", Some(a)) => Op::append(a).unwrap(),
+                ("prepend", Some(a)) => Op::prepend(a).unwrap(),
+                ("sha256", None) => Op::Sha256,
+                ("sha1", None) => Op::Sha1,
+                ("ripemd160", None) => Op::Ripemd160,
+                ("keccak256", None) => Op::Keccak256,
+                ("reverse", None) => Op::Reverse,
+                ("hexlify", None) => Op::Hexlify,
+                other => panic!("{name}: unexpected op {other:?}"),
+            };
+            let parent_msg = hex::decode(parent["msg"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                node["msg"],
+                hex::encode(op.apply(&parent_msg).unwrap()),
+                "{name}: node {i}"
+            );
+        }
+        let heights: Vec<u64> = all
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Attestation::Bitcoin { height } => Some(*height),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = heights.clone();
+        sorted.sort();
+        assert_eq!(v["bitcoin_heights"], json!(sorted), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_json_reports_checks_heights_and_times() {
+    let dir = vectors();
+    let header = hex::decode(
+        std::fs::read_to_string(dir.join("block-358391.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let time = u32::from_le_bytes(header[68..72].try_into().unwrap());
+    let url = esplora(358_391, header.clone(), None).await;
+    let out = ots(
+        &[
+            "verify",
+            "--json",
+            "--esplora",
+            &url,
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(
+        v["result"],
+        json!({"verified": true, "height": 358391, "time": time, "date": "2015-05-28 UTC"})
+    );
+    assert_eq!(v["checks"][0]["result"], "verified");
+    assert_eq!(v["checks"][0]["height"], 358_391);
+    assert_eq!(v["checks"][0]["time"], time);
+    assert_eq!(v["attestations"][0]["type"], "bitcoin");
+    assert_eq!(v["bitcoin_heights"], json!([358391]));
+    assert!(v["tree"].as_array().unwrap().len() > 1);
+
+    // The wrong header: not verified, the check says why.
+    let mut wrong = header;
+    wrong[40] ^= 1;
+    let url = esplora(358_391, wrong, None).await;
+    let out = ots(
+        &[
+            "verify",
+            "--json",
+            "--esplora",
+            &url,
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(v["result"]["verified"], false);
+    assert_eq!(v["checks"][0]["result"], "mismatch");
+    assert!(v["checks"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("digest"));
+
+    // Bitcoin disabled: not checked.
+    let out = ots(
+        &[
+            "--no-bitcoin",
+            "verify",
+            "--json",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(v["checks"][0]["result"], "not_checked");
+    assert_eq!(v["result"]["verified"], false);
+
+    // The file does not match: the reason, and no check made.
+    let out = ots(
+        &[
+            "--no-bitcoin",
+            "verify",
+            "--json",
+            "-f",
+            "examples/empty",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(
+        v["result"],
+        json!({"verified": false, "reason": "File does not match original!"})
+    );
+    assert_eq!(v["checks"], json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stamp_upgrade_verify_prune() {
     let work = tempfile::tempdir().unwrap();
