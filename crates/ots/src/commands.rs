@@ -235,7 +235,10 @@ fn print_verify_json(
     failure: Option<&str>,
 ) {
     if json {
-        println!("{}", ots::json::verify(proof, checks, failure));
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        // A closed stdout is the script's choice; nothing to add on stderr.
+        let _ = ots::json::write_verify(&mut out, proof, checks, failure)
+            .and_then(|()| std::io::Write::flush(&mut out));
     }
 }
 

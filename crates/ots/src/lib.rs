@@ -4,6 +4,7 @@
 //! block headers come from a node or an Esplora-style explorer.
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod cache;
 pub mod esplora;
 pub mod json;

@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ots::bounds::{
+    decode_budget, estimate, Estimate, BASE_BUDGET, BUDGET_FACTOR, MAX_PROOF_FILE_BYTES,
+};
 use ots::cache::{self, Cache};
 use ots::esplora::{Esplora, EXPLORER_TIMEOUT};
 use ots::log::Log;
@@ -288,7 +291,10 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
         Command::Info { json, file } => {
             let proof = read_proof(log, &file)?;
             if json {
-                println!("{}", ots::json::info(&proof));
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                ots::json::write_info(&mut out, &proof)
+                    .and_then(|()| std::io::Write::flush(&mut out))
+                    .map_err(|e| fail(log, format!("Could not write standard output: {e}")))?;
             } else {
                 print!("{}", ots_proof::display::info(&proof, common.verbose > 0));
             }
@@ -303,9 +309,45 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
     }
 }
 
+/// Reads and decodes a proof, refusing a file over
+/// [`MAX_PROOF_FILE_BYTES`] before reading it, and one whose tree would
+/// cost more than [`decode_budget`] before decoding it.
 fn read_proof(log: &Log, path: &Path) -> Result<DetachedTimestampFile, Failed> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(log, format!("Could not read {}: {e}", path.display())))?;
+    use std::io::Read;
+    let unreadable =
+        |e: std::io::Error| fail(log, format!("Could not read {}: {e}", path.display()));
+    let too_big = |len: u64| {
+        fail(
+            log,
+            format!(
+                "Could not read {}: it is {len} bytes, over the {MAX_PROOF_FILE_BYTES}-byte limit for a proof (real proofs are a few KB)",
+                path.display()
+            ),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let len = file.metadata().map_err(unreadable)?.len();
+    if len > MAX_PROOF_FILE_BYTES {
+        return Err(too_big(len));
+    }
+    // The file may grow between the two: never read past the limit.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_PROOF_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_PROOF_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    let budget = decode_budget(bytes.len());
+    if estimate(&bytes, budget) == Estimate::OverBudget {
+        return Err(fail(
+            log,
+            format!(
+                "Invalid timestamp file {:?}: decoding it would take over {budget} bytes of memory ({BUDGET_FACTOR} times its size and {BASE_BUDGET} more); refused",
+                path.display().to_string()
+            ),
+        ));
+    }
     DetachedTimestampFile::deserialize(&bytes).map_err(|e| match e.kind {
         DecodeErrorKind::BadMagic => fail(
             log,

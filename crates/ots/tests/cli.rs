@@ -624,6 +624,125 @@ async fn verify_json_reports_checks_heights_and_times() {
     assert_eq!(v["checks"], json!([]));
 }
 
+/// A hostile proof: `n` sibling append operations on the root, each to a
+/// Bitcoin attestation: every 25 input bytes a node of its own (the shape
+/// that made a 100 MB proof cost 2.9 GB).
+fn sibling_ops_proof(n: u64) -> Vec<u8> {
+    let mut out = ots_proof::detached::MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0x08]);
+    out.extend_from_slice(&sha256(b"hostile"));
+    for i in 0..n {
+        if i + 1 < n {
+            out.push(0xff);
+        }
+        out.extend_from_slice(&[0xf0, 11]);
+        out.extend_from_slice(&i.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0]);
+        out.push(0x00);
+        out.extend_from_slice(&hex::decode("0588960d73d71901").unwrap());
+        out.extend_from_slice(&[1, 0]);
+    }
+    out
+}
+
+/// A hostile proof far under the size limit whose tree is huge: from a
+/// 4095-byte message, `chains` siblings each append one distinct byte
+/// (to 4096 bytes) and then reverse it `len` times, one input byte per
+/// 4 KiB node: about 4,000 times its size in memory, decoded.
+fn reverse_chains_proof(chains: u8, len: usize) -> Vec<u8> {
+    let mut out = ots_proof::detached::MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0x08]);
+    out.extend_from_slice(&sha256(b"hostile"));
+    // The root's one item: append 4063 bytes (varuint df 1f).
+    out.extend_from_slice(&[0xf0, 0xdf, 0x1f]);
+    out.extend_from_slice(&[7; 4063]);
+    for c in 0..chains {
+        if c + 1 < chains {
+            out.push(0xff);
+        }
+        out.extend_from_slice(&[0xf0, 1, c]);
+        out.extend(std::iter::repeat_n(0xf2, len));
+        out.push(0x00);
+        out.extend_from_slice(&hex::decode("0588960d73d71901").unwrap());
+        out.extend_from_slice(&[1, 0]);
+    }
+    out
+}
+
+#[test]
+fn hostile_proofs_are_refused_or_bounded() {
+    let work = tempfile::tempdir().unwrap();
+    let limit = ots::bounds::MAX_PROOF_FILE_BYTES;
+    // Sibling operations, 25 bytes each after a 64-byte header.
+    let over = sibling_ops_proof((limit - 64) / 25 + 1);
+    assert!(over.len() as u64 > limit && over.len() as u64 <= limit + 25);
+    let under = sibling_ops_proof((limit - 64) / 25);
+    assert!(under.len() as u64 <= limit && under.len() as u64 > limit - 25);
+    std::fs::write(work.path().join("over.ots"), &over).unwrap();
+    std::fs::write(work.path().join("under.ots"), &under).unwrap();
+
+    for command in ["info", "verify"] {
+        let out = ots(&["--no-bitcoin", command, "over.ots"], work.path());
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "Could not read over.ots: it is {} bytes, over the {limit}-byte limit for a proof (real proofs are a few KB)",
+                over.len()
+            )),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+
+    // Just under: read, decoded within the budget, shown.
+    assert!(matches!(
+        ots::bounds::estimate(&under, ots::bounds::decode_budget(under.len())),
+        ots::bounds::Estimate::Within(_)
+    ));
+    let out = ots(&["info", "--json", "under.ots"], work.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(
+        v["attestations"].as_array().unwrap().len() as u64,
+        (limit - 64) / 25
+    );
+    let digest = hex::encode(sha256(b"hostile"));
+    let out = ots(
+        &["--no-bitcoin", "-q", "verify", "-d", &digest, "under.ots"],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // Far under the size limit, but a tree of some 50 MB: refused before
+    // it is built.
+    let chains = reverse_chains_proof(64, 200);
+    assert!(chains.len() < 20_000, "{}", chains.len());
+    let budget = ots::bounds::decode_budget(chains.len());
+    assert_eq!(
+        ots::bounds::estimate(&chains, budget),
+        ots::bounds::Estimate::OverBudget
+    );
+    std::fs::write(work.path().join("chains.ots"), &chains).unwrap();
+    let out = ots(&["info", "chains.ots"], work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Invalid timestamp file \"chains.ots\": decoding it would take over {budget} bytes of memory"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The same shape, small enough, is an ordinary proof.
+    let few = reverse_chains_proof(2, 10);
+    assert!(matches!(
+        ots::bounds::estimate(&few, ots::bounds::decode_budget(few.len())),
+        ots::bounds::Estimate::Within(_)
+    ));
+    std::fs::write(work.path().join("few.ots"), &few).unwrap();
+    let out = ots(&["info", "few.ots"], work.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stamp_upgrade_verify_prune() {
     let work = tempfile::tempdir().unwrap();
