@@ -186,6 +186,32 @@ mod tests {
         }
     }
 
+    /// What the estimate must count at least: each node's message and
+    /// [`NODE_COST`] (the fuzz target `bounds` checks the same).
+    fn floor(t: &ots_proof::Timestamp) -> usize {
+        NODE_COST + t.msg().len() + t.ops().map(|(_, c)| floor(c)).sum::<usize>()
+    }
+
+    #[test]
+    fn never_counts_less_than_the_decoded_tree() {
+        for (name, bytes) in examples() {
+            // The proof and every one-byte change of it that still decodes.
+            for at in 0..bytes.len() {
+                for flip in [0u8, 0x01, 0x80] {
+                    let mut changed = bytes.clone();
+                    changed[at] ^= flip;
+                    let Ok(proof) = ots_proof::DetachedTimestampFile::deserialize(&changed) else {
+                        continue;
+                    };
+                    let Estimate::Within(cost) = estimate(&changed, usize::MAX) else {
+                        panic!("{name}: no budget to exceed");
+                    };
+                    assert!(cost >= floor(proof.timestamp()), "{name} at {at} ^ {flip}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_budget_stops_the_walk() {
         let (_, bytes) = examples().into_iter().next().unwrap();
