@@ -422,12 +422,18 @@ const NO_SOURCE_HINT: &str = "; give --bitcoin-node URL for a node you run, or -
 /// Where block headers come from: `--esplora`, `--bitcoin-node`, or the
 /// local node's configuration; `None` with `--no-bitcoin`.
 fn header_source(common: &Common, log: &Log) -> Result<Option<HeaderSource>, Failed> {
+    // clap's conflicts do not hold between global flags given on either
+    // side of the subcommand, so these are checked here.
+    if common.no_bitcoin && common.esplora.is_some() {
+        return Err(fail(
+            log,
+            "--esplora is a source of Bitcoin block headers; it cannot be used with --no-bitcoin",
+        ));
+    }
     if common.no_bitcoin {
         return Ok(None);
     }
     if let Some(url) = &common.esplora {
-        // clap's conflicts do not hold between global flags given on
-        // either side of the subcommand, so this is checked here.
         if common.bitcoin_node.is_some() {
             return Err(fail(
                 log,

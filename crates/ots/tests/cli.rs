@@ -438,6 +438,24 @@ async fn verify_hello_world_with_an_esplora_explorer() {
         "{}",
         stderr(&out)
     );
+    let out = ots(
+        &[
+            "--no-bitcoin",
+            "verify",
+            "--esplora",
+            "http://127.0.0.1:9/",
+            "examples/hello-world.txt.ots",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "--esplora is a source of Bitcoin block headers; it cannot be used with --no-bitcoin"
+        ),
+        "{}",
+        stderr(&out)
+    );
     // --help says what is trusted.
     let out = ots(&["verify", "--help"], &dir);
     let help = String::from_utf8_lossy(&out.stdout);
