@@ -127,6 +127,13 @@ pub fn bitcoin_attestations(timestamp: &Timestamp) -> Vec<(Vec<u8>, u64)> {
     out
 }
 
+/// The most Bitcoin attestations [`verify`] asks a node or explorer about
+/// (three requests each). Real proofs have one per calendar, a handful; a
+/// hostile proof can carry tens of thousands, each at its own height, and
+/// would otherwise make `verify` send that many requests (to a public
+/// explorer, with `--esplora`).
+pub const MAX_BITCOIN_CHECKS: usize = 64;
+
 /// What became of one Bitcoin attestation during [`verify`].
 #[derive(Debug)]
 pub struct Check {
@@ -157,8 +164,13 @@ impl Check {
 pub async fn verify(timestamp: &Timestamp, source: Option<&HeaderSource>, log: &Log) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut done = false;
+    let mut asked = 0;
+    let mut skipped = 0;
     for (msg, height) in bitcoin_attestations(timestamp) {
-        if done {
+        if source.is_some() && !done && asked == MAX_BITCOIN_CHECKS {
+            skipped += 1;
+        }
+        if done || (source.is_some() && asked == MAX_BITCOIN_CHECKS) {
             checks.push(Check {
                 msg,
                 height,
@@ -181,6 +193,7 @@ pub async fn verify(timestamp: &Timestamp, source: Option<&HeaderSource>, log: &
             });
             continue;
         };
+        asked += 1;
         let outcome = match check(source, &msg, height).await {
             Ok(outcome) => {
                 match &outcome {
@@ -210,6 +223,11 @@ pub async fn verify(timestamp: &Timestamp, source: Option<&HeaderSource>, log: &
             height,
             outcome: Some(outcome),
         });
+    }
+    if skipped > 0 {
+        log.warn(format!(
+            "Not checking {skipped} more Bitcoin attestation(s): at most {MAX_BITCOIN_CHECKS} are checked"
+        ));
     }
     checks
 }

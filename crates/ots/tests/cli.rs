@@ -762,6 +762,78 @@ fn hostile_proofs_are_refused_or_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn verify_asks_about_a_bounded_number_of_attestations() {
+    let dir = vectors();
+    let header = hex::decode(
+        std::fs::read_to_string(dir.join("block-358391.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let url = esplora(358_391, header, None).await;
+    // 100 Bitcoin attestations, each at a height the explorer lacks.
+    let mut proof = DetachedTimestampFile::from_data(ots_proof::HashOp::Sha256, b"many");
+    for i in 0..100u64 {
+        proof
+            .timestamp_mut()
+            .add_op(Op::append(i.to_be_bytes().to_vec()).unwrap())
+            .unwrap()
+            .add_attestation(Attestation::Bitcoin {
+                height: 1_000_000 + i,
+            });
+    }
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("many.ots"), proof.serialize().unwrap()).unwrap();
+    let digest = hex::encode(sha256(b"many"));
+    let out = ots(
+        &[
+            "verify",
+            "--json",
+            "--esplora",
+            &url,
+            "-d",
+            &digest,
+            "many.ots",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let max = ots::verify::MAX_BITCOIN_CHECKS;
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("Bitcoin block height "))
+            .count(),
+        max,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Not checking {} more Bitcoin attestation(s): at most {max} are checked",
+            100 - max
+        )),
+        "{err}"
+    );
+    let v = stdout_json(&out);
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 100);
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|c| c["result"] == "no_such_block")
+            .count(),
+        max
+    );
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|c| c["result"] == "not_checked")
+            .count(),
+        100 - max
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn stamp_upgrade_verify_prune() {
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("a.txt"), b"first").unwrap();
