@@ -32,6 +32,7 @@ pub mod journal;
 pub mod limits;
 pub mod listener;
 pub mod qr;
+pub mod refstore;
 pub mod server;
 pub mod stamping;
 pub mod status;
