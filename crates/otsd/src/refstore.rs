@@ -280,14 +280,14 @@ pub fn proof(records: &mut impl Records, msg: &[u8]) -> Result<Option<Vec<u8>>, 
         .iter()
         .any(|(_, a)| matches!(a, Attestation::Bitcoin { .. }));
     if !reaches_bitcoin {
-        return Err(RefStoreError::Incomplete { key: hex::encode(msg) });
-    }
-    ts.serialize()
-        .map(Some)
-        .map_err(|e| RefStoreError::Encode {
+        return Err(RefStoreError::Incomplete {
             key: hex::encode(msg),
-            message: e.to_string(),
-        })
+        });
+    }
+    ts.serialize().map(Some).map_err(|e| RefStoreError::Encode {
+        key: hex::encode(msg),
+        message: e.to_string(),
+    })
 }
 
 /// The whole timestamp of `msg` as stored; `None` if `msg` has no record.
@@ -323,10 +323,8 @@ fn fill(
     budget: &mut Budget<'_>,
 ) -> Result<(), RefStoreError> {
     let key = || hex::encode(node.msg());
-    let parsed = node::parse(&record).map_err(|source| RefStoreError::Record {
-        key: key(),
-        source,
-    })?;
+    let parsed =
+        node::parse(&record).map_err(|source| RefStoreError::Record { key: key(), source })?;
     for a in parsed.attestations {
         node.add_attestation(a);
     }
@@ -418,7 +416,10 @@ mod tests {
         }
         assert!(matches!(
             proof(&mut Same(rec), b"x"),
-            Err(RefStoreError::TooLarge { what: "the node limit", .. })
+            Err(RefStoreError::TooLarge {
+                what: "the node limit",
+                ..
+            })
         ));
     }
 

@@ -56,8 +56,7 @@ fn copy_calendar() -> (tempfile::TempDir, PathBuf) {
                 copy(&e.path(), &target);
             } else {
                 std::fs::copy(e.path(), &target).unwrap();
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
-                    .unwrap();
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
             }
         }
     }
@@ -204,9 +203,71 @@ async fn a_flipped_byte_in_the_table_fails_its_block_only() {
     // Early in the table: a data block, not the index or the footer.
     bytes[1000] ^= 0x40;
     std::fs::write(&t, &bytes).unwrap();
+    let before = hashes(&dir);
     let (mut child, addr, log) = start(&dir).await;
     let (ok, errors) = served_on_damaged(&log, addr).await;
     assert!(errors > 0, "the damaged block's proofs are refused");
     assert!(ok > 0, "the proofs in other blocks are still served");
     child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before);
+}
+
+/// With a Bitcoin backend (devchain), the 13 commitments without a proof
+/// in `db/` are stamped and complete, and the 302 with one are not stamped
+/// again: they keep being served the reference's bytes (a new proof in our
+/// store would be served first, and would differ).
+#[tokio::test]
+async fn with_a_node_the_pending_ones_are_stamped_and_the_completed_ones_not_again() {
+    use common::node::{Backend, TestNode, WALLET};
+    let node = TestNode::start(Backend::Dev).await;
+    let (_tmp, dir) = copy_calendar();
+    let before = hashes(&dir);
+    let mut args: Vec<std::ffi::OsString> = vec!["-c".into(), dir.clone().into()];
+    args.extend(
+        ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+            .into_iter()
+            .chain(["--aggregation-interval", "50", "--btc-regtest"])
+            .chain(["--btc-wallet", WALLET, "--btc-min-confirmations", "2"])
+            .chain(["--btc-min-tx-interval", "0", "--btc-poll-interval", "0.1"])
+            .chain(["--bitcoin-node", &node.url()])
+            .map(Into::into),
+    );
+    let (mut child, addr, log) = common::spawn_otsd_logged(args).await;
+    let pending = pending();
+    let mut complete = false;
+    for _ in 0..60 {
+        let mut all = true;
+        for c in &pending {
+            if timestamp(addr, c).await.status != 200 {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            complete = true;
+            break;
+        }
+        node.mine(1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    if !complete {
+        for l in log.lock().unwrap().iter() {
+            eprintln!("{l}");
+        }
+        panic!("the 13 pending commitments did not complete");
+    }
+    for c in &pending {
+        let body = timestamp(addr, c).await.body;
+        common::verify_on_node(&node.node(), c, &body).await;
+    }
+    for (c, want) in completed() {
+        let r = timestamp(addr, &c).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, want, "{}: not stamped again", hex::encode(&c));
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("stamper.json")).unwrap()).unwrap();
+    assert_eq!(state["journal_end"], 315, "{state}");
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before, "db/ is byte for byte as it was");
 }

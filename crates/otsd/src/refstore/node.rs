@@ -100,10 +100,7 @@ mod tests {
         rec.extend_from_slice(&[1, 5]);
         rec.extend_from_slice(&[2, 0x08, 0xf0, 1, 0xaa]);
         let node = parse(&rec).unwrap();
-        assert_eq!(
-            node.attestations,
-            vec![Attestation::Bitcoin { height: 5 }]
-        );
+        assert_eq!(node.attestations, vec![Attestation::Bitcoin { height: 5 }]);
         assert_eq!(node.ops, vec![Op::Sha256, Op::append(vec![0xaa]).unwrap()]);
     }
 
@@ -114,8 +111,14 @@ mod tests {
             parse(&[0xff, 0xff, 0xff, 0x0f]),
             Err(NodeError::CountTooLarge { .. })
         ));
-        assert!(matches!(parse(&[0, 1, 0x08, 0]), Err(NodeError::TrailingBytes(1))));
-        assert!(matches!(parse(&[0, 2, 0x08, 0x08]), Err(NodeError::DuplicateOp(_))));
+        assert!(matches!(
+            parse(&[0, 1, 0x08, 0]),
+            Err(NodeError::TrailingBytes(1))
+        ));
+        assert!(matches!(
+            parse(&[0, 2, 0x08, 0x08]),
+            Err(NodeError::DuplicateOp(_))
+        ));
         assert!(matches!(parse(&[0, 1, 0x77]), Err(NodeError::Decode(_))));
     }
 }
