@@ -399,23 +399,24 @@ mod tests {
 
     #[test]
     fn a_wide_tree_hits_the_node_limit() {
-        // Each node has appends of 1..=255 as children, all leading back
-        // into nodes with the same record: exponential without a limit.
-        let mut rec = vec![0];
-        let mut ops = Vec::new();
+        // Two levels of 256 appends each, then Bitcoin leaves: 65,793
+        // nodes, shallow, each a valid record.
+        let mut wide = vec![0];
+        ots_proof::codec::write_varuint(&mut wide, 256);
         for b in 0..=255u8 {
-            ops.extend_from_slice(&[0xf0, 1, b]);
+            wide.extend_from_slice(&[0xf0, 1, b]);
         }
-        ots_proof::codec::write_varuint(&mut rec, 256);
-        rec.extend_from_slice(&ops);
-        struct Same(Vec<u8>);
-        impl Records for Same {
-            fn record(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
-                Ok(Some(self.0.clone()))
+        struct Fan(Vec<u8>);
+        impl Records for Fan {
+            fn record(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
+                Ok(Some(match key.len() {
+                    0..=2 => self.0.clone(),
+                    _ => bitcoin_leaf(),
+                }))
             }
         }
         assert!(matches!(
-            proof(&mut Same(rec), b"x"),
+            proof(&mut Fan(wide), b"x"),
             Err(RefStoreError::TooLarge {
                 what: "the node limit",
                 ..
@@ -440,5 +441,23 @@ mod tests {
             proof(&mut db, b"m"),
             Err(RefStoreError::Record { .. })
         ));
+    }
+
+    /// The fuzz target's seed corpus is real node records of the
+    /// reference fixture: each parses and re-encodes to its own bytes (the
+    /// reference writes canonical varuints), so `cargo fuzz run
+    /// node_record` starts past the first bytes.
+    #[test]
+    fn the_fuzz_corpus_is_real_records() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/node_record");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            let record = node::parse(&bytes).unwrap();
+            assert_eq!(record.encode(), bytes);
+            n += 1;
+        }
+        assert!(n >= 30, "{n} records");
     }
 }

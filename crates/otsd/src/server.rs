@@ -86,9 +86,11 @@ pub async fn serve(
     consistency::check_store(dir, records, store.journal_end()?)?;
     // Issue 13: a reference calendar's `db/` is served in place, read-only;
     // its commitments count as having a proof.
+    let opening = std::time::Instant::now();
     let refstore = RefStore::open(dir)?;
     if let Some(r) = &refstore {
-        tracing::info!(path = %r.path().display(), "reference store open (read-only)");
+        let elapsed_ms = opening.elapsed().as_millis() as u64;
+        tracing::info!(path = %r.path().display(), elapsed_ms, "reference store open (read-only)");
     }
     let (pending, without_proof) = pending_index(&reader, &store, refstore.as_ref())?;
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));
@@ -165,6 +167,7 @@ fn pending_index(
     store: &Store,
     refstore: Option<&RefStore>,
 ) -> Result<(PendingIndex, Vec<Range<u64>>), ServeError> {
+    let started = std::time::Instant::now();
     let pending = PendingIndex::new(reader.clone());
     let mut without_proof: Vec<Range<u64>> = Vec::new();
     let completed_exist = !store.is_empty()?;
@@ -191,7 +194,8 @@ fn pending_index(
         pending.extend(&keys);
         start += recs.len() as u64;
     }
-    tracing::info!(pending = pending.len(), "pending index built");
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(pending = pending.len(), elapsed_ms, "pending index built");
     Ok((pending, without_proof))
 }
 

@@ -5,7 +5,7 @@
 //! counts are checked against the bytes left before anything is allocated,
 //! so a hostile record cannot make us reserve memory it does not hold.
 
-use ots_proof::codec::Reader;
+use ots_proof::codec::{write_varuint, Reader};
 use ots_proof::{Attestation, DecodeError, Op};
 
 /// The smallest encoded attestation: 8-byte tag and a 1-byte payload
@@ -22,6 +22,22 @@ pub struct NodeRecord {
     /// The node's operations; each one's result is the key of the next
     /// node.
     pub ops: Vec<Op>,
+}
+
+impl NodeRecord {
+    /// The record's bytes, as the reference writes them (in this order).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_varuint(&mut out, self.attestations.len() as u64);
+        for a in &self.attestations {
+            a.encode(&mut out);
+        }
+        write_varuint(&mut out, self.ops.len() as u64);
+        for op in &self.ops {
+            op.encode(&mut out);
+        }
+        out
+    }
 }
 
 /// Why a node record does not parse.
@@ -102,6 +118,7 @@ mod tests {
         let node = parse(&rec).unwrap();
         assert_eq!(node.attestations, vec![Attestation::Bitcoin { height: 5 }]);
         assert_eq!(node.ops, vec![Op::Sha256, Op::append(vec![0xaa]).unwrap()]);
+        assert_eq!(node.encode(), rec);
     }
 
     #[test]
