@@ -52,7 +52,7 @@ const THREAD_STACK_BYTES: usize = 8 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum RefStoreError {
     /// The store will not open.
-    #[error("reference store {}: {message}", path.display())]
+    #[error("reference store {}: {message}; otsd never writes it. To start without it, move it aside: its commitments are then pending, and with a Bitcoin backend stamped again (the journal keeps them all)", path.display())]
     Open {
         /// Its directory.
         path: PathBuf,
@@ -211,17 +211,21 @@ impl RefStore {
 }
 
 fn open_db(path: &Path) -> Result<DB, RefStoreError> {
+    let overlay = env::OverlayEnv::new();
+    let seal = overlay.seal();
     let opt = Options {
-        env: Rc::new(Box::new(env::OverlayEnv::new())),
+        env: Rc::new(Box::new(overlay)),
         create_if_missing: false,
         paranoid_checks: true,
         block_cache_capacity_bytes: BLOCK_CACHE_BYTES,
         ..Options::default()
     };
-    DB::open(path, opt).map_err(|e| RefStoreError::Open {
+    let db = DB::open(path, opt).map_err(|e| RefStoreError::Open {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    seal.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(db)
 }
 
 /// The store's thread: answers until every [`RefStore`] is dropped.

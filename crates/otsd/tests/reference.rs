@@ -271,3 +271,36 @@ async fn with_a_node_the_pending_ones_are_stamped_and_the_completed_ones_not_aga
     child.kill().await.unwrap();
     assert_eq!(hashes(&dir), before, "db/ is byte for byte as it was");
 }
+
+/// A `db/` that will not open (its `CURRENT` names a missing manifest)
+/// refuses start-up, naming it and the way on, and is left as it was.
+#[tokio::test]
+async fn a_db_that_will_not_open_refuses_start_up_naming_it() {
+    let (_tmp, dir) = copy_calendar();
+    std::fs::write(dir.join("db/CURRENT"), b"MANIFEST-999999\n").unwrap();
+    let before = hashes(&dir);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_otsd"))
+            .args(["-c".as_ref(), dir.as_os_str()])
+            .args([
+                "--no-bitcoin",
+                "--rpc-address",
+                "127.0.0.1",
+                "--rpc-port",
+                "0",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("otsd exits in time")
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&dir.join("db").display().to_string()) && stderr.contains("move it aside"),
+        "{stderr}"
+    );
+    assert_eq!(hashes(&dir), before);
+}

@@ -10,12 +10,21 @@
 //! it writing. Here the disk is only ever opened for reading: there is no
 //! code path that creates, writes, renames or deletes a file on disk, so
 //! the guarantee holds by construction, whatever LevelDB decides to do.
+//!
+//! Memory: once the store is open, the environment is sealed and refuses
+//! new tables. LevelDB compacts on reads too (a table consulted too often
+//! in vain is merged into the next level); in memory, each such compaction
+//! would keep a copy of tables for the life of the process. Refused, the
+//! compaction fails (rusty-leveldb logs it and serves the read) and is not
+//! tried again for that table. A compaction LevelDB wants while opening
+//! (a store left with many level-0 tables) still happens, in memory, once.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusty_leveldb::env::{Env, FileLock, Logger, RandomAccess};
 use rusty_leveldb::{MemEnv, Result, Status, StatusCode};
@@ -27,6 +36,13 @@ pub struct OverlayEnv {
     /// Disk files LevelDB has deleted (obsolete files after recovery): it
     /// must not see them again, though they stay on disk.
     hidden: Mutex<HashSet<PathBuf>>,
+    /// Set once the store is open: no new tables from then on.
+    sealed: Arc<AtomicBool>,
+}
+
+/// The names LevelDB gives its tables (`.ldb`, and `.sst` of old stores).
+fn is_table(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "ldb" || x == "sst")
 }
 
 impl OverlayEnv {
@@ -35,7 +51,14 @@ impl OverlayEnv {
         OverlayEnv {
             mem: MemEnv::new(),
             hidden: Mutex::new(HashSet::new()),
+            sealed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// What seals the environment (see the module's *Memory*): set it to
+    /// `true` once the store is open.
+    pub fn seal(&self) -> Arc<AtomicBool> {
+        self.sealed.clone()
     }
 
     fn in_mem(&self, p: &Path) -> bool {
@@ -87,6 +110,15 @@ impl Env for OverlayEnv {
     }
 
     fn open_writable_file(&self, p: &Path) -> Result<Box<dyn Write>> {
+        if is_table(p) && self.sealed.load(Ordering::Relaxed) {
+            return Err(Status::new(
+                StatusCode::NotSupported,
+                &format!(
+                    "{}: no compaction of the reference store once open",
+                    p.display()
+                ),
+            ));
+        }
         self.unhide(p);
         self.mem.open_writable_file(p)
     }
@@ -187,5 +219,47 @@ impl Env for OverlayEnv {
 
     fn sleep_for(&self, micros: u32) {
         self.mem.sleep_for(micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_stay_in_memory_and_a_sealed_env_makes_no_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = dir.path().join("000005.ldb");
+        std::fs::write(&on_disk, b"disk").unwrap();
+        let env = OverlayEnv::new();
+        env.open_writable_file(&dir.path().join("CURRENT"))
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        env.open_appendable_file(&on_disk)
+            .unwrap()
+            .write_all(b"+")
+            .unwrap();
+        let mut read = String::new();
+        env.open_sequential_file(&on_disk)
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "disk+", "the overlay sees its own writes");
+        env.delete(&on_disk).unwrap();
+        assert!(!env.exists(&on_disk).unwrap());
+        assert_eq!(
+            std::fs::read(&on_disk).unwrap(),
+            b"disk",
+            "the disk does not"
+        );
+        assert!(!dir.path().join("CURRENT").exists());
+        env.seal().store(true, Ordering::Relaxed);
+        assert!(env
+            .open_writable_file(&dir.path().join("000007.ldb"))
+            .is_err());
+        assert!(env
+            .open_writable_file(&dir.path().join("MANIFEST-000008"))
+            .is_ok());
     }
 }
