@@ -373,6 +373,34 @@ impl Stamper {
         self.completing.retain(|t| *t != txid);
     }
 
+    /// The proofs of mined `txid` cannot be stored, and never will be: the
+    /// journal's records at its positions no longer lead to its tip (the
+    /// journal was damaged after the round). It is set aside, with
+    /// `reason`, and its positions are pending again, so that its other
+    /// commitments get proofs in a later round and stamping goes on.
+    pub fn on_complete_rejected(&mut self, now: u64, txid: Txid, reason: String) {
+        self.completing.retain(|t| *t != txid);
+        let Some(at) = self.state.mined.iter().position(|m| m.version.txid == txid) else {
+            return;
+        };
+        let m = self.state.mined.remove(at);
+        self.state.returned =
+            ranges::normalize([self.state.returned.clone(), m.version.ranges.clone()].concat());
+        self.state.set_aside.push(crate::state::SetAside {
+            txid,
+            height: m.height,
+            ranges: m.version.ranges,
+            reason,
+            at: now,
+        });
+        let excess = self
+            .state
+            .set_aside
+            .len()
+            .saturating_sub(crate::state::MAX_SET_ASIDE);
+        self.state.set_aside.drain(..excess);
+    }
+
     /// The proofs of `txid` are stored for good; `block_time` is the
     /// header time of the block that mined it.
     pub fn on_completed(&mut self, now: u64, txid: Txid, block_time: u64) {

@@ -114,6 +114,31 @@ pub struct State {
     /// it existed loads with an unknown history).
     #[serde(default = "crate::history::unknown")]
     pub history: History,
+    /// Mined transactions whose proofs could not be stored, most recent
+    /// last (at most [`MAX_SET_ASIDE`]); their commitments were put back to
+    /// be stamped again. Shown to the operator.
+    #[serde(default)]
+    pub set_aside: Vec<SetAside>,
+}
+
+/// Most set-aside batches remembered (the oldest are forgotten first).
+pub const MAX_SET_ASIDE: usize = 64;
+
+/// A mined transaction whose proofs could not be built from the journal
+/// (its records no longer lead to the transaction's tip: the journal was
+/// damaged after the round), set aside so that stamping goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    /// The transaction.
+    pub txid: Txid,
+    /// The height it was mined at.
+    pub height: u64,
+    /// The journal positions it covered (pending again since).
+    pub ranges: Vec<Range<u64>>,
+    /// Why its proofs could not be stored.
+    pub reason: String,
+    /// Unix time it was set aside.
+    pub at: u64,
 }
 
 impl Default for State {
@@ -128,6 +153,7 @@ impl Default for State {
             next_round_at: 0,
             best_height: 0,
             history: History::default(),
+            set_aside: Vec::new(),
         }
     }
 }

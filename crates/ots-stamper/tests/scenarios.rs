@@ -438,3 +438,34 @@ fn a_foreign_signed_transaction_is_not_broadcast() {
     tx.output[1].value = Amount::from_sat(1);
     assert!(matches!(only(s.on_signed(tx)), Action::Warn(_)));
 }
+
+/// A mined batch whose proofs cannot be stored (its journal records no
+/// longer lead to its tip) is set aside: it is no longer asked for, its
+/// positions are pending again for a later round, and it is recorded for
+/// the operator. Nothing else stops.
+#[test]
+fn a_batch_that_cannot_be_stored_is_set_aside_and_stamping_goes_on() {
+    let (mut s, first) = first_version(3);
+    let txid = first.compute_txid();
+    assert!(s.on_block(1_200, 101, block(1), &[txid]).is_empty());
+    let due = s.on_block(1_300, 102, block(2), &[]);
+    assert!(matches!(due.as_slice(), [Action::Complete(_)]), "{due:?}");
+    s.on_complete_rejected(1_310, txid, "tip mismatch".into());
+    assert!(s.state().mined.is_empty());
+    assert_eq!(s.pending(5), vec![0..5], "its positions are pending again");
+    let aside = &s.state().set_aside;
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        (aside[0].txid, aside[0].height, aside[0].ranges.clone()),
+        (txid, 101, vec![0..3])
+    );
+    assert_eq!(aside[0].reason, "tip mismatch");
+    // Not asked for again, on a block or a restart; the next round takes
+    // the positions back.
+    assert!(s
+        .on_start()
+        .iter()
+        .all(|a| !matches!(a, Action::Complete(_))));
+    let next = s.on_tick(100_000, 5);
+    assert_eq!(next, vec![Action::Fund(vec![0..5])]);
+}

@@ -9,16 +9,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ots::bounds::{
+    decode_budget, estimate, Estimate, BASE_BUDGET, BUDGET_FACTOR, MAX_PROOF_FILE_BYTES,
+};
 use ots::cache::{self, Cache};
+use ots::esplora::{Esplora, EXPLORER_TIMEOUT};
 use ots::log::Log;
+use ots::verify::HeaderSource;
 use ots::whitelist::Whitelist;
 use ots_bitcoin::network::{default_datadir, local_node};
 use ots_bitcoin::{Auth, Chain, RpcClient, RpcConfig};
-use ots_proof::{DecodeErrorKind, DetachedTimestampFile};
+use ots_proof::{DecodeErrorKind, DetachedTimestampFile, HashOp};
 
 mod commands;
 
-use commands::{prune_command, stamp_command, upgrade_command, verify_command};
+use commands::{prune_command, stamp_command, upgrade_command, verify_command, StampArgs};
 
 /// Default seconds to wait for a calendar.
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
@@ -82,6 +87,14 @@ struct Common {
     /// node's configuration.
     #[arg(long, value_name = "URL", global = true)]
     bitcoin_node: Option<String>,
+    /// Get block headers from this Esplora-style block explorer (such as
+    /// https://blockstream.info/api) instead of a Bitcoin node. The
+    /// explorer is TRUSTED to serve the real header at each height (it
+    /// could lie about which block is at a height); a node you run checks
+    /// the chain itself and is not trusted that way. Its network is the
+    /// one the URL serves, whatever --btc-testnet/--btc-regtest say.
+    #[arg(long, value_name = "URL", global = true, conflicts_with = "no_bitcoin")]
+    esplora: Option<String>,
     /// Also trust the CA certificates in this PEM file for https
     /// calendars (beside the system's roots).
     #[arg(long, value_name = "PATH", global = true)]
@@ -103,7 +116,23 @@ enum Command {
         /// number of calendars if fewer).
         #[arg(short = 'm', value_name = "M")]
         min_replies: Option<usize>,
-        /// Files to stamp (none: standard input, proof on standard output).
+        /// Timestamp this digest, already computed (hex; repeatable). The
+        /// proof is written to HEX.ots, or to -o FILE.
+        #[arg(long = "digest", value_name = "HEX")]
+        digests: Vec<String>,
+        /// The hash that made the --digest values.
+        #[arg(
+            long,
+            value_name = "ALG",
+            default_value = "sha256",
+            requires = "digests"
+        )]
+        hash_alg: HashAlg,
+        /// Where to write the proof of the one --digest given.
+        #[arg(short = 'o', value_name = "FILE", requires = "digests")]
+        output: Option<PathBuf>,
+        /// Files to stamp (none and no --digest: standard input, proof on
+        /// standard output).
         files: Vec<PathBuf>,
     },
     /// Upgrade pending attestations to be locally verifiable.
@@ -128,12 +157,21 @@ enum Command {
         /// Verify a hex digest rather than a file.
         #[arg(short = 'd', value_name = "DIGEST")]
         digest: Option<String>,
+        /// Print the proof's tree, its attestations, each Bitcoin check
+        /// (height, block time) and the result as one JSON document on
+        /// standard output (messages still go to standard error).
+        #[arg(long)]
+        json: bool,
         /// The proof.
         timestamp: PathBuf,
     },
     /// Show a timestamp.
     #[command(alias = "i")]
     Info {
+        /// Print the tree and its attestations as one JSON document
+        /// instead of text.
+        #[arg(long)]
+        json: bool,
         /// The proof.
         file: PathBuf,
     },
@@ -157,6 +195,26 @@ enum Command {
         /// The proof; the old one is kept as FILE.bak.
         timestamp: PathBuf,
     },
+}
+
+/// The hashes a `.ots` file header can name (ots-proof's [`HashOp`]s).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HashAlg {
+    Sha1,
+    Sha256,
+    Ripemd160,
+    Keccak256,
+}
+
+impl From<HashAlg> for HashOp {
+    fn from(alg: HashAlg) -> HashOp {
+        match alg {
+            HashAlg::Sha1 => HashOp::Sha1,
+            HashAlg::Sha256 => HashOp::Sha256,
+            HashAlg::Ripemd160 => HashOp::Ripemd160,
+            HashAlg::Keccak256 => HashOp::Keccak256,
+        }
+    }
 }
 
 /// A failure already reported to the user: exit with status 1.
@@ -195,8 +253,22 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             calendar,
             timeout,
             min_replies,
+            digests,
+            hash_alg,
+            output,
             files,
-        } => stamp_command(common, log, calendar, timeout, min_replies, files).await,
+        } => {
+            let args = StampArgs {
+                calendars: calendar,
+                timeout,
+                min_replies,
+                digests,
+                hash: hash_alg.into(),
+                output,
+                files,
+            };
+            stamp_command(common, log, args).await
+        }
         Command::Upgrade {
             calendar,
             dry_run,
@@ -213,11 +285,19 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
         Command::Verify {
             file,
             digest,
+            json,
             timestamp,
-        } => verify_command(common, log, file, digest, &timestamp).await,
-        Command::Info { file } => {
+        } => verify_command(common, log, file, digest, json, &timestamp).await,
+        Command::Info { json, file } => {
             let proof = read_proof(log, &file)?;
-            print!("{}", ots_proof::display::info(&proof, common.verbose > 0));
+            if json {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                ots::json::write_info(&mut out, &proof)
+                    .and_then(|()| std::io::Write::flush(&mut out))
+                    .map_err(|e| fail(log, format!("Could not write standard output: {e}")))?;
+            } else {
+                print!("{}", ots_proof::display::info(&proof, common.verbose > 0));
+            }
             Ok(())
         }
         Command::Prune {
@@ -229,9 +309,45 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
     }
 }
 
+/// Reads and decodes a proof, refusing a file over
+/// [`MAX_PROOF_FILE_BYTES`] before reading it, and one whose tree would
+/// cost more than [`decode_budget`] before decoding it.
 fn read_proof(log: &Log, path: &Path) -> Result<DetachedTimestampFile, Failed> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(log, format!("Could not read {}: {e}", path.display())))?;
+    use std::io::Read;
+    let unreadable =
+        |e: std::io::Error| fail(log, format!("Could not read {}: {e}", path.display()));
+    let too_big = |len: u64| {
+        fail(
+            log,
+            format!(
+                "Could not read {}: it is {len} bytes, over the {MAX_PROOF_FILE_BYTES}-byte limit for a proof (real proofs are a few KB)",
+                path.display()
+            ),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let len = file.metadata().map_err(unreadable)?.len();
+    if len > MAX_PROOF_FILE_BYTES {
+        return Err(too_big(len));
+    }
+    // The file may grow between the two: never read past the limit.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_PROOF_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_PROOF_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    let budget = decode_budget(bytes.len());
+    if estimate(&bytes, budget) == Estimate::OverBudget {
+        return Err(fail(
+            log,
+            format!(
+                "Invalid timestamp file {:?}: decoding it would take over {budget} bytes of memory ({BUDGET_FACTOR} times its size and {BASE_BUDGET} more); refused",
+                path.display().to_string()
+            ),
+        ));
+    }
     DetachedTimestampFile::deserialize(&bytes).map_err(|e| match e.kind {
         DecodeErrorKind::BadMagic => fail(
             log,
@@ -300,17 +416,46 @@ fn chain(common: &Common) -> Chain {
     }
 }
 
-fn bitcoin_node(common: &Common, log: &Log) -> Result<Option<RpcClient>, Failed> {
+/// Said when no header source is configured: the two ways to get one.
+const NO_SOURCE_HINT: &str = "; give --bitcoin-node URL for a node you run, or --esplora URL for a block explorer (trusted for block headers)";
+
+/// Where block headers come from: `--esplora`, `--bitcoin-node`, or the
+/// local node's configuration; `None` with `--no-bitcoin`.
+fn header_source(common: &Common, log: &Log) -> Result<Option<HeaderSource>, Failed> {
+    // clap's conflicts do not hold between global flags given on either
+    // side of the subcommand, so these are checked here.
+    if common.no_bitcoin && common.esplora.is_some() {
+        return Err(fail(
+            log,
+            "--esplora is a source of Bitcoin block headers; it cannot be used with --no-bitcoin",
+        ));
+    }
     if common.no_bitcoin {
         return Ok(None);
+    }
+    if let Some(url) = &common.esplora {
+        if common.bitcoin_node.is_some() {
+            return Err(fail(
+                log,
+                "--esplora and --bitcoin-node are two sources of block headers; give one",
+            ));
+        }
+        return Esplora::new(url, EXPLORER_TIMEOUT)
+            .map(|e| Some(HeaderSource::Explorer(e)))
+            .map_err(|e| fail(log, e.to_string()));
     }
     let config = match &common.bitcoin_node {
         Some(url) => RpcConfig::new(url.clone(), Auth::None),
         None => local_node(chain(common), &default_datadir()),
     };
+    let hint = if common.bitcoin_node.is_none() {
+        NO_SOURCE_HINT
+    } else {
+        ""
+    };
     RpcClient::new(config)
-        .map(Some)
-        .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}")))
+        .map(|rpc| Some(HeaderSource::Node { rpc, hint }))
+        .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}{hint}")))
 }
 
 fn write_new(log: &Log, path: &Path, proof: &DetachedTimestampFile) -> Outcome1 {

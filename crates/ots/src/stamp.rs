@@ -56,11 +56,14 @@ pub async fn submit(
     let msg = msg.as_slice();
     let requests = calendars.iter().map(|url| async move {
         let calendar = client.calendar(url)?.with_timeout(timeout);
+        // Named as the client's own timeout names it (the parsed URL), so
+        // the message is the same whichever of the two fires first.
+        let name = calendar.url().to_string();
         // The client timeout covers each request; this one bounds the
         // whole exchange (connect, send, read) as the reference does.
         match tokio::time::timeout(timeout, calendar.submit(msg)).await {
             Ok(result) => result,
-            Err(_) => Err(CalendarError::Timeout { url: url.clone() }),
+            Err(_) => Err(CalendarError::Timeout { url: name }),
         }
     });
     let mut replies = 0;

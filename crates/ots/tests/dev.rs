@@ -443,3 +443,95 @@ fn our_client_upgrades_and_verifies_reference_proofs_from_dev() {
     }
     assert_modified_file_fails(&cal, work, "p.txt");
 }
+
+#[test]
+fn digests_are_stamped_upgraded_and_verified_on_dev() {
+    let cal = DevCalendar::start();
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    // Two sha256 digests in one submission, each to HEX.ots, and a sha1
+    // digest to a named file.
+    let contents: [&[u8]; 3] = [b"first digest", b"second digest", b"sha1 digest"];
+    let hex_a = hex::encode(sha256(contents[0]));
+    let hex_b = hex::encode(sha256(contents[1]));
+    let sha1 = ots_proof::HashOp::Sha1.digest(contents[2]);
+    let hex_sha1 = hex::encode(&sha1);
+    // Upper-case hex is accepted; the file name is the lower-case digest.
+    let upper_b = hex_b.to_uppercase();
+    let out = ots(
+        &[
+            "stamp", "-c", &cal.url, "--digest", &hex_a, "--digest", &upper_b,
+        ],
+        work,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = ots(
+        &[
+            "stamp",
+            "-c",
+            &cal.url,
+            "--hash-alg",
+            "sha1",
+            "--digest",
+            &hex_sha1,
+            "-o",
+            "named.ots",
+        ],
+        work,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let a = format!("{hex_a}.ots");
+    let b = format!("{hex_b}.ots");
+    for (proof, hash, digest) in [
+        (&a, ots_proof::HashOp::Sha256, sha256(contents[0]).to_vec()),
+        (&b, ots_proof::HashOp::Sha256, sha256(contents[1]).to_vec()),
+        (
+            &"named.ots".to_string(),
+            ots_proof::HashOp::Sha1,
+            sha1.clone(),
+        ),
+    ] {
+        let p = read_proof(&work.join(proof));
+        assert_eq!(p.hash_op(), hash, "{proof}");
+        assert_eq!(p.file_digest(), digest.as_slice(), "{proof}");
+        assert_eq!(p.timestamp().all_attestations().len(), 1, "{proof}");
+    }
+    upgrade_until_complete(&cal, work, &[&a, &b, "named.ots"]);
+    for (proof, hex_digest) in [
+        (&a, &hex_a),
+        (&b, &hex_b),
+        (&"named.ots".to_string(), &hex_sha1),
+    ] {
+        let (height, header) = check_complete(&cal, &work.join(proof));
+        let out = ots(
+            &[
+                "--btc-regtest",
+                "--bitcoin-node",
+                &cal.rpc_url,
+                "verify",
+                "-d",
+                hex_digest,
+                proof,
+            ],
+            work,
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{proof}: {err}");
+        assert!(has_line(&err, &success_line(height, &header)), "{err}");
+    }
+    // The sha1 proof also verifies against the file that was hashed.
+    std::fs::write(work.join("sha1.txt"), contents[2]).unwrap();
+    let out = ots(
+        &[
+            "--btc-regtest",
+            "--bitcoin-node",
+            &cal.rpc_url,
+            "verify",
+            "-f",
+            "sha1.txt",
+            "named.ots",
+        ],
+        work,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -28,8 +28,8 @@ pub struct Settings {
     pub aggregation_interval: Duration,
     /// Hostile-client limits.
     pub limits: Limits,
-    /// Block explorer base URL.
-    pub explorer_url: String,
+    /// Block explorer base URL for the info page's links; `None`: no links.
+    pub explorer_url: Option<String>,
     /// Lightning invoice file for the info page.
     pub lightning_invoice_file: Option<PathBuf>,
     /// Journal verification at start-up.
@@ -46,7 +46,7 @@ impl Default for Settings {
         Settings {
             aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
             limits: Limits::default(),
-            explorer_url: DEFAULT_EXPLORER_URL.to_owned(),
+            explorer_url: Some(DEFAULT_EXPLORER_URL.to_owned()),
             lightning_invoice_file: None,
             journal_verify: Verify::All,
             backend: Backend::None,
@@ -153,12 +153,25 @@ pub struct Cli {
     /// Also write debug-level logs to this file.
     #[arg(long = "debug-file", global = true)]
     pub debug_file: Option<PathBuf>,
+    /// Log line format, on stderr and in `--debug-file`.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// Server settings.
     #[command(flatten)]
     pub server: ServerArgs,
     /// An optional step instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event (coloured only on a terminal).
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`),
+    /// for journald or a log shipper.
+    Json,
 }
 
 /// Steps other than serving.
@@ -188,9 +201,11 @@ pub struct ServerArgs {
     /// Aggregation interval, milliseconds.
     #[arg(long = "aggregation-interval", default_value_t = DEFAULT_AGGREGATION_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub aggregation_interval_ms: u64,
-    /// Block explorer base URL for the info page.
-    #[arg(long = "explorer-url", default_value = DEFAULT_EXPLORER_URL)]
-    pub explorer_url: String,
+    /// Block explorer base URL for the info page's links [default on
+    /// mainnet: `https://blockstream.info`; on testnet, regtest and `--dev`:
+    /// none, no links].
+    #[arg(long = "explorer-url")]
+    pub explorer_url: Option<String>,
     /// File holding a Lightning invoice for the info page.
     #[arg(long = "lightning-invoice-file")]
     pub lightning_invoice_file: Option<PathBuf>,
@@ -220,13 +235,25 @@ impl ServerArgs {
         Settings {
             aggregation_interval: Duration::from_millis(self.aggregation_interval_ms),
             limits: self.limits.limits(),
-            explorer_url: self.explorer_url.clone(),
+            explorer_url: self.explorer_url(),
             lightning_invoice_file: self.lightning_invoice_file.clone(),
             journal_verify: self.journal_verify_last.map_or(Verify::All, Verify::Last),
             backend: self.backend(dev),
             http_threads: self
                 .http_threads
                 .map_or_else(default_http_threads, usize::from),
+        }
+    }
+
+    /// The explorer the info page links to: the flag's, or on mainnet
+    /// [`DEFAULT_EXPLORER_URL`]; a mainnet explorer's pages of testnet or
+    /// regtest blocks would be wrong or missing, so there it is none.
+    fn explorer_url(&self) -> Option<String> {
+        let b = &self.bitcoin;
+        match &self.explorer_url {
+            Some(url) => Some(url.clone()),
+            None if b.btc_testnet || b.btc_regtest || b.dev => None,
+            None => Some(DEFAULT_EXPLORER_URL.to_owned()),
         }
     }
 
@@ -429,6 +456,10 @@ mod tests {
         let cli = Cli::try_parse_from(["otsd"]).unwrap();
         assert_eq!(cli.server.rpc_port, DEFAULT_RPC_PORT);
         assert_eq!(cli.server.aggregation_interval_ms, 1000);
+        assert_eq!(cli.log_format, LogFormat::Text);
+        let cli = Cli::try_parse_from(["otsd", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["otsd", "--log-format", "xml"]).is_err());
         assert!(cli.calendar_dir().ends_with(DEFAULT_CALENDAR_DIR));
         let cli = Cli::try_parse_from([
             "otsd",
@@ -469,6 +500,33 @@ mod tests {
         let cli =
             Cli::try_parse_from(["otsd", "-c", "/tmp/c", "init", "--uri", "https://x"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Init { .. })));
+    }
+
+    #[test]
+    fn explorer_links_by_default_on_mainnet_only() {
+        let explorer = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("otsd").chain(args.iter().copied()));
+            cli.unwrap().server.settings(None).explorer_url
+        };
+        let default = Some(DEFAULT_EXPLORER_URL.to_owned());
+        assert_eq!(explorer(&[]), default);
+        assert_eq!(explorer(&["--no-bitcoin"]), default);
+        assert_eq!(explorer(&["--btc-testnet"]), None);
+        assert_eq!(explorer(&["--btc-regtest"]), None);
+        assert_eq!(explorer(&["--dev"]), None);
+        let mine = Some("https://mempool.space/testnet".to_owned());
+        assert_eq!(
+            explorer(&[
+                "--btc-testnet",
+                "--explorer-url",
+                "https://mempool.space/testnet"
+            ]),
+            mine
+        );
+        assert_eq!(
+            explorer(&["--explorer-url", "https://x"]),
+            Some("https://x".into())
+        );
     }
 
     #[test]

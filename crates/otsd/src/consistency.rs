@@ -44,6 +44,20 @@ pub enum ConsistencyError {
         /// The state's journal cursor.
         journal_end: u64,
     },
+    /// `--dev`: devchain holds fewer blocks than the stamper has followed.
+    #[error("{chain} holds blocks up to height {height}, but {state} has followed the chain to height {best}: the dev chain lost blocks, so completed proofs may name blocks it does not have. This is dev data: delete {dir} to start a new dev calendar")]
+    DevChainBehind {
+        /// devchain's data directory.
+        chain: PathBuf,
+        /// Its height.
+        height: u64,
+        /// The stamper's state file.
+        state: PathBuf,
+        /// The best height the stamper saw.
+        best: u64,
+        /// The dev calendar directory.
+        dir: PathBuf,
+    },
     /// The stamper's state file cannot be read or written.
     #[error(transparent)]
     State(#[from] PersistError),
@@ -57,6 +71,26 @@ pub fn check_store(dir: &Path, records: u64, store_end: u64) -> Result<(), Consi
             records,
             store: dir.join(STORE_FILE),
             store_end,
+        });
+    }
+    Ok(())
+}
+
+/// `--dev`: refuses a devchain (in `chain_dir`) lower than the chain the
+/// stamper has followed.
+pub fn check_dev_chain(dir: &Path, chain_dir: &Path, height: u64) -> Result<(), ConsistencyError> {
+    let path = dir.join(STAMPER_STATE_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let best = persist::load(&path)?.best_height;
+    if best > height {
+        return Err(ConsistencyError::DevChainBehind {
+            chain: chain_dir.to_path_buf(),
+            height,
+            state: path,
+            best,
+            dir: dir.to_path_buf(),
         });
     }
     Ok(())
@@ -119,4 +153,75 @@ pub fn check_stamper(
         persist::save(&path, &state)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+// A one-element list of ranges is a set of positions with one interval.
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    use super::*;
+    use ots_stamper::State;
+
+    #[test]
+    fn a_journal_shorter_than_the_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_store(dir.path(), 40, 40).is_ok());
+        let e = check_store(dir.path(), 30, 40).unwrap_err();
+        assert!(matches!(
+            e,
+            ConsistencyError::JournalShorterThanStore {
+                records: 30,
+                store_end: 40,
+                ..
+            }
+        ));
+        let text = e.to_string();
+        assert!(
+            text.contains("up to 39") && text.contains("only 30"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_stamping_the_state_is_checked_not_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        // No state file, no stamping: nothing to check.
+        check_stamper(dir.path(), 0, &[], false).unwrap();
+        let path = dir.path().join(STAMPER_STATE_FILE);
+        let state = State {
+            journal_end: 41,
+            ..State::default()
+        };
+        persist::save(&path, &state).unwrap();
+        let e = check_stamper(dir.path(), 30, &[0..30], false).unwrap_err();
+        assert!(e.to_string().contains("stamper.json"), "{e}");
+        check_stamper(dir.path(), 50, &[0..50], false).unwrap();
+        assert_eq!(persist::load(&path).unwrap(), state, "not rewritten");
+        // Stamping: the lost positions are put back and saved.
+        check_stamper(dir.path(), 50, &[0..50], true).unwrap();
+        assert_eq!(persist::load(&path).unwrap().returned, vec![0..41]);
+    }
+
+    #[test]
+    fn a_dev_chain_behind_the_stamper_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = dir.path().join("devchain");
+        check_dev_chain(dir.path(), &chain, 0).unwrap();
+        let state = State {
+            best_height: 107,
+            ..State::default()
+        };
+        persist::save(&dir.path().join(STAMPER_STATE_FILE), &state).unwrap();
+        check_dev_chain(dir.path(), &chain, 107).unwrap();
+        let e = check_dev_chain(dir.path(), &chain, 102).unwrap_err();
+        assert!(matches!(
+            e,
+            ConsistencyError::DevChainBehind {
+                height: 102,
+                best: 107,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("delete"), "{e}");
+    }
 }

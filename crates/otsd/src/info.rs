@@ -17,7 +17,9 @@ use crate::html::escape;
 use crate::qr;
 use crate::status::{ChainInfo, MinedTx};
 
-/// Default block explorer for the info page's links.
+/// Default block explorer for the info page's links, on mainnet only: on
+/// testnet and regtest (and `--dev`) the page links to an explorer only
+/// when one is given ([`crate::config`] resolves it).
 pub const DEFAULT_EXPLORER_URL: &str = "https://blockstream.info";
 /// Most mined transactions listed (the reference's 288: two days of
 /// blocks).
@@ -31,10 +33,11 @@ pub const MAX_INVOICE_BYTES: u64 = 8192;
 /// The static part of the info page, from the configuration.
 #[derive(Debug, Clone)]
 pub struct InfoConfig {
-    /// Donation address (from `donation_addr`).
+    /// Donation address (from `donation_addr`); empty for none.
     pub donation_addr: String,
-    /// Block explorer base URL.
-    pub explorer_url: String,
+    /// Block explorer base URL; `None`: blocks, transactions and the
+    /// address are shown without links.
+    pub explorer_url: Option<String>,
     /// File holding a Lightning invoice, read each time the page is built.
     pub lightning_invoice_file: Option<PathBuf>,
 }
@@ -55,8 +58,8 @@ pub struct InfoPage {
     pub donation_address: String,
     /// Lightning invoice, if configured and present.
     pub lightning_invoice: Option<String>,
-    /// Block explorer base URL.
-    pub explorer_url: String,
+    /// Block explorer base URL (`null`: none, no links).
+    pub explorer_url: Option<String>,
     /// QR code (inline SVG) of the donation address's `bitcoin:` URI.
     #[serde(skip)]
     pub donation_qr: Option<String>,
@@ -95,11 +98,16 @@ impl InfoPage {
             .lightning_invoice_file
             .as_deref()
             .and_then(read_invoice);
-        let donation_qr = qr::svg(
-            &qr::bitcoin_uri(&config.donation_addr),
-            qr::ADDRESS_PX,
-            "QR code of the donation address",
-        );
+        // No address, no code: a bare `bitcoin:` would be no use to scan.
+        let donation_qr = (!config.donation_addr.is_empty())
+            .then(|| {
+                qr::svg(
+                    &qr::bitcoin_uri(&config.donation_addr),
+                    qr::ADDRESS_PX,
+                    "QR code of the donation address",
+                )
+            })
+            .flatten();
         let lightning_qr = lightning_invoice.as_deref().and_then(|invoice| {
             qr::svg(
                 &qr::lightning_uri(invoice),
@@ -114,7 +122,11 @@ impl InfoPage {
             chain,
             donation_address: config.donation_addr.clone(),
             lightning_invoice,
-            explorer_url: config.explorer_url.trim_end_matches('/').to_owned(),
+            explorer_url: config
+                .explorer_url
+                .as_deref()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .filter(|url| !url.is_empty()),
             donation_qr,
             lightning_qr,
         }
@@ -131,7 +143,14 @@ impl InfoPage {
         let opt = |v: &Option<String>| v.as_deref().map_or("None".to_owned(), escape);
         let num = |v: Option<u64>| v.map_or("N/A".to_owned(), |n| n.to_string());
         let sats = |v: Option<u64>| v.map_or("N/A".to_owned(), |n| format!("{n} sats"));
-        let x = e(&self.explorer_url);
+        // `v` linked to the explorer's `path` page, or plain without one.
+        let link = |path: &str, v: &str| {
+            let v = e(v);
+            match &self.explorer_url {
+                Some(x) => format!("<a href=\"{}/{path}/{v}\">{v}</a>", e(x)),
+                None => v,
+            }
+        };
         let c = &self.chain;
         let mut rows = String::new();
         for MinedTx {
@@ -142,9 +161,9 @@ impl InfoPage {
             ..
         } in &c.transactions
         {
-            let t = e(txid);
+            let t = link("tx", txid);
             rows.push_str(&format!(
-                "<tr><td><a href=\"{x}/tx/{t}\">{t}</a></td><td style=\"text-align:right\">{fee_sats}</td>\
+                "<tr><td>{t}</td><td style=\"text-align:right\">{fee_sats}</td>\
                  <td style=\"text-align:right\">{fee_rate:.1}</td><td style=\"text-align:right\">{confirmations}</td></tr>\n"
             ));
         }
@@ -166,16 +185,21 @@ impl InfoPage {
                 lines.join("<br>\n")
             )
         };
-        let addr = e(&self.donation_address);
-        let addr_qr = qr_of(&self.donation_qr);
+        let donation = if self.donation_address.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p>You can donate to the wallet by sending funds to:<br>\n{}{}</p>\n<hr>\n",
+                qr_of(&self.donation_qr),
+                link("address", &self.donation_address)
+            )
+        };
         let linked = |v: &Option<String>, path: &str| {
-            v.as_deref().map_or("None".to_owned(), |v| {
-                let v = e(v);
-                format!("<a href=\"{x}/{path}/{v}\">{v}</a>")
-            })
+            v.as_deref().map_or("None".to_owned(), |v| link(path, v))
         };
         format!(
-            "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>OpenTimestamps Calendar Server</title></head>\n\
+            "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>OpenTimestamps Calendar Server</title></head>\n\
              <body style=\"word-break: break-word;\">\n\
              <p>This is an <a href=\"https://opentimestamps.org\">OpenTimestamps</a> Calendar Server (v{version})</p>\n\
              {warnings}\
@@ -185,7 +209,7 @@ impl InfoPage {
              Most recent merkle tree tip: {tip}<br>\n\
              Best-block: {best}, height {height}<br>\n<br>\n\
              Wallet balance: {balance} (confirmed)</p>\n<hr>\n\
-             <p>You can donate to the wallet by sending funds to:<br>\n{addr_qr}<a href=\"{x}/address/{addr}\">{addr}</a></p>\n<hr>\n\
+             {donation}\
              {lightning}\
              <p>Average time between transactions in the last week: {between}<br>\n\
              Fees used in the last week: {fees}</p>\n\
@@ -263,7 +287,7 @@ mod tests {
     fn json_has_numbers_and_html_is_escaped() {
         let cfg = InfoConfig {
             donation_addr: "<addr>".into(),
-            explorer_url: DEFAULT_EXPLORER_URL.into(),
+            explorer_url: Some(DEFAULT_EXPLORER_URL.into()),
             lightning_invoice_file: None,
         };
         let chain = ChainInfo {
@@ -291,10 +315,125 @@ mod tests {
         assert!(v.get("donation_qr").is_none() && v.get("lightning_qr").is_none());
     }
 
+    /// The `href`s of `html`'s links, in order.
+    fn hrefs(html: &str) -> Vec<&str> {
+        html.match_indices("<a href=\"")
+            .map(|(at, m)| {
+                let rest = &html[at + m.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect()
+    }
+
+    /// A stamper's figures with a best block and two transactions.
+    fn busy_chain() -> ChainInfo {
+        let mined = |txid: &str| MinedTx {
+            txid: txid.into(),
+            fee_sats: 500,
+            fee_rate: 2.5,
+            confirmations: 3,
+            block_time: 1_700_000_000,
+        };
+        ChainInfo {
+            best_block: Some("00".repeat(32)),
+            most_recent_tx: Some("11".repeat(32)),
+            block_height: Some(150),
+            transactions: vec![mined(&"22".repeat(32)), mined(&"33".repeat(32))],
+            ..ChainInfo::default()
+        }
+    }
+
+    #[test]
+    fn as_a_person_sees_it_links_only_to_a_given_explorer() {
+        let regtest_addr = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+        // No explorer (testnet, regtest, --dev without --explorer-url):
+        // every figure shown, none linked.
+        let cfg = InfoConfig {
+            donation_addr: regtest_addr.into(),
+            explorer_url: None,
+            lightning_invoice_file: None,
+        };
+        let page = InfoPage::new(&cfg, 0, None, busy_chain());
+        let html = page.html();
+        assert_eq!(
+            hrefs(&html),
+            ["https://opentimestamps.org"],
+            "no explorer links: {html}"
+        );
+        for shown in [
+            "00".repeat(32),
+            "11".repeat(32),
+            "22".repeat(32),
+            "33".repeat(32),
+        ] {
+            assert!(html.contains(&shown), "{shown} shown");
+        }
+        assert!(html.contains("sending funds to:<br>\n<svg "));
+        assert!(html.contains(&format!("</svg><br>\n{regtest_addr}</p>")));
+        let codes = svgs(&html);
+        assert_eq!(codes.len(), 1);
+        assert_eq!(
+            crate::qr::tests::decode(codes[0]),
+            format!("BITCOIN:{}", regtest_addr.to_ascii_uppercase())
+        );
+        let v: serde_json::Value = serde_json::from_str(&page.json()).unwrap();
+        assert!(v["explorer_url"].is_null(), "{v}");
+        // Phones get the page at their width.
+        assert!(html
+            .contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
+
+        // An explorer given (a trailing slash dropped): block, both
+        // transactions, the latest transaction and the address linked.
+        let cfg = InfoConfig {
+            explorer_url: Some("https://mempool.space/testnet/".into()),
+            ..cfg
+        };
+        let html = InfoPage::new(&cfg, 0, None, busy_chain()).html();
+        let x = "https://mempool.space/testnet";
+        assert_eq!(
+            hrefs(&html),
+            [
+                "https://opentimestamps.org".to_owned(),
+                format!("{x}/tx/{}", "11".repeat(32)),
+                format!("{x}/block/{}", "00".repeat(32)),
+                format!("{x}/address/{regtest_addr}"),
+                format!("{x}/tx/{}", "22".repeat(32)),
+                format!("{x}/tx/{}", "33".repeat(32)),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_donation_address_no_code_and_no_empty_link() {
+        let cfg = InfoConfig {
+            donation_addr: String::new(),
+            explorer_url: Some(DEFAULT_EXPLORER_URL.into()),
+            lightning_invoice_file: None,
+        };
+        let page = InfoPage::new(&cfg, 0, None, ChainInfo::default());
+        assert!(page.donation_qr.is_none());
+        let html = page.html();
+        assert!(svgs(&html).is_empty(), "{html}");
+        assert!(!html.contains("donate"), "{html}");
+        assert!(!html.contains("/address/"), "{html}");
+        assert!(!html.contains("\"></a>"), "an empty link: {html}");
+        assert_eq!(hrefs(&html), ["https://opentimestamps.org"]);
+    }
+
+    #[test]
+    fn the_version_is_the_crate_version() {
+        let page = InfoPage::new(&config(None), 0, None, ChainInfo::default());
+        let v: serde_json::Value = serde_json::from_str(&page.json()).unwrap();
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert!(page
+            .html()
+            .contains(&format!("Calendar Server (v{})", env!("CARGO_PKG_VERSION"))));
+    }
+
     fn config(invoice: Option<PathBuf>) -> InfoConfig {
         InfoConfig {
             donation_addr: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq".into(),
-            explorer_url: DEFAULT_EXPLORER_URL.into(),
+            explorer_url: Some(DEFAULT_EXPLORER_URL.into()),
             lightning_invoice_file: invoice,
         }
     }

@@ -181,7 +181,7 @@ pub async fn run(
     http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
     let tracker = Arc::new(conns::Tracker::new(&limits, CONNECTION_AGE_GRACE));
-    let _sweep = AbortOnDrop(tokio::spawn(tracker.clone().sweep()));
+    let _sweep = tracker.clone().start_sweep()?;
     let server = Arc::new(Server {
         http,
         service: hyper_util::service::TowerToHyperService::new(app(state)),
@@ -235,14 +235,4 @@ pub async fn run(
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
-}
-
-/// Stops a task when dropped (the sweep, with the accept loop, however
-/// that ends).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use otsd::calendar::Calendar;
-use otsd::config::{Cli, Command};
+use otsd::config::{Cli, Command, LogFormat};
 use otsd::server::run;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use std::io::IsTerminal;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
+use tracing_subscriber::{Layer, Registry};
 
 /// mimalloc rather than glibc's malloc: less CPU per digest and more GETs
 /// per second, with RSS flat at full load (figures in
@@ -56,47 +57,84 @@ async fn shutdown_signal() {
     }
 }
 
-/// stderr at info (each `-v` one level more, each `-q` one less), and
-/// debug level to `--debug-file` if given. Libraries' chatter (hyper) is
-/// kept at warn.
-fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let levels = [
-        LevelFilter::OFF,
-        LevelFilter::ERROR,
-        LevelFilter::WARN,
-        LevelFilter::INFO,
-        LevelFilter::DEBUG,
-        LevelFilter::TRACE,
-    ];
-    let idx = (3 + i32::from(cli.verbose) - i32::from(cli.quiet)).clamp(0, 5) as usize;
-    let filter = |level: LevelFilter| {
-        Targets::new()
-            .with_default(level)
-            .with_target("hyper", LevelFilter::WARN.min(level))
-            .with_target("hyper_util", LevelFilter::WARN.min(level))
-    };
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(filter(levels[idx]));
-    let file = match &cli.debug_file {
-        Some(path) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening debug file {}", path.display()))?;
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(Arc::new(f))
-                    .with_filter(filter(LevelFilter::DEBUG.max(levels[idx]))),
-            )
+/// Libraries whose chatter is kept at warn unless `RUST_LOG` says
+/// otherwise: hyper logs every connection error at debug.
+const QUIET_TARGETS: [&str; 2] = ["hyper", "hyper_util"];
+
+/// The stderr filter: `RUST_LOG` (EnvFilter directives such as
+/// `warn,otsd::stamping=debug`) when set and not empty; otherwise info,
+/// each `-v` one level more and each `-q` one less, with
+/// [`QUIET_TARGETS`] at warn.
+fn stderr_filter(cli: &Cli) -> anyhow::Result<EnvFilter> {
+    match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::builder()
+            .parse(&directives)
+            .with_context(|| format!("{}={directives:?}", EnvFilter::DEFAULT_ENV)),
+        _ => {
+            let levels = [
+                LevelFilter::OFF,
+                LevelFilter::ERROR,
+                LevelFilter::WARN,
+                LevelFilter::INFO,
+                LevelFilter::DEBUG,
+                LevelFilter::TRACE,
+            ];
+            let idx = (3 + i32::from(cli.verbose) - i32::from(cli.quiet)).clamp(0, 5) as usize;
+            Ok(level_filter(levels[idx]))
         }
-        None => None,
-    };
-    tracing_subscriber::registry()
-        .with(stderr)
-        .with(file)
-        .init();
+    }
+}
+
+/// `level` for everything but [`QUIET_TARGETS`], which get at most warn.
+fn level_filter(level: LevelFilter) -> EnvFilter {
+    QUIET_TARGETS.iter().fold(
+        EnvFilter::default().add_directive(level.into()),
+        |filter, target| {
+            let quiet = LevelFilter::WARN.min(level);
+            match format!("{target}={quiet}").parse() {
+                Ok(directive) => filter.add_directive(directive),
+                Err(_) => filter,
+            }
+        },
+    )
+}
+
+/// One formatting layer writing to `writer`: text (ANSI colour only when
+/// `ansi`) or JSON lines.
+fn fmt_layer<W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        LogFormat::Json => layer.json().with_ansi(false).boxed(),
+    }
+}
+
+/// stderr per [`stderr_filter`], in `--log-format`, coloured only when
+/// stderr is a terminal (and `NO_COLOR` is unset); and, with
+/// `--debug-file`, at least debug level to that file (never coloured),
+/// whatever `RUST_LOG` says.
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let filter = stderr_filter(cli)?;
+    let file_level = LevelFilter::DEBUG.max(filter.max_level_hint().unwrap_or(LevelFilter::TRACE));
+    let mut layers = vec![fmt_layer(cli.log_format, color, std::io::stderr)
+        .with_filter(filter)
+        .boxed()];
+    if let Some(path) = &cli.debug_file {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening debug file {}", path.display()))?;
+        layers.push(
+            fmt_layer(cli.log_format, false, Arc::new(f))
+                .with_filter(level_filter(file_level))
+                .boxed(),
+        );
+    }
+    tracing_subscriber::registry().with(layers).init();
     Ok(())
 }

@@ -291,6 +291,8 @@ async fn start_dev(
         return Ok((None, None));
     }
     let (chain, node) = crate::dev::start(dir, listener, &args.bitcoin).await?;
+    let height = chain.with_chain(|c| u64::from(c.state().height()));
+    crate::consistency::check_dev_chain(dir, &crate::dev::chain_dir(dir), height)?;
     Ok((Some(chain), Some(node)))
 }
 

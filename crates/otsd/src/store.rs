@@ -25,8 +25,8 @@
 //!   ([`STORE_FORMAT_VERSION`]).
 //!
 //! That is about 8 bytes of tree plus one 20-byte index entry per
-//! commitment: 67.9 bytes per commitment on disk at 1,000,000 commitments
-//! in batches of 10,000 (the `store_size` example).
+//! commitment (the bytes per commitment on disk, measured by the
+//! `store_size` example, are in `bench/RESULTS.md`).
 //!
 //! # Integrity
 //!
@@ -451,7 +451,7 @@ impl Store {
     /// One past the highest journal position that has a proof here (0 for
     /// an empty store): the journal must hold at least this many records.
     /// Reads every batch record (one per transaction), each checked
-    /// against its checksum.
+    /// against its checksum; a damaged one is logged and left out.
     pub fn journal_end(&self) -> Result<u64, StoreError> {
         let op = "reading the batches";
         self.guarded(op, || {
@@ -461,8 +461,17 @@ impl Store {
             for row in batches.iter().map_err(db(op))? {
                 let (key, value) = row.map_err(db(op))?;
                 let batch = key.value();
-                let record = unsealed(batch, value.value())?;
-                let meta = BatchMeta::parse(record).map_err(|e| corrupt(batch, e.to_string()))?;
+                // A damaged record is the read path's to refuse (a 500 for
+                // its commitments); the others still bound the journal.
+                let meta = match unsealed(batch, value.value()).and_then(|record| {
+                    BatchMeta::parse(record).map_err(|e| corrupt(batch, e.to_string()))
+                }) {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        tracing::error!(batch, error = %e, "proof store: a damaged batch record; its proofs will not be served");
+                        continue;
+                    }
+                };
                 for (start, len) in meta.runs {
                     let run_end = start
                         .checked_add(len)

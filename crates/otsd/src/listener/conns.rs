@@ -12,7 +12,7 @@
 //! The hot path only stores to atomics: the clock is a coarse one the sweep
 //! advances, no timer is armed per request or per write, and hyper's own
 //! header read timer is off. The sweep runs every [`SWEEP_INTERVAL`] (less
-//! with short limits) on the accept loop's runtime. It closes a connection
+//! with short limits) on a thread of its own. It closes a connection
 //! through a dup'd handle on its socket: `shutdown(2)` on both directions
 //! wakes hyper, whose pending read sees EOF and whose pending write fails,
 //! and the connection's task ends and frees its slot. A canned answer
@@ -330,14 +330,27 @@ impl Tracker {
         }
     }
 
-    /// Runs the sweep until dropped.
-    pub async fn sweep(self: Arc<Self>) {
-        let mut interval = tokio::time::interval(self.sweep_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            self.sweep_once(self.clock.tick());
-        }
+    /// Starts the sweep on a thread of its own, until the returned
+    /// [`Sweeper`] is dropped. Not on the accept loop's runtime: that one
+    /// also runs the aggregator's rounds, which the sweep must never delay.
+    pub fn start_sweep(self: Arc<Self>) -> std::io::Result<Sweeper> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("otsd-conn-sweep".into())
+            .spawn(move || {
+                while !stopped.load(Relaxed) {
+                    std::thread::park_timeout(self.sweep_interval);
+                    if stopped.load(Relaxed) {
+                        break;
+                    }
+                    self.sweep_once(self.clock.tick());
+                }
+            })?;
+        Ok(Sweeper {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     fn verdict(&self, conn: &Conn, now: u64) -> Option<Verdict> {
@@ -395,6 +408,22 @@ impl Tracker {
             if closed {
                 tracing::debug!(?verdict, "closed a connection");
             }
+        }
+    }
+}
+
+/// The running sweep; stops it (and waits for its thread) when dropped.
+pub struct Sweeper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
         }
     }
 }

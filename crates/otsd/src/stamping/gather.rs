@@ -131,8 +131,11 @@ impl<N: ChainSource + Wallet> Runner<N> {
             },
         )?;
         let commitments = read_commitments(&self.journal, &version.ranges)?;
-        // The store refuses commitments whose tree does not lead to the
-        // tail's message, which is the version's tip.
+        // Checked here as well as by the store (which refuses such a batch):
+        // this failure is for good, and the runner sets the batch aside.
+        if merkle_tip(&commitments) != Some(version.tip) {
+            return Err(StepError::JournalChanged { txid: version.txid });
+        }
         let count = commitments.len();
         store_batch(&self.store, &self.pending, commitments, tail)?;
         Ok((count, u64::from(block.header.time)))

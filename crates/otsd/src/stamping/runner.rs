@@ -73,6 +73,14 @@ pub enum StepError {
         /// Why.
         source: ProofError,
     },
+    /// The journal's records at a mined transaction's positions no longer
+    /// lead to its tip: the journal was damaged after the round (a record
+    /// unchecked at start-up, `--journal-verify-last`).
+    #[error("the journal's records of timestamp transaction {txid} no longer lead to its tip: the journal was damaged after they were stamped")]
+    JournalChanged {
+        /// The transaction.
+        txid: Txid,
+    },
     /// The wallet gave a change address that does not parse.
     #[error("the wallet gave an unusable change address {address:?}: {source}")]
     BadChangeAddress {
@@ -374,6 +382,14 @@ impl<N: ChainSource + Wallet> Runner<N> {
                         self.stamper.on_completed(now(), txid, block_time);
                         Ok(Vec::new())
                     }
+                    Err(e @ StepError::JournalChanged { .. }) => {
+                        // Never storable: set it aside and go on; its
+                        // commitments are stamped again in a later round.
+                        let reason = e.to_string();
+                        tracing::error!(%txid, height = mined.height, "{reason}: the batch is set aside and its commitments will be stamped again");
+                        self.stamper.on_complete_rejected(now(), txid, reason);
+                        Ok(Vec::new())
+                    }
                     Err(e) => {
                         self.stamper.on_complete_failed(txid);
                         Err(e)
@@ -404,8 +420,10 @@ impl<N: ChainSource + Wallet> Runner<N> {
             .and_then(|r| r.versions.last().map(|v| (v, r.versions.len())));
         let best = self.known.last().copied();
         let history = state.history.clone();
+        let set_aside = state.set_aside.clone();
         self.set_view(|v| {
             v.history = history;
+            v.set_aside = set_aside;
             v.mined = mined;
             v.tip = latest.map(|(l, _)| l.tip);
             v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));

@@ -45,6 +45,9 @@ pub struct View {
     pub paused: Option<(Pause, String)>,
     /// Completed transactions (a copy of the persisted history).
     pub history: History,
+    /// Mined transactions whose proofs could not be stored (a copy of the
+    /// persisted list).
+    pub set_aside: Vec<ots_stamper::state::SetAside>,
 }
 
 impl View {
@@ -176,6 +179,15 @@ pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
                 Pause::Calendar => format!("stamping is paused: {e}"),
             })
             .chain(v.warnings.iter().cloned())
+            .chain(v.set_aside.iter().rev().map(|s| {
+                format!(
+                    "timestamp transaction {} (block {}): its proofs could not be stored ({}); its {} commitments were put back to be stamped again",
+                    s.txid,
+                    s.height,
+                    s.reason,
+                    ots_stamper::ranges::count(&s.ranges)
+                )
+            }))
             .collect(),
     }
 }
