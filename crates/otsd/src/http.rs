@@ -18,6 +18,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::aggregator::{AggregatorHandle, SubmitError, MAX_DIGEST_LEN};
 use crate::info::{InfoCache, InfoConfig, InfoPage};
 use crate::journal::JournalReader;
+use crate::refstore::RefStore;
 use crate::status::{PendingIndex, StamperView};
 use crate::store::Store;
 
@@ -40,6 +41,9 @@ pub struct AppState {
     pub aggregator: AggregatorHandle,
     /// Completed proofs.
     pub store: Arc<Store>,
+    /// A reference calendar's `db/`, read-only, asked after `store`
+    /// (issue 13).
+    pub refstore: Option<RefStore>,
     /// Journaled, not yet completed commitments.
     pub pending: Arc<PendingIndex>,
     /// The stamper's view.
@@ -223,6 +227,10 @@ async fn get_timestamp(
         tracing::error!(commitment = %hex::encode(&commitment), batch = e.batch(), error = %e, "proof store lookup failed");
         ApiError::Internal
     })?;
+    let found = match (found, &st.refstore) {
+        (None, Some(r)) => reference_proof(r, &commitment).await?,
+        (found, _) => found,
+    };
     if let Some(bytes) = found {
         return Ok((
             [
@@ -240,6 +248,19 @@ async fn get_timestamp(
             .into_response());
     }
     Err(ApiError::NoProof(reason(&st, &commitment)))
+}
+
+/// Issue 13: the proof in the reference's `db/`, only if complete. Bad data
+/// is logged naming the key and answered 500 (a proof reaching no Bitcoin
+/// attestation: 404 with the reason line), never a proof.
+async fn reference_proof(r: &RefStore, commitment: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
+    r.proof(commitment).await.or_else(|e| {
+        tracing::error!(commitment = %hex::encode(commitment), error = %e, "reference store lookup failed");
+        match e.is_incomplete() {
+            true => Ok(None),
+            false => Err(ApiError::Internal),
+        }
+    })
 }
 
 /// The 404 line for a commitment without a completed proof.

@@ -6,7 +6,8 @@
 //! which once per interval builds a Merkle tree, makes the [`calendar`]
 //! commitment, appends it to the [`journal`] with one fsync, records it in
 //! the pending index ([`status`]) and answers every request. Completed
-//! proofs live in the [`store`] (filled by the stamper), served by
+//! proofs live in the [`store`] (filled by the stamper; a reference
+//! calendar's LevelDB `db/` is read in place by [`refstore`]), served by
 //! `GET /timestamp` and as [`backup`] chunks; the [`listener`] accepts
 //! connections and serves them on single-threaded [`workers`]; [`info`]
 //! renders `GET /` (with [`qr`] codes) and caches it briefly.
@@ -32,6 +33,7 @@ pub mod journal;
 pub mod limits;
 pub mod listener;
 pub mod qr;
+pub mod refstore;
 pub mod server;
 pub mod stamping;
 pub mod status;

@@ -18,6 +18,7 @@ use crate::http::AppState;
 use crate::info::{InfoCache, InfoConfig, INFO_TTL};
 use crate::journal::{Journal, JournalError, JournalReader};
 use crate::listener;
+use crate::refstore::{RefStore, RefStoreError};
 use crate::stamping::{self, StampingError};
 use crate::status::{key_of, NoStamper, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
@@ -58,6 +59,9 @@ pub enum ServeError {
     /// The stamper's state, node configuration, runtime or thread.
     #[error(transparent)]
     Stamper(#[from] StampingError),
+    /// The reference calendar's `db/` will not open (issue 13).
+    #[error(transparent)]
+    RefStore(#[from] RefStoreError),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -80,7 +84,15 @@ pub async fn serve(
     // to where nothing acknowledged can be lost, or start-up stops here.
     let records = reader.durable_len();
     consistency::check_store(dir, records, store.journal_end()?)?;
-    let (pending, without_proof) = pending_index(&reader, &store)?;
+    // Issue 13: a reference calendar's `db/` is served in place, read-only;
+    // its commitments count as having a proof.
+    let opening = std::time::Instant::now();
+    let refstore = RefStore::open(dir)?;
+    if let Some(r) = &refstore {
+        let elapsed_ms = opening.elapsed().as_millis() as u64;
+        tracing::info!(path = %r.path().display(), elapsed_ms, "reference store open (read-only)");
+    }
+    let (pending, without_proof) = pending_index(&reader, &store, refstore.as_ref())?;
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));
     consistency::check_stamper(dir, records, &without_proof, stamping)?;
     let pending = Arc::new(pending);
@@ -107,6 +119,7 @@ pub async fn serve(
     let state = AppState {
         aggregator: handle,
         store,
+        refstore,
         pending,
         stamper: backend.view,
         journal: reader,
@@ -145,11 +158,16 @@ pub async fn serve(
 /// The journal's commitments without a completed proof, read a chunk at
 /// a time: memory follows the pending commitments, not the journal's
 /// length. Also gives their positions as ranges, which the start-up check
-/// compares with the stamper's state.
+/// compares with the stamper's state. A commitment with a record in the
+/// reference's `db/` has a proof (one LevelDB lookup per record not in our
+/// store); one whose lookup fails is logged and left without a proof, so
+/// a stamper stamps it again into our store, which is served first.
 fn pending_index(
     reader: &JournalReader,
     store: &Store,
+    refstore: Option<&RefStore>,
 ) -> Result<(PendingIndex, Vec<Range<u64>>), ServeError> {
+    let started = std::time::Instant::now();
     let pending = PendingIndex::new(reader.clone());
     let mut without_proof: Vec<Range<u64>> = Vec::new();
     let completed_exist = !store.is_empty()?;
@@ -162,7 +180,9 @@ fn pending_index(
         }
         keys.clear();
         for (i, rec) in recs.iter().enumerate() {
-            if !completed_exist || !store.contains(commitment_bytes(rec))? {
+            let c = commitment_bytes(rec);
+            let proved = (completed_exist && store.contains(c)?) || in_refstore(refstore, c);
+            if !proved {
                 let position = start + i as u64;
                 keys.push((key_of(rec), position));
                 match without_proof.last_mut() {
@@ -174,8 +194,18 @@ fn pending_index(
         pending.extend(&keys);
         start += recs.len() as u64;
     }
-    tracing::info!(pending = pending.len(), "pending index built");
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(pending = pending.len(), elapsed_ms, "pending index built");
     Ok((pending, without_proof))
+}
+
+/// Whether the reference's `db/` has a record of commitment `c`.
+fn in_refstore(refstore: Option<&RefStore>, c: &[u8]) -> bool {
+    let Some(r) = refstore else { return false };
+    r.contains(c).unwrap_or_else(|e| {
+        tracing::error!(commitment = %hex::encode(c), error = %e, "reference store lookup failed at start-up: counted as pending");
+        false
+    })
 }
 
 /// Opens the store; one that will not open is refused with the way on.

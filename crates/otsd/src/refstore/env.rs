@@ -1,0 +1,265 @@
+//! The LevelDB environment that reads the reference's `db/` in place and
+//! never writes to it: every write LevelDB makes on open (its `LOCK`, `LOG`,
+//! a new log and `MANIFEST`, `CURRENT`, deletions of obsolete files, a
+//! compaction's tables) goes to memory and is forgotten on close.
+//!
+//! Why an environment and not a copy: a copy (or a hardlink set, which
+//! LevelDB's writes could still reach through the shared inodes) costs the
+//! size of the store at every start, where reading in place costs nothing;
+//! and rusty-leveldb has no read-only option, so no set of options can stop
+//! it writing. Here the disk is only ever opened for reading: there is no
+//! code path that creates, writes, renames or deletes a file on disk, so
+//! the guarantee holds by construction, whatever LevelDB decides to do.
+//!
+//! Memory: once the store is open, the environment is sealed and refuses
+//! new tables. LevelDB compacts on reads too (a table consulted too often
+//! in vain is merged into the next level); in memory, each such compaction
+//! would keep a copy of tables for the life of the process. Refused, the
+//! compaction fails (rusty-leveldb logs it and serves the read) and is not
+//! tried again for that table. A compaction LevelDB wants while opening
+//! (a store left with many level-0 tables) still happens, in memory, once.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusty_leveldb::env::{Env, FileLock, Logger, RandomAccess};
+use rusty_leveldb::{MemEnv, Result, Status, StatusCode};
+
+/// Reads from the disk, writes to memory; a file written or deleted in
+/// memory hides the disk's file of that name.
+pub struct OverlayEnv {
+    mem: MemEnv,
+    /// Disk files LevelDB has deleted (obsolete files after recovery): it
+    /// must not see them again, though they stay on disk.
+    hidden: Mutex<HashSet<PathBuf>>,
+    /// Set once the store is open: no new tables from then on.
+    sealed: Arc<AtomicBool>,
+}
+
+/// The names LevelDB gives its tables (`.ldb`, and `.sst` of old stores).
+fn is_table(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "ldb" || x == "sst")
+}
+
+impl OverlayEnv {
+    /// An overlay with nothing written yet.
+    pub fn new() -> Self {
+        OverlayEnv {
+            mem: MemEnv::new(),
+            hidden: Mutex::new(HashSet::new()),
+            sealed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// What seals the environment (see the module's *Memory*): set it to
+    /// `true` once the store is open.
+    pub fn seal(&self) -> Arc<AtomicBool> {
+        self.sealed.clone()
+    }
+
+    fn in_mem(&self, p: &Path) -> bool {
+        self.mem.exists(p).unwrap_or(false)
+    }
+
+    fn hidden(&self, p: &Path) -> bool {
+        self.hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(p)
+    }
+
+    fn unhide(&self, p: &Path) {
+        self.hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(p);
+    }
+
+    /// The disk's file, opened for reading only.
+    fn disk(&self, p: &Path) -> Result<File> {
+        if self.hidden(p) {
+            return Err(Status::new(StatusCode::NotFound, &p.display().to_string()));
+        }
+        Ok(File::open(p)?)
+    }
+}
+
+impl Default for OverlayEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env for OverlayEnv {
+    fn open_sequential_file(&self, p: &Path) -> Result<Box<dyn Read>> {
+        if self.in_mem(p) {
+            return self.mem.open_sequential_file(p);
+        }
+        Ok(Box::new(std::io::BufReader::new(self.disk(p)?)))
+    }
+
+    fn open_random_access_file(&self, p: &Path) -> Result<Box<dyn RandomAccess>> {
+        if self.in_mem(p) {
+            return self.mem.open_random_access_file(p);
+        }
+        Ok(Box::new(self.disk(p)?))
+    }
+
+    fn open_writable_file(&self, p: &Path) -> Result<Box<dyn Write>> {
+        if is_table(p) && self.sealed.load(Ordering::Relaxed) {
+            return Err(Status::new(
+                StatusCode::NotSupported,
+                &format!(
+                    "{}: no compaction of the reference store once open",
+                    p.display()
+                ),
+            ));
+        }
+        self.unhide(p);
+        self.mem.open_writable_file(p)
+    }
+
+    fn open_appendable_file(&self, p: &Path) -> Result<Box<dyn Write>> {
+        if !self.in_mem(p) {
+            // Copy on write: the disk's content first, into memory.
+            let mut content = Vec::new();
+            if let Ok(mut f) = self.disk(p) {
+                f.read_to_end(&mut content)?;
+            }
+            self.mem.open_writable_file(p)?.write_all(&content)?;
+            self.unhide(p);
+        }
+        self.mem.open_appendable_file(p)
+    }
+
+    fn exists(&self, p: &Path) -> Result<bool> {
+        Ok(self.in_mem(p) || (!self.hidden(p) && p.exists()))
+    }
+
+    fn children(&self, p: &Path) -> Result<Vec<PathBuf>> {
+        let mut names: Vec<PathBuf> = match std::fs::read_dir(p) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok())
+                .map(|e| PathBuf::from(e.file_name()))
+                .filter(|name| !self.hidden(&p.join(name)))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for name in self.mem.children(p).unwrap_or_default() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn size_of(&self, p: &Path) -> Result<usize> {
+        if self.in_mem(p) {
+            return self.mem.size_of(p);
+        }
+        Ok(self.disk(p)?.metadata()?.len() as usize)
+    }
+
+    fn delete(&self, p: &Path) -> Result<()> {
+        if self.in_mem(p) {
+            self.mem.delete(p)?;
+        }
+        self.hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.to_path_buf());
+        Ok(())
+    }
+
+    fn mkdir(&self, _: &Path) -> Result<()> {
+        // The directory exists (it was checked before opening); nothing
+        // is made on disk.
+        Ok(())
+    }
+
+    fn rmdir(&self, _: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        if !self.in_mem(from) {
+            // LevelDB renames only files it wrote itself (a new CURRENT).
+            return Err(Status::new(
+                StatusCode::NotSupported,
+                &format!("rename of a disk file {}", from.display()),
+            ));
+        }
+        self.mem.rename(from, to)?;
+        self.unhide(to);
+        Ok(())
+    }
+
+    fn lock(&self, p: &Path) -> Result<FileLock> {
+        // A lock in memory: LevelDB's LOCK file is not created or taken on
+        // disk (see the module's caveat in `refstore`).
+        self.mem.lock(p)
+    }
+
+    fn unlock(&self, l: FileLock) -> Result<()> {
+        self.mem.unlock(l)
+    }
+
+    fn new_logger(&self, _: &Path) -> Result<Logger> {
+        // LevelDB's info log (its `LOG`) is dropped: not written to disk.
+        Ok(Logger::new(Box::new(std::io::sink())))
+    }
+
+    fn micros(&self) -> u64 {
+        self.mem.micros()
+    }
+
+    fn sleep_for(&self, micros: u32) {
+        self.mem.sleep_for(micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_stay_in_memory_and_a_sealed_env_makes_no_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = dir.path().join("000005.ldb");
+        std::fs::write(&on_disk, b"disk").unwrap();
+        let env = OverlayEnv::new();
+        env.open_writable_file(&dir.path().join("CURRENT"))
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        env.open_appendable_file(&on_disk)
+            .unwrap()
+            .write_all(b"+")
+            .unwrap();
+        let mut read = String::new();
+        env.open_sequential_file(&on_disk)
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "disk+", "the overlay sees its own writes");
+        env.delete(&on_disk).unwrap();
+        assert!(!env.exists(&on_disk).unwrap());
+        assert_eq!(
+            std::fs::read(&on_disk).unwrap(),
+            b"disk",
+            "the disk does not"
+        );
+        assert!(!dir.path().join("CURRENT").exists());
+        env.seal().store(true, Ordering::Relaxed);
+        assert!(env
+            .open_writable_file(&dir.path().join("000007.ldb"))
+            .is_err());
+        assert!(env
+            .open_writable_file(&dir.path().join("MANIFEST-000008"))
+            .is_ok());
+    }
+}

@@ -1,0 +1,306 @@
+//! Issue 13, serving a reference calendar in place: the `otsd` binary on a
+//! copy of the calendar directory the Python `otsd` wrote
+//! (`vectors/reference-calendar`) serves every completed proof of its
+//! LevelDB `db/` byte for byte, the unconfirmed commitments as pending,
+//! never writes to `db/`, and answers a damaged table with errors that
+//! name the key, never a wrong proof.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use common::{get, Log};
+use sha2::{Digest, Sha256};
+
+const PENDING: &str = "Pending confirmation in Bitcoin blockchain";
+const FOREVER: &str = "public, max-age=31536000";
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference-calendar")
+}
+
+/// `COMMITMENT TIMESTAMP` lines of `completed.txt`.
+fn completed() -> Vec<(Vec<u8>, Vec<u8>)> {
+    std::fs::read_to_string(vectors().join("completed.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (c, t) = l.split_once(' ').unwrap();
+            (hex::decode(c).unwrap(), hex::decode(t.trim()).unwrap())
+        })
+        .collect()
+}
+
+fn pending() -> Vec<Vec<u8>> {
+    std::fs::read_to_string(vectors().join("pending.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| hex::decode(l.trim()).unwrap())
+        .collect()
+}
+
+/// A writable copy of the reference calendar directory in a temp dir.
+fn copy_calendar() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("calendar");
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir(to).unwrap();
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+    copy(&vectors().join("calendar"), &dst);
+    (tmp, dst)
+}
+
+/// Every file of `db/`: name → sha256 of its bytes (and the names say
+/// whether one was added or removed).
+fn hashes(dir: &Path) -> BTreeMap<String, [u8; 32]> {
+    std::fs::read_dir(dir.join("db"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                Sha256::digest(&bytes).into(),
+            )
+        })
+        .collect()
+}
+
+async fn start(dir: &Path) -> (tokio::process::Child, SocketAddr, Log) {
+    let args: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        dir.into(),
+        "--no-bitcoin".into(),
+        "--rpc-address".into(),
+        "127.0.0.1".into(),
+        "--rpc-port".into(),
+        "0".into(),
+    ];
+    common::spawn_otsd_logged(args).await
+}
+
+async fn timestamp(addr: SocketAddr, c: &[u8]) -> common::Resp {
+    get(addr, &format!("/timestamp/{}", hex::encode(c)), "").await
+}
+
+fn table(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "ldb"))
+        .expect("a table")
+}
+
+#[tokio::test]
+async fn serves_the_reference_store_byte_for_byte_and_never_writes_to_it() {
+    let (_tmp, dir) = copy_calendar();
+    let before = hashes(&dir);
+    let (mut child, addr, _log) = start(&dir).await;
+    let completed = completed();
+    assert_eq!(completed.len(), 302);
+    for (c, want) in &completed {
+        let r = timestamp(addr, c).await;
+        assert_eq!(r.status, 200, "{}: {}", hex::encode(c), r.text());
+        assert_eq!(&r.body, want, "{}: the reference's bytes", hex::encode(c));
+        assert_eq!(r.header("cache-control"), Some(FOREVER));
+    }
+    let pending = pending();
+    assert_eq!(pending.len(), 13);
+    for c in &pending {
+        let r = timestamp(addr, c).await;
+        assert_eq!(r.status, 404, "{}", hex::encode(c));
+        assert_eq!(r.text().trim(), PENDING);
+    }
+    let info = get(addr, "/", "Accept: application/json\r\n").await;
+    let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    assert_eq!(
+        info["pending_commitments"], 13,
+        "only the 13 without a proof in db/ are pending"
+    );
+    // A new digest is still accepted next to the reference's journal.
+    let digest = common::random_digest();
+    let reply = common::post_digest(addr, &digest).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before, "db/ is byte for byte as it was");
+}
+
+/// The served answers on a damaged store: a proof is either exactly the
+/// reference's or not served (a 500 whose log line names the commitment,
+/// or a 404); returns (served, 500s).
+async fn served_on_damaged(log: &Log, addr: SocketAddr) -> (usize, usize) {
+    let (mut ok, mut failed) = (0, Vec::new());
+    for (c, want) in completed() {
+        let r = timestamp(addr, &c).await;
+        match r.status {
+            200 => {
+                assert_eq!(r.body, want, "never a wrong proof");
+                ok += 1;
+            }
+            500 => failed.push(hex::encode(&c)),
+            404 => {}
+            s => panic!("unexpected status {s} on a damaged store"),
+        }
+    }
+    // The log is read from the child's pipe as it comes: wait for it.
+    for _ in 0..100 {
+        let named = {
+            let log = log.lock().unwrap();
+            failed
+                .iter()
+                .all(|key| log.iter().any(|l| l.contains(key.as_str())))
+        };
+        if named {
+            return (ok, failed.len());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the log names every commitment answered 500");
+}
+
+#[tokio::test]
+async fn a_truncated_table_is_an_error_naming_the_key_never_a_proof() {
+    let (_tmp, dir) = copy_calendar();
+    let t = table(&dir);
+    let len = std::fs::metadata(&t).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let before = hashes(&dir);
+    let (mut child, addr, log) = start(&dir).await;
+    let (ok, errors) = served_on_damaged(&log, addr).await;
+    assert_eq!(ok, 0, "the table's footer is gone: nothing can be read");
+    assert_eq!(errors, 302);
+    // The rest of the calendar works.
+    let reply = common::post_digest(addr, &common::random_digest()).await;
+    assert_eq!(reply.status, 200);
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before);
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_table_fails_its_block_only() {
+    let (_tmp, dir) = copy_calendar();
+    let t = table(&dir);
+    let mut bytes = std::fs::read(&t).unwrap();
+    // Early in the table: a data block, not the index or the footer.
+    bytes[1000] ^= 0x40;
+    std::fs::write(&t, &bytes).unwrap();
+    let before = hashes(&dir);
+    let (mut child, addr, log) = start(&dir).await;
+    let (ok, errors) = served_on_damaged(&log, addr).await;
+    assert!(errors > 0, "the damaged block's proofs are refused");
+    assert!(ok > 0, "the proofs in other blocks are still served");
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before);
+}
+
+/// With a Bitcoin backend (devchain), the 13 commitments without a proof
+/// in `db/` are stamped and complete, and the 302 with one are not stamped
+/// again: they keep being served the reference's bytes (a new proof in our
+/// store would be served first, and would differ).
+#[tokio::test]
+async fn with_a_node_the_pending_ones_are_stamped_and_the_completed_ones_not_again() {
+    use common::node::{Backend, TestNode, WALLET};
+    let node = TestNode::start(Backend::Dev).await;
+    let (_tmp, dir) = copy_calendar();
+    let before = hashes(&dir);
+    let mut args: Vec<std::ffi::OsString> = vec!["-c".into(), dir.clone().into()];
+    args.extend(
+        ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+            .into_iter()
+            .chain(["--aggregation-interval", "50", "--btc-regtest"])
+            .chain(["--btc-wallet", WALLET, "--btc-min-confirmations", "2"])
+            .chain(["--btc-min-tx-interval", "0", "--btc-poll-interval", "0.1"])
+            .chain(["--bitcoin-node", &node.url()])
+            .map(Into::into),
+    );
+    let (mut child, addr, log) = common::spawn_otsd_logged(args).await;
+    let pending = pending();
+    let mut complete = false;
+    for _ in 0..60 {
+        let mut all = true;
+        for c in &pending {
+            if timestamp(addr, c).await.status != 200 {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            complete = true;
+            break;
+        }
+        node.mine(1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    if !complete {
+        for l in log.lock().unwrap().iter() {
+            eprintln!("{l}");
+        }
+        panic!("the 13 pending commitments did not complete");
+    }
+    for c in &pending {
+        let body = timestamp(addr, c).await.body;
+        common::verify_on_node(&node.node(), c, &body).await;
+    }
+    for (c, want) in completed() {
+        let r = timestamp(addr, &c).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, want, "{}: not stamped again", hex::encode(&c));
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("stamper.json")).unwrap()).unwrap();
+    assert_eq!(state["journal_end"], 315, "{state}");
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before, "db/ is byte for byte as it was");
+}
+
+/// A `db/` that will not open (its `CURRENT` names a missing manifest)
+/// refuses start-up, naming it and the way on, and is left as it was.
+#[tokio::test]
+async fn a_db_that_will_not_open_refuses_start_up_naming_it() {
+    let (_tmp, dir) = copy_calendar();
+    std::fs::write(dir.join("db/CURRENT"), b"MANIFEST-999999\n").unwrap();
+    let before = hashes(&dir);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_otsd"))
+            .args(["-c".as_ref(), dir.as_os_str()])
+            .args([
+                "--no-bitcoin",
+                "--rpc-address",
+                "127.0.0.1",
+                "--rpc-port",
+                "0",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("otsd exits in time")
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&dir.join("db").display().to_string()) && stderr.contains("move it aside"),
+        "{stderr}"
+    );
+    assert_eq!(hashes(&dir), before);
+}
