@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn the_fuzz_corpus_is_real_records() {
         let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/node_record");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/node_record");
         let mut n = 0;
         for e in std::fs::read_dir(dir).unwrap() {
             let bytes = std::fs::read(e.unwrap().path()).unwrap();
