@@ -32,5 +32,5 @@ pub mod protocol;
 
 pub use client::{Calendar, Client};
 pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT};
-pub use error::CalendarError;
+pub use error::{error_chain, CalendarError};
 pub use protocol::{sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN};

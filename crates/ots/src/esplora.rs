@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bitcoin::block::Header;
 use bitcoin::BlockHash;
+use ots_calendar::error_chain;
 
 /// How long one request to the explorer may take, connecting included.
 pub const EXPLORER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -178,16 +179,4 @@ impl Esplora {
         }
         Ok(Some(header))
     }
-}
-
-/// `e` and its sources, joined by `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
