@@ -68,12 +68,21 @@ pub fn reconcile(
     journal_len: u64,
     without_proof: &[Range<u64>],
 ) -> Result<Reconciled, JournalShort> {
-    if journal_len < state.journal_end {
+    // Every position the state names must be in the journal: the cursor,
+    // and the ranges of its transactions (a state written by hand or by
+    // another program may disagree with its own cursor).
+    let named_end = in_flight(state)
+        .last()
+        .map_or(state.journal_end, |r| r.end.max(state.journal_end));
+    if journal_len < named_end {
         return Err(JournalShort {
-            journal_end: state.journal_end,
+            journal_end: named_end,
             journal_len,
         });
     }
+    // Pending-again positions at or past the cursor are pending by the
+    // cursor anyway; beyond the journal they name nothing.
+    state.returned = ranges::subtract(&state.returned, &[state.journal_end..u64::MAX]);
     let without_proof = ranges::normalize(without_proof.to_vec());
     let fresh = state.journal_end == 0 && state.round.is_none() && state.mined.is_empty();
     if fresh {
@@ -184,6 +193,30 @@ mod tests {
             Reconciled::default()
         );
         assert_eq!(state, State::default());
+    }
+
+    #[test]
+    fn pending_again_positions_past_the_cursor_are_dropped_and_transactions_past_the_journal_refused(
+    ) {
+        let mut state = State {
+            journal_end: 3,
+            returned: vec![2..10, 0..u64::MAX],
+            ..State::default()
+        };
+        reconcile(&mut state, 3, &[]).unwrap();
+        assert_eq!(state.returned, vec![0..3]);
+        let mut state = State {
+            journal_end: 3,
+            mined: vec![mined(vec![0..8])],
+            ..State::default()
+        };
+        assert_eq!(
+            reconcile(&mut state, 5, &[]),
+            Err(JournalShort {
+                journal_end: 8,
+                journal_len: 5
+            })
+        );
     }
 
     #[test]

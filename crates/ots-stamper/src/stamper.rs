@@ -157,6 +157,13 @@ impl Stamper {
                 return vec![Action::Bump(covered)];
             }
         }
+        // No rule sets a wait longer than twice the interval (or the
+        // unfunded retry): a later time comes from a clock that was ahead
+        // when it was saved, and would stop stamping until then.
+        let longest = now
+            .saturating_add(self.config.min_tx_interval_secs.saturating_mul(2))
+            .saturating_add(UNFUNDED_RETRY_SECS);
+        self.state.next_round_at = self.state.next_round_at.min(longest);
         if self.state.round.is_some() || self.funding_requested || now < self.state.next_round_at {
             return Vec::new();
         }

@@ -469,3 +469,20 @@ fn a_batch_that_cannot_be_stored_is_set_aside_and_stamping_goes_on() {
     let next = s.on_tick(100_000, 5);
     assert_eq!(next, vec![Action::Fund(vec![0..5])]);
 }
+
+/// A round time saved from a clock far ahead does not stop stamping: no
+/// rule waits longer than twice the interval plus the unfunded retry.
+#[test]
+fn a_round_time_from_a_clock_far_ahead_is_bounded() {
+    let state = State {
+        next_round_at: u64::MAX,
+        ..State::default()
+    };
+    let mut s = Stamper::new(config(), state);
+    let now = 1_000;
+    let longest =
+        now + 2 * config().min_tx_interval_secs + ots_stamper::stamper::UNFUNDED_RETRY_SECS;
+    assert!(s.on_tick(now, 5).is_empty());
+    assert_eq!(s.state().next_round_at, longest);
+    assert_eq!(s.on_tick(longest, 5), vec![Action::Fund(vec![0..5])]);
+}
