@@ -197,7 +197,10 @@ async fn post_digest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
         e.into_response()
     };
     let Some(len) = len else {
-        return refuse(Refusal::InvalidContentLength, ApiError::InvalidContentLength);
+        return refuse(
+            Refusal::InvalidContentLength,
+            ApiError::InvalidContentLength,
+        );
     };
     if len > MAX_DIGEST_LEN as u64 {
         // Answered before a byte of the body is read.

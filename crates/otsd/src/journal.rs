@@ -263,17 +263,14 @@ impl Journal {
         let first = self.len();
         let offset = first * RECORD_LEN;
         let buf: Vec<u8> = records.concat();
-        let result = self
-            .file
-            .write_all_at(&buf, offset)
-            .and_then(|()| {
-                let started = std::time::Instant::now();
-                let synced = self.file.sync_data();
-                if let Some(h) = &self.fsync_seconds {
-                    h.observe(started.elapsed().as_secs_f64());
-                }
-                synced
-            });
+        let result = self.file.write_all_at(&buf, offset).and_then(|()| {
+            let started = std::time::Instant::now();
+            let synced = self.file.sync_data();
+            if let Some(h) = &self.fsync_seconds {
+                h.observe(started.elapsed().as_secs_f64());
+            }
+            synced
+        });
         if let Err(e) = result {
             if self
                 .file

@@ -71,28 +71,28 @@ impl Collector for Sources {
         gauge(
             &mut e,
             "pending_commitments",
-            "Journaled commitments without a completed proof",
+            "Journaled commitments without a completed proof.",
             None,
             Some(self.pending.len() as u64),
         )?;
         gauge(
             &mut e,
             "journal_records",
-            "Commitments in the journal (durable records)",
+            "Commitments in the journal (durable records).",
             None,
             Some(self.journal.durable_len()),
         )?;
         gauge(
             &mut e,
             "journal_size",
-            "Size of the journal file",
+            "Size of the journal file.",
             Some(Unit::Bytes),
             size(JOURNAL_FILE),
         )?;
         gauge(
             &mut e,
             "store_size",
-            "Size of the proof store file (store.redb)",
+            "Size of the proof store file (store.redb).",
             Some(Unit::Bytes),
             size(STORE_FILE),
         )?;
@@ -110,70 +110,70 @@ impl Sources {
         gauge(
             e,
             "bitcoin_block_height",
-            "Height of the best block the stamper has seen",
+            "Height of the best block the stamper has seen.",
             None,
             chain.block_height,
         )?;
         gauge(
             e,
             "bitcoin_node_up",
-            "1 if the Bitcoin node answered the stamper's last pass, 0 while stamping is paused by the node",
+            "1 if the Bitcoin node answered the stamper's last pass, 0 while stamping is paused by the node.",
             None,
             self.stamper.node_reachable().map(i64::from),
         )?;
         gauge(
             e,
             "wallet_balance",
-            "Confirmed balance of the stamper's wallet",
+            "Confirmed balance of the stamper's wallet.",
             satoshis(),
             chain.balance_sats,
         )?;
         gauge(
             e,
             "stamper_waiting_transactions",
-            "Timestamp transactions mined and waiting for their confirmations",
+            "Timestamp transactions mined and waiting for their confirmations.",
             None,
             chain.txs_waiting_for_confirmation,
         )?;
         gauge(
             e,
             "stamper_unconfirmed_age",
-            "How long the current timestamp transaction has waited to be mined, since its first version was sent (counted from start-up after a restart)",
+            "How long the current timestamp transaction has waited to be mined, since its first version was sent (counted from start-up after a restart).",
             Some(Unit::Seconds),
             tx.map(|t| now.saturating_sub(t.since)),
         )?;
         gauge(
             e,
             "stamper_unconfirmed_fee",
-            "Fee of the current unconfirmed timestamp transaction's latest version",
+            "Fee of the current unconfirmed timestamp transaction's latest version.",
             satoshis(),
             tx.map(|t| t.fee_sats),
         )?;
         gauge(
             e,
             "stamper_unconfirmed_fee_rate",
-            "Fee rate of the current unconfirmed timestamp transaction's latest version, satoshis per virtual byte",
+            "Fee rate of the current unconfirmed timestamp transaction's latest version, satoshis per virtual byte.",
             Some(Unit::Other("sat_per_vbyte".into())),
             tx.map(|t| t.fee_sats as f64 / t.vsize.max(1) as f64),
         )?;
         gauge(
             e,
             "stamper_unconfirmed_bumps",
-            "Fee bumps of the current unconfirmed timestamp transaction (versions that replaced its first)",
+            "Fee bumps of the current unconfirmed timestamp transaction (versions that replaced its first).",
             None,
             tx.map(|t| t.bumps),
         )?;
         gauge(
             e,
             "stamper_last_confirmation_timestamp",
-            "Unix time (block header time) of the block that mined the latest completed timestamp transaction",
+            "Unix time (block header time) of the block that mined the latest completed timestamp transaction.",
             Some(Unit::Seconds),
             chain.transactions.first().map(|t| t.block_time),
         )?;
         gauge(
             e,
             "stamper_warnings",
-            "Conditions the operator should act on, as listed on the info page (node unreachable, empty wallet, fee cap, batches set aside)",
+            "Conditions the operator should act on, as listed on the info page (node unreachable, empty wallet, fee cap, batches set aside).",
             None,
             Some(chain.warnings.len() as u64),
         )

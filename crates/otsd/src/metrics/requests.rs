@@ -115,7 +115,7 @@ impl Collector for Requests {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "http_requests",
-            "HTTP requests on the public port by route and status (those refused before routing, over the connection cap or timed out, are not counted)",
+            "HTTP requests on the public port by route and status (those refused before routing, over the connection cap or timed out, are not counted).",
             None,
             MetricType::Counter,
         )?;

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use super::Metrics;
 
 /// The `Content-Type` of the OpenMetrics text format.
-pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The `Content-Type` of the Prometheus text format.
 pub const CONTENT_TYPE_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 

@@ -61,9 +61,15 @@ fn counted_events_are_scraped_with_their_labels() {
             "otsd_http_requests_total{route=\"other\",status=\"other\"}",
             1.0,
         ),
-        ("otsd_http_requests_total{route=\"GET /\",status=\"200\"}", 0.0),
         (
-            &format!("otsd_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+            "otsd_http_requests_total{route=\"GET /\",status=\"200\"}",
+            0.0,
+        ),
+        (
+            &format!(
+                "otsd_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            ),
             1.0,
         ),
     ] {
