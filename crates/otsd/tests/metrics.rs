@@ -272,11 +272,12 @@ async fn metrics_are_scraped_on_their_own_listener_with_every_family() {
     let (_, header) = common::verify_on_node(&node, commitments.last().unwrap(), &last).await;
     let height = node.block_count().await.unwrap();
 
-    let s = scrape_until(metrics, "the confirmation", |s| {
+    let s = scrape_until(metrics, "the confirmation at the node's height", |s| {
         s.value("otsd_stamper_last_confirmation_timestamp_seconds", &[])
             .is_some()
             && s.value("otsd_stamper_unconfirmed_fee_satoshis", &[])
                 .is_none()
+            && s.value("otsd_bitcoin_block_height", &[]) == Some(height as f64)
     })
     .await;
     check_every_family(&s);
