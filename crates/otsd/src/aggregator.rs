@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::calendar::{Commitment, KeyDeriver};
 use crate::journal::Journal;
+use crate::metrics::Metrics;
 use crate::status::PendingIndex;
 use crate::workers::{self, Workers};
 
@@ -95,6 +96,8 @@ pub struct AggregatorConfig {
     /// The HTTP worker threads, if requests are served on them: each
     /// gets its replies in one task, woken in arrival order.
     pub workers: Option<Arc<Workers>>,
+    /// Counts digests and rounds (issue 17).
+    pub metrics: Metrics,
 }
 
 /// Starts the aggregator task. It runs until `shutdown` turns true, then
@@ -164,6 +167,8 @@ impl Round {
         if batch.is_empty() {
             return;
         }
+        let round_started = std::time::Instant::now();
+        let digests = batch.len();
         let mut nonces = vec![0u8; NONCE_LEN * batch.len()];
         rand::rngs::OsRng.fill_bytes(&mut nonces);
         let mut buf = [0u8; MAX_DIGEST_LEN + NONCE_LEN];
@@ -206,6 +211,7 @@ impl Round {
         };
         // Indexed before any reply: a GET right after the POST finds it.
         self.index.insert(&commitment, index);
+        self.config.metrics.digests_accepted(digests);
         tracing::info!(
             digests = batch.len(),
             commitment = %hex::encode(commitment),
@@ -243,6 +249,7 @@ impl Round {
                 });
             }
         }
+        self.config.metrics.round(digests, round_started.elapsed());
     }
 }
 

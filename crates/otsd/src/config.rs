@@ -39,6 +39,9 @@ pub struct Settings {
     /// Threads serving HTTP connections, each with a single-threaded
     /// runtime ([`crate::workers`]); 0 serves them on the caller's runtime.
     pub http_threads: usize,
+    /// Where `GET /metrics` is served (`HOST:PORT`), apart from the public
+    /// port; `None`: not served (the metrics are counted all the same).
+    pub metrics_address: Option<String>,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             journal_verify: Verify::All,
             backend: Backend::None,
             http_threads: default_http_threads(),
+            metrics_address: None,
         }
     }
 }
@@ -220,6 +224,11 @@ pub struct ServerArgs {
     /// least one].
     #[arg(long = "http-threads", value_parser = clap::value_parser!(u16).range(1..))]
     pub http_threads: Option<u16>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this `HOST:PORT`, a
+    /// listener of its own: keep it private, never behind the public
+    /// proxy [default: off].
+    #[arg(long = "metrics-address", value_name = "HOST:PORT")]
+    pub metrics_address: Option<String>,
     /// Hostile-client limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -242,6 +251,7 @@ impl ServerArgs {
             http_threads: self
                 .http_threads
                 .map_or_else(default_http_threads, usize::from),
+            metrics_address: self.metrics_address.clone(),
         }
     }
 

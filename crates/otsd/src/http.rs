@@ -23,6 +23,7 @@ use crate::status::{PendingIndex, StamperView};
 use crate::store::Store;
 
 use crate::limits::Limits;
+use crate::metrics::{Metrics, Refusal, Route};
 
 /// Cache lifetimes of PROTOCOL §2 and the reference.
 mod cache {
@@ -56,6 +57,8 @@ pub struct AppState {
     pub info_cache: Arc<InfoCache>,
     /// Limits.
     pub limits: Limits,
+    /// What is counted (issue 17).
+    pub metrics: Metrics,
 }
 
 /// Every error a client can see.
@@ -153,7 +156,10 @@ pub fn app(state: AppState) -> Router {
         .route("/experimental/backup/{chunk}", get(get_backup))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            log_request,
+        ))
         .layer(cors)
         // Shared behind one Arc: handlers clone a pointer, not the whole
         // state, per request (that showed up in profiles).
@@ -164,13 +170,19 @@ async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 
-async fn log_request(req: Request, next: Next) -> Response {
+/// Counts every routed request by route and status (one atomic add), and
+/// logs it at debug.
+async fn log_request(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let route = Route::of(req.method(), req.uri().path());
     if !tracing::enabled!(tracing::Level::DEBUG) {
-        return next.run(req).await;
+        let resp = next.run(req).await;
+        metrics.request(route, resp.status().as_u16());
+        return resp;
     }
     let (method, uri) = (req.method().clone(), req.uri().path().to_owned());
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
+    metrics.request(route, resp.status().as_u16());
     tracing::debug!(%method, path = %uri, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }
@@ -180,21 +192,28 @@ async fn post_digest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
+    let refuse = |why: Refusal, e: ApiError| {
+        st.metrics.digest_refused(why);
+        e.into_response()
+    };
     let Some(len) = len else {
-        return ApiError::InvalidContentLength.into_response();
+        return refuse(
+            Refusal::InvalidContentLength,
+            ApiError::InvalidContentLength,
+        );
     };
     if len > MAX_DIGEST_LEN as u64 {
         // Answered before a byte of the body is read.
-        return ApiError::DigestTooLong.into_response();
+        return refuse(Refusal::TooLong, ApiError::DigestTooLong);
     }
     let limited = http_body_util::Limited::new(body, MAX_DIGEST_LEN);
     let digest = match tokio::time::timeout(st.limits.body_read_timeout, limited.collect()).await {
-        Err(_) => return ApiError::BodyTimeout.into_response(),
-        Ok(Err(_)) => return ApiError::BodyIncomplete.into_response(),
+        Err(_) => return refuse(Refusal::BodyTimeout, ApiError::BodyTimeout),
+        Ok(Err(_)) => return refuse(Refusal::BodyIncomplete, ApiError::BodyIncomplete),
         Ok(Ok(c)) => c.to_bytes(),
     };
     if digest.len() as u64 != len {
-        return ApiError::BodyIncomplete.into_response();
+        return refuse(Refusal::BodyIncomplete, ApiError::BodyIncomplete);
     }
     match st.aggregator.submit(digest.to_vec()).await {
         Ok(proof) => (
@@ -205,8 +224,8 @@ async fn post_digest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
             proof,
         )
             .into_response(),
-        Err(SubmitError::TooLong) => ApiError::DigestTooLong.into_response(),
-        Err(SubmitError::Unavailable) => ApiError::Unavailable.into_response(),
+        Err(SubmitError::TooLong) => refuse(Refusal::TooLong, ApiError::DigestTooLong),
+        Err(SubmitError::Unavailable) => refuse(Refusal::Unavailable, ApiError::Unavailable),
     }
 }
 

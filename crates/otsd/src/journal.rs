@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::calendar::{self, has_no_mac, Commitment, HmacKey, KeyDeriver, COMMITMENT_LEN};
 
 pub use crate::calendar::JOURNAL_FILE;
@@ -106,6 +108,8 @@ pub struct Journal {
     path: PathBuf,
     durable: Arc<AtomicU64>,
     poisoned: bool,
+    /// Where each append's fsync time goes (the metrics, issue 17).
+    fsync_seconds: Option<Histogram>,
 }
 
 /// Read access to the durable part of the journal; cheap to clone.
@@ -227,6 +231,7 @@ impl Journal {
             path,
             durable,
             poisoned: false,
+            fsync_seconds: None,
         };
         Ok((journal, reader, recovery))
     }
@@ -241,6 +246,11 @@ impl Journal {
         self.len() == 0
     }
 
+    /// Records the duration of every later append's fsync in `h`.
+    pub fn observe_fsync(&mut self, h: Histogram) {
+        self.fsync_seconds = Some(h);
+    }
+
     /// Appends `records` with a single write and a single fsync; returns
     /// the index of the first. On error nothing is counted as durable and
     /// the file is cut back to its durable length, so the next append
@@ -253,10 +263,14 @@ impl Journal {
         let first = self.len();
         let offset = first * RECORD_LEN;
         let buf: Vec<u8> = records.concat();
-        let result = self
-            .file
-            .write_all_at(&buf, offset)
-            .and_then(|()| self.file.sync_data());
+        let result = self.file.write_all_at(&buf, offset).and_then(|()| {
+            let started = std::time::Instant::now();
+            let synced = self.file.sync_data();
+            if let Some(h) = &self.fsync_seconds {
+                h.observe(started.elapsed().as_secs_f64());
+            }
+            synced
+        });
         if let Err(e) = result {
             if self
                 .file

@@ -17,6 +17,8 @@
 //! `ots-stamper`'s pure state machine: it polls the node through narrow
 //! traits, reads the [`journal`], stores completed batches in the
 //! [`store`] and persists the stamper's state.
+//! [`metrics`] counts what happens (Prometheus) and serves it on a
+//! listener of its own (`--metrics-address`).
 #![warn(missing_docs)]
 
 pub mod aggregator;
@@ -32,6 +34,7 @@ pub mod info;
 pub mod journal;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod qr;
 pub mod refstore;
 pub mod server;

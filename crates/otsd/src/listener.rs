@@ -180,7 +180,9 @@ pub async fn run(
     // the idle time between requests, and answer it with a 408.
     http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let tracker = Arc::new(conns::Tracker::new(&limits, CONNECTION_AGE_GRACE));
+    let mut tracker = conns::Tracker::new(&limits, CONNECTION_AGE_GRACE);
+    tracker.count_in(state.metrics.open_connections());
+    let tracker = Arc::new(tracker);
     let _sweep = tracker.clone().start_sweep()?;
     let server = Arc::new(Server {
         http,

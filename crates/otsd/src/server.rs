@@ -18,6 +18,7 @@ use crate::http::AppState;
 use crate::info::{InfoCache, InfoConfig, INFO_TTL};
 use crate::journal::{Journal, JournalError, JournalReader};
 use crate::listener;
+use crate::metrics::{self, Metrics};
 use crate::refstore::{RefStore, RefStoreError};
 use crate::stamping::{self, StampingError};
 use crate::status::{key_of, NoStamper, PendingIndex, StamperView};
@@ -62,6 +63,14 @@ pub enum ServeError {
     /// The reference calendar's `db/` will not open (issue 13).
     #[error(transparent)]
     RefStore(#[from] RefStoreError),
+    /// `--metrics-address` cannot be bound (issue 17).
+    #[error("metrics listener {address}: {source}")]
+    Metrics {
+        /// The address asked for.
+        address: String,
+        /// Why it cannot be bound.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -73,7 +82,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let calendar = Calendar::open(dir)?;
-    let (journal, reader, recovery) = Journal::open(dir, &calendar.key, settings.journal_verify)?;
+    let (mut journal, reader, recovery) =
+        Journal::open(dir, &calendar.key, settings.journal_verify)?;
+    // Counted whether or not they are served (a few atomics).
+    let metrics = Metrics::new();
+    journal.observe_fsync(metrics.fsync_histogram());
     tracing::info!(
         records = recovery.records,
         truncated_bytes = recovery.truncated_bytes,
@@ -96,11 +109,26 @@ pub async fn serve(
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));
     consistency::check_stamper(dir, records, &without_proof, stamping)?;
     let pending = Arc::new(pending);
+    let metrics_listener = bind_metrics(settings.metrics_address.as_deref()).await?;
     // Logged once the calendar is ready: scripts and tests wait for it.
     tracing::info!("listening on {}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let backend = start_backend(&settings.backend, dir, &reader, &store, &pending, &stop_rx)?;
+    metrics.watch(metrics::Sources {
+        dir: dir.to_path_buf(),
+        pending: pending.clone(),
+        journal: reader.clone(),
+        stamper: backend.view.clone(),
+    });
+    let metrics_task = match metrics_listener {
+        Some(l) => {
+            // After the line above: scripts wait for "listening on".
+            tracing::info!("metrics listening on {}", l.local_addr()?);
+            Some(metrics::spawn(l, metrics.clone(), stop_rx.clone()))
+        }
+        None => None,
+    };
     let workers = match settings.http_threads {
         0 => None,
         n => Some(Arc::new(Workers::start(n)?)),
@@ -111,6 +139,7 @@ pub async fn serve(
             attestation: calendar.pending_attestation(),
             deriver: KeyDeriver::new(calendar.key.clone()),
             workers: workers.clone(),
+            metrics: metrics.clone(),
         },
         journal,
         pending.clone(),
@@ -130,6 +159,7 @@ pub async fn serve(
         }),
         info_cache: Arc::new(InfoCache::new(INFO_TTL)),
         limits: settings.limits.clone(),
+        metrics,
     };
     let served = listener::run(listener, state, workers.clone(), async move {
         shutdown.await;
@@ -149,6 +179,9 @@ pub async fn serve(
     if let Some(workers) = workers.and_then(Arc::into_inner) {
         // Quick: every connection has ended or was given up on.
         let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
+    if let Some(task) = metrics_task {
+        task.abort();
     }
     served?;
     tracing::info!("stopped");
@@ -206,6 +239,20 @@ fn in_refstore(refstore: Option<&RefStore>, c: &[u8]) -> bool {
         tracing::error!(commitment = %hex::encode(c), error = %e, "reference store lookup failed at start-up: counted as pending");
         false
     })
+}
+
+/// Binds `--metrics-address`, if given.
+async fn bind_metrics(address: Option<&str>) -> Result<Option<TcpListener>, ServeError> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    match metrics::bind(address).await {
+        Ok(l) => Ok(Some(l)),
+        Err(source) => Err(ServeError::Metrics {
+            address: address.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Opens the store; one that will not open is refused with the way on.

@@ -79,6 +79,31 @@ pub trait StamperView: Send + Sync + 'static {
     fn tip(&self) -> Option<Vec<u8>>;
     /// Chain figures for the info page.
     fn chain_info(&self) -> ChainInfo;
+    /// The latest version of the transaction waiting to be mined, for the
+    /// metrics (issue 17); `None` when there is none or the backend does
+    /// not say.
+    fn unconfirmed(&self) -> Option<UnconfirmedTx> {
+        None
+    }
+    /// Whether the node answered the stamper's last pass, for the metrics;
+    /// `None` while unknown (no pass yet, or no node).
+    fn node_reachable(&self) -> Option<bool> {
+        None
+    }
+}
+
+/// The transaction waiting to be mined, as the metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnconfirmedTx {
+    /// Fee of its latest version, in satoshis.
+    pub fee_sats: u64,
+    /// Virtual size of its latest version.
+    pub vsize: u64,
+    /// Versions that replaced the first one (fee bumps).
+    pub bumps: u64,
+    /// Unix time this server first saw the round's first version (after
+    /// a restart: when it started).
+    pub since: u64,
 }
 
 /// The view without a stamper: nothing is in a transaction, there is no

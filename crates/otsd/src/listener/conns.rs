@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, Response};
+use prometheus_client::metrics::gauge::Gauge;
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -226,6 +227,8 @@ pub struct Tracker {
     age_grace: u64,
     reclaim_after: u64,
     sweep_interval: Duration,
+    /// The open-connections gauge of the metrics, if counted.
+    open: Option<Gauge>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -259,7 +262,13 @@ impl Tracker {
             age_grace: millis(age_grace),
             reclaim_after: millis(limits.reclaim_after),
             sweep_interval: (shortest / 4).clamp(MIN_SWEEP_INTERVAL, SWEEP_INTERVAL),
+            open: None,
         }
+    }
+
+    /// Keeps `gauge` at the number of registered connections.
+    pub fn count_in(&mut self, gauge: Gauge) {
+        self.open = Some(gauge);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -285,12 +294,18 @@ impl Tracker {
             socket,
         });
         registry.conns.insert(conn.id, conn.clone());
+        if let Some(g) = &self.open {
+            g.inc();
+        }
         conn
     }
 
     /// Forgets a connection whose task has ended.
     pub fn unregister(&self, conn: &Conn) {
-        self.lock().conns.remove(&conn.id);
+        let removed = self.lock().conns.remove(&conn.id).is_some();
+        if let (true, Some(g)) = (removed, &self.open) {
+            g.dec();
+        }
     }
 
     /// Closes the connection that has been stalled the longest (at least

@@ -421,7 +421,11 @@ impl<N: ChainSource + Wallet> Runner<N> {
         let best = self.known.last().copied();
         let history = state.history.clone();
         let set_aside = state.set_aside.clone();
+        // For the metrics (issue 17): the unconfirmed transaction's age and fee.
+        let first = state.round.as_ref().and_then(|r| r.versions.first());
+        let (first, fee) = (first.map(|f| f.txid), latest.map(|(l, _)| (l.fee, l.vsize)));
         self.set_view(|v| {
+            v.note_round(first, fee, now());
             v.history = history;
             v.set_aside = set_aside;
             v.mined = mined;

@@ -11,7 +11,7 @@ use ots_stamper::history::History;
 use ots_stamper::stamper::{status_in, Mined, Status, Warning};
 
 use crate::info::MAX_LISTED_TXS;
-use crate::status::{ChainInfo, MinedTx, StamperView, Waiting};
+use crate::status::{ChainInfo, MinedTx, StamperView, UnconfirmedTx, Waiting};
 
 /// Whose fault a pause of stamping is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,11 @@ pub struct View {
     /// Mined transactions whose proofs could not be stored (a copy of the
     /// persisted list).
     pub set_aside: Vec<ots_stamper::state::SetAside>,
+    /// The latest unconfirmed version's fee and virtual size (metrics).
+    pub unconfirmed_fee: Option<(Amount, u64)>,
+    /// The open round's first version and the unix time this view first
+    /// saw it: the unconfirmed transaction's age in the metrics.
+    pub round_since: Option<(Txid, u64)>,
 }
 
 impl View {
@@ -56,6 +61,19 @@ impl View {
     pub fn status(&self, position: u64) -> Status {
         let best = self.best.map_or(0, |b| b.0);
         status_in(&self.mined, best, self.min_confirmations, position)
+    }
+
+    /// Notes the open round for the metrics at unix time `now`: `first` is
+    /// its first version's txid, `latest` its latest version's fee and
+    /// virtual size. The age counts from when a first version is first
+    /// noted (the state keeps no send time; after a restart, from then).
+    pub fn note_round(&mut self, first: Option<Txid>, latest: Option<(Amount, u64)>, now: u64) {
+        self.unconfirmed_fee = latest;
+        self.round_since = match (first, self.round_since) {
+            (None, _) => None,
+            (Some(f), Some((seen, at))) if seen == f => Some((seen, at)),
+            (Some(f), _) => Some((f, now)),
+        };
     }
 }
 
@@ -138,6 +156,27 @@ impl StamperView for Stamping {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         chain_info_at(&self.read(), now)
+    }
+
+    fn unconfirmed(&self) -> Option<UnconfirmedTx> {
+        let v = self.read();
+        let (_, bumps) = v.unconfirmed?;
+        let (fee, vsize) = v.unconfirmed_fee?;
+        Some(UnconfirmedTx {
+            fee_sats: fee.to_sat(),
+            vsize,
+            bumps: bumps as u64,
+            since: v.round_since.map_or(0, |s| s.1),
+        })
+    }
+
+    fn node_reachable(&self) -> Option<bool> {
+        let v = self.read();
+        match (&v.paused, v.best) {
+            (Some((Pause::Node, _)), _) => Some(false),
+            (_, Some(_)) => Some(true),
+            _ => None,
+        }
     }
 }
 
