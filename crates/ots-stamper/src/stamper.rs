@@ -223,6 +223,7 @@ impl Stamper {
                 fee: attempt.fee,
                 vsize: attempt.vsize,
                 funding: attempt.funding,
+                fee_choice: attempt.fee_choice,
             });
             self.state.returned = ranges::subtract(&self.state.returned, &covered);
             self.state.journal_end = self.state.journal_end.max(end);
@@ -235,7 +236,18 @@ impl Stamper {
         if fee_problem {
             let fee =
                 attempt.fee + attempt.fee * REJECTION_BUMP_PERCENT / 100 + Amount::from_sat(1);
-            match self.make_attempt(attempt.funding, attempt.tip, attempt.ranges, fee, height) {
+            let choice = crate::fee::FeeChoice {
+                rule: crate::fee::FeeRule::AfterRejection,
+                estimate: attempt.fee_choice.and_then(|c| c.estimate),
+            };
+            match self.make_attempt(
+                attempt.funding,
+                attempt.tip,
+                attempt.ranges,
+                fee,
+                height,
+                choice,
+            ) {
                 Ok(new_attempt) => {
                     let tx = new_attempt.tx.clone();
                     if let Some(round) = self.state.round.as_mut() {

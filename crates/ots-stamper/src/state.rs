@@ -9,6 +9,7 @@ use std::ops::Range;
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
 use serde::{Deserialize, Serialize};
 
+use crate::fee::FeeChoice;
 use crate::history::History;
 use crate::tx::InputKind;
 
@@ -47,6 +48,10 @@ pub struct TxVersion {
     pub vsize: u64,
     /// The money.
     pub funding: Funding,
+    /// Why it pays that fee (`None` in a state written before this was
+    /// recorded).
+    #[serde(default)]
+    pub fee_choice: Option<FeeChoice>,
 }
 
 /// A transaction being signed or broadcast.
@@ -67,6 +72,10 @@ pub struct Attempt {
     pub vsize: u64,
     /// The money.
     pub funding: Funding,
+    /// Why it pays that fee (`None` in a state written before this was
+    /// recorded).
+    #[serde(default)]
+    pub fee_choice: Option<FeeChoice>,
 }
 
 /// A mined transaction waiting for its confirmations.

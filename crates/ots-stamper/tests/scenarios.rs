@@ -5,6 +5,7 @@
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
+use ots_stamper::fee::{FeeChoice, FeeRule};
 use ots_stamper::stamper::{
     Action, BroadcastResult, Config, FundingOffer, Stamper, State, Status, Utxo, Warning,
 };
@@ -170,7 +171,7 @@ fn every_block_without_confirmation_brings_one_higher_paying_replacement() {
     // A block without our transaction: replace, covering new commitments.
     let bump = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 5));
     assert_eq!(bump, Action::Bump(vec![0..3, 3..5]));
-    let second = sign_of(only(s.on_bump([8; 32], vec![0..3, 3..5], 101)));
+    let second = sign_of(only(s.on_bump([8; 32], vec![0..3, 3..5], 101, None)));
     assert_eq!(
         second.input[0].previous_output, first.input[0].previous_output,
         "same input: no double spend"
@@ -224,7 +225,7 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
     let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 1)) else {
         panic!()
     };
-    let warn = only(s.on_bump([7; 32], covered.clone(), 101));
+    let warn = only(s.on_bump([7; 32], covered.clone(), 101, None));
     assert_eq!(
         warn,
         Action::Warn(Warning::FeeCapReached {
@@ -235,7 +236,10 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
     let Action::Bump(covered) = only(block_then_tick(&mut s, 1_200, 102, block(2), &[], 1)) else {
         panic!()
     };
-    assert!(s.on_bump([7; 32], covered, 102).is_empty(), "warned once");
+    assert!(
+        s.on_bump([7; 32], covered, 102, None).is_empty(),
+        "warned once"
+    );
     // The round stays: its transaction may still confirm.
     assert_eq!(s.state().round.as_ref().unwrap().versions.len(), 1);
 }
@@ -246,7 +250,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 5)) else {
         panic!()
     };
-    let second = sign_of(only(s.on_bump([8; 32], covered, 101)));
+    let second = sign_of(only(s.on_bump([8; 32], covered, 101, None)));
     s.on_signed(second);
     s.on_broadcast(1_100, BroadcastResult::Accepted);
 
@@ -485,4 +489,92 @@ fn a_round_time_from_a_clock_far_ahead_is_bounded() {
     assert!(s.on_tick(now, 5).is_empty());
     assert_eq!(s.state().next_round_at, longest);
     assert_eq!(s.on_tick(longest, 5), vec![Action::Fund(vec![0..5])]);
+}
+
+/// A round's first version (2 sat/vB × 153 vB = 306 sats) under `config`,
+/// then a block without it: the replacement made with the node's estimate
+/// `feerate` (sat/kvB). Returns its fee and the rule recorded with it.
+fn bump_with_estimate(config: Config, feerate: Option<u64>) -> (u64, FeeChoice) {
+    let mut s = Stamper::new(config, State::default());
+    s.on_tick(1_000, 1);
+    let tx = sign_of(only(s.on_funding(
+        1_000,
+        vec![0..1],
+        offer(&[utxo(90_000, 1, 2)], Some(2_000), 100, [7; 32]),
+    )));
+    s.on_signed(tx);
+    s.on_broadcast(1_000, BroadcastResult::Accepted);
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 1)) else {
+        panic!()
+    };
+    let bumped = sign_of(only(s.on_bump([7; 32], covered, 101, feerate)));
+    let attempt = s.state().round.as_ref().unwrap().attempt.clone().unwrap();
+    assert_eq!(attempt.tx, bumped);
+    assert_eq!(
+        attempt.fee.to_sat(),
+        90_000 - bumped.output[1].value.to_sat()
+    );
+    (attempt.fee.to_sat(), attempt.fee_choice.unwrap())
+}
+
+/// BIP125 minimum of the replacement: 306 + 1 sat/vB × 153 vB.
+const BUMP_MINIMUM: u64 = 306 + 153;
+
+#[test]
+fn a_bump_pays_the_bip125_minimum_when_the_estimate_is_lower() {
+    // 1 sat/vB × 153 = 153 sats, below the minimum.
+    let (fee, choice) = bump_with_estimate(config(), Some(1_000));
+    assert_eq!(fee, BUMP_MINIMUM);
+    assert_eq!(
+        choice,
+        FeeChoice {
+            rule: FeeRule::Minimum,
+            estimate: Some(1_000)
+        }
+    );
+}
+
+#[test]
+fn a_bump_pays_the_fresh_estimate_when_it_is_higher() {
+    // The market rose to 20 sat/vB: 3 060 sats, well above the minimum.
+    let (fee, choice) = bump_with_estimate(config(), Some(20_000));
+    assert_eq!(fee, 3_060);
+    assert_eq!(choice.rule, FeeRule::Estimate);
+}
+
+#[test]
+fn a_bump_at_a_high_estimate_is_capped_by_the_max_fee() {
+    let capped = Config {
+        max_fee: Amount::from_sat(2_000),
+        ..config()
+    };
+    let (fee, choice) = bump_with_estimate(capped, Some(20_000));
+    assert_eq!(fee, 2_000, "the cap, above the minimum, below the estimate");
+    assert_eq!(choice.rule, FeeRule::Cap);
+}
+
+#[test]
+fn a_bump_without_an_estimate_pays_the_bip125_minimum() {
+    let (fee, choice) = bump_with_estimate(config(), None);
+    assert_eq!(fee, BUMP_MINIMUM);
+    assert_eq!(
+        choice,
+        FeeChoice {
+            rule: FeeRule::NoEstimate,
+            estimate: None
+        }
+    );
+}
+
+#[test]
+fn a_first_version_records_why_it_pays_its_fee() {
+    let (s, _) = first_version(3);
+    let version = &s.state().round.as_ref().unwrap().versions[0];
+    assert_eq!(
+        version.fee_choice,
+        Some(FeeChoice {
+            rule: FeeRule::Estimate,
+            estimate: Some(2_000)
+        })
+    );
 }

@@ -65,6 +65,14 @@ pub struct ChainInfo {
     /// Conditions the operator should act on (an unreachable node, an
     /// empty wallet, the fee cap), until stamping proceeds again.
     pub warnings: Vec<String>,
+    /// Fee rate of the most recent unconfirmed timestamp transaction, in
+    /// sat/vB (its fee over its estimated size).
+    pub fee_rate: Option<f64>,
+    /// The rule that chose that fee: `estimate`, `minimum`,
+    /// `no_estimate`, `cap` or `after_rejection` (`ots_stamper::fee`).
+    pub fee_rule: Option<String>,
+    /// That rule in words, with the node's estimate.
+    pub fee_reason: Option<String>,
 }
 
 /// The stamping backend's state as the HTTP layer sees it:

@@ -1,9 +1,9 @@
 //! What the runner gathers for the stamper's actions, from the journal and
 //! the node: a round's Merkle tip, its funding (wallet outputs, fee
-//! estimate, change address, height), and a mined transaction's proofs,
-//! built and stored. The journal's records go to the store as they are
-//! (one commitment form), and their leaves follow the store's one rule,
-//! [`crate::store::leaf`].
+//! estimate, change address, height), the fresh fee estimate of a bump,
+//! and a mined transaction's proofs, built and stored. The journal's
+//! records go to the store as they are (one commitment form), and their
+//! leaves follow the store's one rule, [`crate::store::leaf`].
 
 use std::ops::Range;
 use std::str::FromStr;
@@ -75,6 +75,16 @@ impl<N: ChainSource + Wallet> Runner<N> {
         merkle_tip(&read_commitments(&self.journal, covered)?).ok_or(StepError::NothingToStamp)
     }
 
+    /// The node's fee estimate for `--btc-conf-target`, sat/kvB; `None`
+    /// when it has none (too little data).
+    pub(super) async fn fee_estimate(&self) -> Result<Option<u64>, StepError> {
+        let estimate = self
+            .node
+            .estimate_smart_fee(self.config.conf_target)
+            .await?;
+        Ok(estimate.sat_per_kvb())
+    }
+
     pub(super) async fn gather_funding(
         &mut self,
         covered: &[Range<u64>],
@@ -93,14 +103,7 @@ impl<N: ChainSource + Wallet> Runner<N> {
                 })
             })
             .collect();
-        let estimate = self
-            .node
-            .estimate_smart_fee(self.config.conf_target)
-            .await?;
-        // BTC/kvB → sat/kvB, rounded up.
-        let feerate = estimate
-            .feerate
-            .map(|r| (r * 1e8).ceil().clamp(0.0, 1e12) as u64);
+        let feerate = self.fee_estimate().await?;
         let address = self.node.raw_change_address().await?;
         let change = match Address::from_str(&address) {
             Ok(a) => a.assume_checked().script_pubkey(),

@@ -148,6 +148,7 @@ impl<N: ChainSource + Wallet> Runner<N> {
         let state = persist::load(&config.state_path)?;
         let view = Arc::new(RwLock::new(View {
             min_confirmations: config.stamper.min_confirmations,
+            conf_target: config.conf_target,
             history: state.history.clone(),
             ..View::default()
         }));
@@ -335,7 +336,9 @@ impl<N: ChainSource + Wallet> Runner<N> {
             Action::Bump(covered) => {
                 let tip = self.tip_of(&covered)?;
                 let height = self.node.block_count().await?;
-                Ok(self.stamper.on_bump(tip, covered, height))
+                // Fresh at each block: the replacement follows the market.
+                let feerate = self.fee_estimate().await?;
+                Ok(self.stamper.on_bump(tip, covered, height, feerate))
             }
             Action::Sign(tx) => {
                 let signed = self.node.sign_raw_transaction_with_wallet(&tx).await?;
@@ -427,6 +430,7 @@ impl<N: ChainSource + Wallet> Runner<N> {
             v.mined = mined;
             v.tip = latest.map(|(l, _)| l.tip);
             v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));
+            v.fee = latest.map(|(l, _)| (l.fee, l.vsize, l.fee_choice));
             v.best = best;
         });
     }

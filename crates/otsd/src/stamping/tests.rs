@@ -529,3 +529,63 @@ async fn a_batch_the_store_refuses_pauses_as_the_calendars_fault() {
         .iter()
         .all(|c| cal.pending.lookup(c).is_some()));
 }
+
+/// The fee of the one transaction in the fake node's mempool: the wallet's
+/// one output of `FUNDS_SATS` less its outputs.
+fn mempool_fee(cal: &Cal) -> (bitcoin::Txid, u64) {
+    let txs = cal.node.mempool_txs();
+    assert_eq!(txs.len(), 1, "{txs:?}");
+    let out: u64 = txs[0].output.iter().map(|o| o.value.to_sat()).sum();
+    (txs[0].compute_txid(), super::fake::FUNDS_SATS - out)
+}
+
+#[tokio::test]
+async fn each_bump_follows_a_fresh_estimate_or_falls_back_to_the_bip125_minimum() {
+    let (_log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    cal.post(2);
+    let (mut runner, view) = cal.runner();
+    runner.pass().await;
+    // The first version at the fake's 2 sat/vB estimate.
+    let (_, first) = mempool_fee(&cal);
+    let vsize = runner.stamper.state().round.as_ref().unwrap().versions[0].vsize;
+    assert_eq!(first, 2 * vsize);
+    let info = chain_info_at(&view.read().unwrap(), 0);
+    assert_eq!(info.fee_rule.as_deref(), Some("estimate"));
+
+    // The market rises to 30 sat/vB: the next block's bump pays it, far
+    // above the BIP125 minimum.
+    cal.node.set_estimate(Some(0.000_3));
+    cal.node.mine_empty();
+    runner.pass().await;
+    let (txid, fee) = mempool_fee(&cal);
+    assert_eq!(fee, 30 * vsize);
+    let info = chain_info_at(&view.read().unwrap(), 0);
+    assert_eq!(info.most_recent_tx, Some(txid.to_string()));
+    assert_eq!(info.fee_rule.as_deref(), Some("estimate"));
+    assert_eq!(info.fee_rate, Some(30.0));
+    assert!(
+        info.fee_reason
+            .as_deref()
+            .unwrap()
+            .contains("within 2 blocks (30.0 sat/vB)"),
+        "{info:?}"
+    );
+
+    // The node loses its estimate: the BIP125 minimum, old fee plus the
+    // 1 sat/vB relay fee for its size.
+    cal.node.set_estimate(None);
+    cal.node.mine_empty();
+    runner.pass().await;
+    let (_, after) = mempool_fee(&cal);
+    assert_eq!(after, fee + vsize);
+    let info = chain_info_at(&view.read().unwrap(), 0);
+    assert_eq!(info.fee_rule.as_deref(), Some("no_estimate"));
+    assert!(
+        info.fee_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("the BIP125 minimum"),
+        "{info:?}"
+    );
+}

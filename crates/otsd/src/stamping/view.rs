@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::{Amount, BlockHash, Txid};
+use ots_stamper::fee::{FeeChoice, FeeRule};
 use ots_stamper::history::History;
 use ots_stamper::stamper::{status_in, Mined, Status, Warning};
 
@@ -48,6 +49,11 @@ pub struct View {
     /// Mined transactions whose proofs could not be stored (a copy of the
     /// persisted list).
     pub set_aside: Vec<ots_stamper::state::SetAside>,
+    /// The latest unconfirmed version's fee, estimated size and why it
+    /// pays that fee.
+    pub fee: Option<(Amount, u64, Option<FeeChoice>)>,
+    /// `--btc-conf-target`, for the fee's reason.
+    pub conf_target: u32,
 }
 
 impl View {
@@ -141,11 +147,56 @@ impl StamperView for Stamping {
     }
 }
 
+/// sat/kvB as sat/vB, for people.
+fn per_vbyte(sat_per_kvb: u64) -> String {
+    format!("{:.1} sat/vB", sat_per_kvb as f64 / 1000.0)
+}
+
+/// Why a version pays its fee, in words; `first` for a round's first
+/// version (whose minimum is the relay fee rate, not BIP125's).
+pub fn fee_reason(choice: &FeeChoice, first: bool, conf_target: u32) -> String {
+    let minimum = if first {
+        "the minimum relay fee rate"
+    } else {
+        "the BIP125 minimum for a replacement (the previous fee plus the incremental relay fee)"
+    };
+    let estimate = choice.estimate.map(per_vbyte);
+    match (choice.rule, estimate) {
+        (FeeRule::Estimate, Some(e)) => format!(
+            "the node's fee estimate for confirmation within {conf_target} blocks ({e}), above {minimum}"
+        ),
+        (FeeRule::Minimum, Some(e)) => {
+            format!("{minimum}; the node's estimate ({e}) is lower")
+        }
+        (FeeRule::Cap, Some(e)) => {
+            format!("capped by --btc-max-fee; the node's estimate is {e}")
+        }
+        (FeeRule::AfterRejection, _) => {
+            "the node refused the previous fee as too low: a quarter more".to_owned()
+        }
+        (FeeRule::NoEstimate, _) | (_, None) => {
+            format!("{minimum}: the node has no fee estimate (too little data)")
+        }
+    }
+}
+
 /// The info page's chain figures from the runner's view at unix time `now`.
 pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
     let best_height = v.best.map(|b| b.0);
     let week = v.history.last_week(now);
+    let first = v.unconfirmed.is_none_or(|(_, prior)| prior == 0);
     ChainInfo {
+        fee_rate: v
+            .fee
+            .map(|(fee, vsize, _)| fee.to_sat() as f64 / vsize.max(1) as f64),
+        fee_rule: v
+            .fee
+            .and_then(|(_, _, c)| c)
+            .map(|c| c.rule.label().to_owned()),
+        fee_reason: v
+            .fee
+            .and_then(|(_, _, c)| c)
+            .map(|c| fee_reason(&c, first, v.conf_target)),
         txs_waiting_for_confirmation: Some(v.mined.len() as u64),
         most_recent_tx: v.unconfirmed.map(|(txid, _)| txid.to_string()),
         prior_versions: v.unconfirmed.map(|(_, n)| n as u64),
