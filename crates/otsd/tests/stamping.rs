@@ -704,3 +704,58 @@ async fn a_bad_record_in_a_mined_batch_is_set_aside_and_stamping_goes_on() {
     assert_ne!(cal.timestamp(&batch[0]).await.0, 200);
     cal.kill().await;
 }
+
+/// Issue 17, market fees: devchain's fee estimate rises to 25 sat/vB and
+/// the bump at the next block pays at least that rate (the mempool's own
+/// figures), far above the BIP125 minimum; the info page says why. Then
+/// the estimate falls below the minimum: the next bump pays the minimum,
+/// still more than before. Mined, every proof completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rising_fee_estimate_is_paid_by_the_next_bump() {
+    const RISEN_SAT_PER_KVB: u64 = 25_000;
+    let node = TestNode::start(Backend::Dev).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let commitments = cal.post(2).await;
+    let first = until_mempool_tx(&node).await;
+    cal.until_recorded(&first).await;
+    let first_rate = node.mempool_rate(&first).await;
+    assert!(first_rate < 5.0, "a quiet market first: {first_rate}");
+    let outpoints = node.inputs(&first).await;
+
+    node.set_fee_estimate(RISEN_SAT_PER_KVB);
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    let risen = until_mempool_tx(&node).await;
+    assert_ne!(risen, first, "replaced at the block");
+    assert_eq!(node.inputs(&risen).await, outpoints, "a replacement");
+    let rate = node.mempool_rate(&risen).await;
+    assert!(
+        rate >= RISEN_SAT_PER_KVB as f64 / 1000.0,
+        "the bump pays the new estimate: {rate} sat/vB"
+    );
+    cal.until_recorded(&risen).await;
+    let info = cal.info().await;
+    assert_eq!(info["fee_rule"], "estimate", "{info}");
+    assert!(info["fee_rate"].as_f64().unwrap() >= 25.0, "{info}");
+    assert!(
+        info["fee_reason"].as_str().unwrap().contains("25.0 sat/vB"),
+        "{info}"
+    );
+
+    // The market falls: the BIP125 minimum, above the new estimate.
+    let risen_fee = node.mempool_fee(&risen).await;
+    node.set_fee_estimate(1_000);
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    let after = until_mempool_tx(&node).await;
+    assert_ne!(after, risen);
+    assert!(node.mempool_fee(&after).await > risen_fee);
+    cal.until_recorded(&after).await;
+    assert_eq!(cal.info().await["fee_rule"], "minimum");
+
+    node.mine(2).await;
+    cal.until_complete(&node, &commitments).await;
+    cal.kill().await;
+}
