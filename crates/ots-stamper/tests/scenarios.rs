@@ -280,7 +280,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     assert_eq!((mined.height, mined.block), (102, block(2)));
     // Not asked twice while the runtime works on it.
     assert!(s.on_block(1_400, 104, block(4), &[]).is_empty());
-    s.on_completed(1_500, txid, 1_150);
+    s.on_completed(1_500, txid, 1_150, 0);
     assert!(s.state().mined.is_empty());
     // Kept for the info page: fee, size and height of the mined version,
     // the block time the runtime reported.
@@ -320,7 +320,7 @@ fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
     let txid = first.compute_txid();
     s.on_block(1_100, 101, block(1), &[txid]);
     assert!(s.state().round.is_none());
-    assert!(s.on_reorg(100).is_empty());
+    assert!(s.on_reorg(1_150, 100).is_empty());
     assert!(s.state().mined.is_empty());
     assert_eq!(s.state().round.as_ref().unwrap().versions[0].txid, txid);
     assert_eq!(s.status(0), Status::Pending);
@@ -348,7 +348,7 @@ fn a_reorg_with_a_new_round_underway_keeps_the_old_transaction_watched() {
     )));
     s.on_signed(tx);
     s.on_broadcast(10_000, BroadcastResult::Accepted);
-    s.on_reorg(100);
+    s.on_reorg(1_150, 100);
     assert_eq!(s.pending(6), vec![0..3]);
     assert_eq!(s.state().orphans.len(), 1);
     s.on_block(10_100, 101, block(7), &[txid]);
@@ -577,4 +577,102 @@ fn a_first_version_records_why_it_pays_its_fee() {
             estimate: Some(2_000)
         })
     );
+}
+
+/// A first version over 3 commitments mined at height 101 and completed
+/// at 102 (2 confirmations), stored as batch 7.
+fn completed_round() -> (Stamper, Txid) {
+    let (mut s, first) = first_version(3);
+    let txid = first.compute_txid();
+    assert!(s.on_block(1_100, 101, block(1), &[txid]).is_empty());
+    let due = s.on_block(1_200, 102, block(2), &[]);
+    assert!(matches!(due.as_slice(), [Action::Complete(_)]), "{due:?}");
+    s.on_completed(1_210, txid, 1_150, 7);
+    assert!(s.state().mined.is_empty());
+    assert_eq!(s.state().completed.len(), 1);
+    (s, txid)
+}
+
+/// Issue 17: a reorg deeper than `min_confirmations` takes a completed
+/// transaction's block away: its proofs are withdrawn (the store's batch),
+/// its commitments pending again and stamped in a new round, the
+/// transaction watched in case it is mined again, and all of it counted
+/// and remembered until the runtime reports the withdrawal.
+#[test]
+fn a_reorg_deeper_than_the_confirmations_withdraws_completed_proofs() {
+    let (mut s, txid) = completed_round();
+    s.on_block(1_300, 103, block(3), &[]);
+    s.on_block(1_400, 104, block(4), &[]);
+    // Blocks 101..=104 replaced: depth 4 = min_confirmations + 2.
+    let actions = s.on_reorg(1_500, 100);
+    let [Action::Withdraw(r)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (r.txid, r.batch, r.height, r.block),
+        (txid, 7, 101, block(1))
+    );
+    assert_eq!(r.ranges, vec![0..3]);
+    assert_eq!((r.at, r.withdrawn), (1_500, false));
+    assert!(s.state().completed.is_empty());
+    assert_eq!(s.state().reorged_total, 1);
+    assert_eq!(s.pending(3), vec![0..3], "stamped again");
+    assert_eq!(s.state().orphans[0].txid, txid);
+    // A crash before the withdrawal was done: asked again at start...
+    let again = s.on_start();
+    assert!(
+        again
+            .iter()
+            .any(|a| matches!(a, Action::Withdraw(w) if w.txid == txid)),
+        "{again:?}"
+    );
+    // ...until it is reported.
+    s.on_withdrawn(txid);
+    assert!(s.state().reorged[0].withdrawn);
+    assert!(s
+        .on_start()
+        .iter()
+        .all(|a| !matches!(a, Action::Withdraw(_))));
+    // The next round takes the commitments again.
+    assert_eq!(s.on_tick(100_000, 3), vec![Action::Fund(vec![0..3])]);
+}
+
+/// The reorged-out transaction mined again on the new branch: it is
+/// mined, final after its confirmations and completed once more (a new
+/// batch, on the new block).
+#[test]
+fn a_withdrawn_transaction_mined_again_completes_on_the_new_branch() {
+    let (mut s, txid) = completed_round();
+    s.on_block(1_300, 103, block(3), &[]);
+    s.on_block(1_400, 104, block(4), &[]);
+    s.on_reorg(1_500, 100);
+    s.on_withdrawn(txid);
+    assert!(s.on_block(1_600, 101, block(11), &[txid]).is_empty());
+    assert_eq!(s.pending(3), Vec::<std::ops::Range<u64>>::new());
+    let due = s.on_block(1_700, 102, block(12), &[]);
+    let [Action::Complete(m)] = due.as_slice() else {
+        panic!("{due:?}")
+    };
+    assert_eq!((m.version.txid, m.block, m.height), (txid, block(11), 101));
+    s.on_completed(1_710, txid, 1_650, 8);
+    assert_eq!(s.state().completed[0].batch, 8);
+    assert_eq!(s.state().completed[0].block, block(11));
+}
+
+/// A reorg no deeper than what is still waiting for confirmations, or
+/// below a completed transaction's block, withdraws nothing; completed
+/// transactions are forgotten once deeper than the watch.
+#[test]
+fn shallow_reorgs_withdraw_nothing_and_deep_completions_are_forgotten() {
+    let (mut s, _) = completed_round();
+    s.on_block(1_300, 103, block(3), &[]);
+    assert!(s.on_reorg(1_400, 101).is_empty(), "its block 101 stays");
+    assert_eq!(s.state().completed.len(), 1);
+    let watch = ots_stamper::stamper::REORG_WATCH_BLOCKS;
+    s.on_block(1_500, 101 + watch - 1, block(5), &[]);
+    assert_eq!(s.state().completed.len(), 1, "still within the watch");
+    s.on_block(1_600, 101 + watch, block(6), &[]);
+    assert!(s.state().completed.is_empty());
+    assert!(s.on_reorg(1_700, 100).is_empty());
+    assert_eq!(s.state().reorged_total, 0);
 }
