@@ -73,6 +73,10 @@ pub struct ChainInfo {
     pub fee_rule: Option<String>,
     /// That rule in words, with the node's estimate.
     pub fee_reason: Option<String>,
+    /// Completed timestamp transactions whose block a reorg deeper than
+    /// the confirmations took out of the best chain (their proofs
+    /// withdrawn, their commitments stamped again), ever; a counter.
+    pub reorged_completed_total: Option<u64>,
 }
 
 /// The stamping backend's state as the HTTP layer sees it:

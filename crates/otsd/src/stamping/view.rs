@@ -54,7 +54,16 @@ pub struct View {
     pub fee: Option<(Amount, u64, Option<FeeChoice>)>,
     /// `--btc-conf-target`, for the fee's reason.
     pub conf_target: u32,
+    /// Completed transactions reorged out of the best chain, most recent
+    /// last (a copy of the persisted list).
+    pub reorged: Vec<ots_stamper::state::Reorged>,
+    /// How many completed transactions reorgs have undone, ever (for
+    /// metrics: `ChainInfo::reorged_completed_total`).
+    pub reorged_total: u64,
 }
+
+/// How long a deep reorg stays on the info page's warnings.
+pub const REORG_WARNING_SECS: u64 = ots_stamper::history::WEEK_SECS;
 
 impl View {
     /// Where journal position `position` stands: the state machine's rule
@@ -186,6 +195,7 @@ pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
     let week = v.history.last_week(now);
     let first = v.unconfirmed.is_none_or(|(_, prior)| prior == 0);
     ChainInfo {
+        reorged_completed_total: Some(v.reorged_total),
         fee_rate: v
             .fee
             .map(|(fee, vsize, _)| fee.to_sat() as f64 / vsize.max(1) as f64),
@@ -230,6 +240,22 @@ pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
                 Pause::Calendar => format!("stamping is paused: {e}"),
             })
             .chain(v.warnings.iter().cloned())
+            .chain(
+                v.reorged
+                    .iter()
+                    .rev()
+                    .filter(|r| r.at.saturating_add(REORG_WARNING_SECS) > now)
+                    .map(|r| {
+                        format!(
+                            "a reorganisation deeper than {} confirmations took block {} (height {}) of completed timestamp transaction {} out of the best chain: its proofs were withdrawn and its {} commitments put back to be stamped again",
+                            v.min_confirmations,
+                            r.block,
+                            r.height,
+                            r.txid,
+                            ots_stamper::ranges::count(&r.ranges)
+                        )
+                    }),
+            )
             .chain(v.set_aside.iter().rev().map(|s| {
                 format!(
                     "timestamp transaction {} (block {}): its proofs could not be stored ({}); its {} commitments were put back to be stamped again",
