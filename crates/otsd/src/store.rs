@@ -22,7 +22,9 @@
 //!   B-tree pages (random keys doubled the file through copy-on-write).
 //!
 //! * `meta`: `"format"` → the store's format version
-//!   ([`STORE_FORMAT_VERSION`]).
+//!   ([`STORE_FORMAT_VERSION`], or [`STORE_FORMAT_WITHDRAWN`]);
+//! * `withdrawn` (format 3): batch id → a seal, for batches whose block a
+//!   reorg took out of the best chain: never served (`withdraw.rs`).
 //!
 //! That is about 8 bytes of tree plus one 20-byte index entry per
 //! commitment (the bytes per commitment on disk, measured by the
@@ -70,7 +72,11 @@
 //! no offline check can prove is the tail's operations (its transaction
 //! bytes): a format-1 tail damaged before the upgrade but still decoding
 //! would be sealed as it is, which is what the format-1 build served. An
-//! unknown version is [`StoreError::UnsupportedFormat`]. A new store is
+//! unknown version is [`StoreError::UnsupportedFormat`]. Format 3 is
+//! format 2 with the `withdrawn` table: a store moves to it with its first
+//! withdrawn batch (a reorg deeper than the stamper's confirmations), so
+//! that a format-2 build, which would serve the withdrawn proofs, refuses
+//! it; a store that never saw such a reorg stays format 2. A new store is
 //! created as `store.redb.new` and renamed into place once initialised, so
 //! an empty or half-written `store.redb` is never the store's own doing.
 
