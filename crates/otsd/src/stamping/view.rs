@@ -346,6 +346,50 @@ mod tests {
     }
 
     #[test]
+    fn each_fee_rule_is_explained_with_the_estimate() {
+        let reason = |rule, estimate, first| fee_reason(&FeeChoice { rule, estimate }, first, 6);
+        assert_eq!(
+            reason(FeeRule::Estimate, Some(20_000), false),
+            "the node's fee estimate for confirmation within 6 blocks (20.0 sat/vB), above the BIP125 minimum for a replacement (the previous fee plus the incremental relay fee)"
+        );
+        assert_eq!(
+            reason(FeeRule::Minimum, Some(1_500), true),
+            "the minimum relay fee rate; the node's estimate (1.5 sat/vB) is lower"
+        );
+        assert!(reason(FeeRule::Cap, Some(90_000), false).starts_with("capped by --btc-max-fee"));
+        assert!(
+            reason(FeeRule::NoEstimate, None, false).ends_with("no fee estimate (too little data)")
+        );
+        assert!(reason(FeeRule::AfterRejection, None, true).contains("refused"));
+    }
+
+    #[test]
+    fn a_deep_reorg_is_counted_and_warned_of_for_a_week() {
+        let view = View {
+            min_confirmations: 6,
+            reorged_total: 3,
+            reorged: vec![ots_stamper::state::Reorged {
+                txid: Txid::from_byte_array([4; 32]),
+                block: BlockHash::from_byte_array([5; 32]),
+                height: 800_000,
+                ranges: vec![0..10, 20..25],
+                batch: 7,
+                at: NOW,
+                withdrawn: true,
+            }],
+            ..View::default()
+        };
+        let c = chain_info_at(&view, NOW + 60);
+        assert_eq!(c.reorged_completed_total, Some(3));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("deeper than 6 confirmations"));
+        assert!(c.warnings[0].contains("its 15 commitments"));
+        let later = chain_info_at(&view, NOW + REORG_WARNING_SECS);
+        assert!(later.warnings.is_empty());
+        assert_eq!(later.reorged_completed_total, Some(3), "counted for good");
+    }
+
+    #[test]
     fn one_warning_per_kind_with_its_latest_figures() {
         let mut shown = Shown::default();
         let wallet = |sat| Warning::WalletTooSmall {
