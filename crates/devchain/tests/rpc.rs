@@ -865,3 +865,40 @@ fn timer_mines_blocks_and_corrupt_state_is_reported() {
         "{err}"
     );
 }
+
+/// A test's market: `devchain_setfeeestimate` (devchain's own, not Core's)
+/// fixes `estimatesmartfee`'s answer, or makes it Core's "no data" shape,
+/// and null returns to the samples; the replies keep Core's shapes.
+#[test]
+fn a_test_sets_the_fee_estimate_and_replies_keep_cores_shape() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (dc, c) = start(&rt, dir.path(), false);
+    assert_eq!(
+        c.call("devchain_setfeeestimate", json!([0.00025])),
+        Value::Null
+    );
+    let est = c.call("estimatesmartfee", json!([6]));
+    assert_shape("estimatesmartfee", &est, &["feerate", "blocks"]);
+    assert_eq!(est["feerate"].as_f64(), Some(0.00025));
+    assert_eq!(est["blocks"], 6);
+    // Direct, in-process, as tests of programs embedding devchain do.
+    dc.with_chain(|chain| {
+        chain.set_fee_estimate(devchain::chain::node::FeeEstimateSetting::Fixed(3_000))
+    });
+    let est = c.call("estimatesmartfee", json!([2]));
+    assert_eq!(est["feerate"].as_f64(), Some(0.00003));
+    c.call("devchain_setfeeestimate", json!(["insufficient"]));
+    let est = c.call("estimatesmartfee", json!([6]));
+    assert_shape("estimatesmartfee", &est, &["errors", "blocks"]);
+    assert_eq!(
+        est["errors"],
+        json!(["Insufficient data or no feerate found"])
+    );
+    // Back to the samples: none on a fresh chain.
+    c.call("devchain_setfeeestimate", json!([null]));
+    let est = c.call("estimatesmartfee", json!([6]));
+    assert_shape("estimatesmartfee", &est, &["errors", "blocks"]);
+    assert_eq!(c.err("devchain_setfeeestimate", json!([-1])).1, -3);
+    rt.block_on(dc.shutdown());
+}

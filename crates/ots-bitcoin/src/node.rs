@@ -80,6 +80,10 @@ pub struct WalletTransaction {
     pub hex: String,
 }
 
+/// The highest fee rate [`FeeEstimate::sat_per_kvb`] gives, sat/kvB
+/// (10 BTC/kvB: far above any fee Bitcoin has seen).
+pub const MAX_FEERATE_SAT_PER_KVB: u64 = 1_000_000_000;
+
 /// `estimatesmartfee`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct FeeEstimate {
@@ -98,6 +102,19 @@ impl FeeEstimate {
     pub fn sat_per_vbyte(&self) -> Option<f64> {
         // BTC/kvB -> sat/vB: × 1e8 sat/BTC ÷ 1000 vB/kvB.
         self.feerate.map(|r| r * 100_000.0)
+    }
+
+    /// The estimate in sat/kvB, clamped to what no fee arithmetic
+    /// overflows on; `None` when the node has none (Core's `errors`, no
+    /// `feerate`) or answers a rate that is not a number. Core's rates are
+    /// whole sat/kvB (BTC with 8 decimals), so rounding to the nearest
+    /// gives them back exactly, where rounding up would add one to the
+    /// float's error (0.00002 × 1e8 is 2000.0000000000002).
+    pub fn sat_per_kvb(&self) -> Option<u64> {
+        // BTC/kvB → sat/kvB: × 1e8 sat/BTC.
+        self.feerate
+            .filter(|r| r.is_finite())
+            .map(|r| (r * 1e8).round().clamp(0.0, MAX_FEERATE_SAT_PER_KVB as f64) as u64)
     }
 }
 
@@ -283,5 +300,36 @@ impl RpcClient {
             .cloned()
             .ok_or_else(|| RpcError::decode("getbalances", "no `mine`"))?;
         serde_json::from_value(mine).map_err(|e| RpcError::decode("getbalances", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_estimates_decode_with_and_without_a_rate() {
+        // Bitcoin Core's two shapes.
+        let some: FeeEstimate =
+            serde_json::from_str(r#"{"feerate": 0.00020123, "blocks": 2}"#).unwrap();
+        assert_eq!(some.sat_per_kvb(), Some(20_123));
+        assert_eq!(some.blocks, 2);
+        let none: FeeEstimate = serde_json::from_str(
+            r#"{"errors": ["Insufficient data or no feerate found"], "blocks": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(none.sat_per_kvb(), None);
+        assert_eq!(none.errors.len(), 1);
+        // Exact where a float is not; absurd rates clamped.
+        let odd = |feerate| FeeEstimate {
+            feerate: Some(feerate),
+            errors: Vec::new(),
+            blocks: 2,
+        };
+        assert_eq!(odd(0.000_02).sat_per_kvb(), Some(2_000));
+        assert_eq!(odd(0.000_010_01).sat_per_kvb(), Some(1_001));
+        assert_eq!(odd(1e300).sat_per_kvb(), Some(MAX_FEERATE_SAT_PER_KVB));
+        assert_eq!(odd(-1.0).sat_per_kvb(), Some(0));
+        assert_eq!(odd(f64::NAN).sat_per_kvb(), None);
     }
 }

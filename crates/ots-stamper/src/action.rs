@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, Txid};
 
-use crate::state::Mined;
+use crate::state::{Mined, Reorged};
 
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,11 @@ pub enum Action {
     Complete(Box<Mined>),
     /// Tell the operator.
     Warn(Warning),
+    /// A reorg took this completed transaction's block out of the best
+    /// chain: stop serving the proofs of its store batch, put its
+    /// commitments back in the pending index (they are stamped again),
+    /// warn, then call [`crate::Stamper::on_withdrawn`].
+    Withdraw(Box<Reorged>),
 }
 
 /// Conditions the operator should know about (log once; show on the info

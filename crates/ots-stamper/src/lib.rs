@@ -1,6 +1,6 @@
 //! A calendar's Bitcoin stamping decisions, as a sans-I/O state machine
 //! ([`stamper`]) with its transaction arithmetic ([`tx`]), journal range
-//! sets ([`ranges`]), the serde [`State`] a runtime persists ([`state`])
+//! sets ([`ranges`]), the fee rules ([`fee`]), the serde [`State`] a runtime persists ([`state`])
 //! and the record of completed transactions ([`history`]).
 //!
 //! Nothing here talks to a node, reads a file or keeps time: the calendar
@@ -13,6 +13,7 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 pub mod action;
+pub mod fee;
 pub mod history;
 pub mod ranges;
 pub mod recover;

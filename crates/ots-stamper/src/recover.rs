@@ -157,6 +157,7 @@ mod tests {
                     kind: crate::tx::InputKind::P2wpkh,
                     change: bitcoin::ScriptBuf::new(),
                 },
+                fee_choice: None,
             },
             block: bitcoin::BlockHash::all_zeros(),
             height: 1,

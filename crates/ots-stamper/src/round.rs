@@ -1,14 +1,16 @@
 //! How a round's transaction is made and remade: funding the first
 //! version from the wallet's largest confirmed output, each replacement
-//! paying the old fee plus the incremental relay fee for its size (BIP125),
-//! the `--btc-max-fee` cap, and giving up a round that never got a
-//! transaction out.
+//! paying the higher of the BIP125 minimum (the old fee plus the
+//! incremental relay fee for its size) and the node's fresh estimate
+//! ([`crate::fee`]), the `--btc-max-fee` cap, and giving up a round that
+//! never got a transaction out.
 
 use std::ops::Range;
 
 use bitcoin::Amount;
 
 use crate::action::{Action, FundingOffer, Warning};
+use crate::fee::{self, FeeChoice, FeeRule};
 use crate::ranges;
 use crate::stamper::{Stamper, UNFUNDED_RETRY_SECS};
 use crate::state::{Attempt, Funding, Round};
@@ -54,10 +56,18 @@ impl Stamper {
             change,
         };
         let vsize = crate::tx::vsize(funding.kind, Some(&funding.change));
-        // A high estimate is capped rather than refused: a capped fee still
-        // gets the round started, and bumps follow block by block.
-        let fee = fee_for(rate, vsize).min(self.config.max_fee);
-        match self.make_attempt(funding, tip, covered, fee, height) {
+        // The relay fee rate or the estimate, whichever is higher. A high
+        // estimate is capped rather than refused: a capped fee still gets
+        // the round started, and bumps follow block by block.
+        let minimum = fee_for(self.config.relay_feerate, vsize);
+        let at_estimate = feerate.map(|r| fee_for(r, vsize));
+        let (fee, rule) = fee::choose(minimum, at_estimate, self.config.max_fee)
+            .unwrap_or((self.config.max_fee, FeeRule::Cap));
+        let choice = FeeChoice {
+            rule,
+            estimate: feerate,
+        };
+        match self.make_attempt(funding, tip, covered, fee, height, choice) {
             Ok(attempt) => {
                 let tx = attempt.tx.clone();
                 self.state.round = Some(Round {
@@ -83,6 +93,7 @@ impl Stamper {
         covered: Vec<Range<u64>>,
         fee: Amount,
         height: u64,
+        choice: FeeChoice,
     ) -> Result<Attempt, DraftError> {
         let input = (funding.outpoint, funding.value, funding.kind);
         let lock = u32::try_from(height).unwrap_or(0);
@@ -96,6 +107,7 @@ impl Stamper {
             fee,
             vsize,
             funding,
+            fee_choice: Some(choice),
         })
     }
 
@@ -125,8 +137,17 @@ impl Stamper {
         }
     }
 
-    /// The runtime computed the tip for a [`Action::Bump`].
-    pub fn on_bump(&mut self, tip: [u8; 32], covered: Vec<Range<u64>>, height: u64) -> Vec<Action> {
+    /// The runtime computed the tip for a [`Action::Bump`] and asked the
+    /// node for its fee estimate (`feerate`, sat/kvB; `None` when it has
+    /// none). The replacement pays the higher of the BIP125 minimum and the
+    /// estimate, at most `--btc-max-fee` (see [`fee`]).
+    pub fn on_bump(
+        &mut self,
+        tip: [u8; 32],
+        covered: Vec<Range<u64>>,
+        height: u64,
+        feerate: Option<u64>,
+    ) -> Vec<Action> {
         let Some(round) = self.state.round.as_ref() else {
             return Vec::new();
         };
@@ -139,9 +160,20 @@ impl Stamper {
         // BIP125: the replacement pays at least the old fee plus the
         // incremental relay fee for its own size.
         let vsize = crate::tx::vsize(latest.funding.kind, Some(&latest.funding.change));
-        let fee = latest.fee + fee_for(self.config.relay_feerate, vsize);
+        let minimum = latest.fee + fee_for(self.config.relay_feerate, vsize);
+        let at_estimate = feerate.map(|r| fee_for(r, vsize));
         let funding = latest.funding.clone();
-        match self.make_attempt(funding, tip, covered, fee, height) {
+        let made = fee::choose(minimum, at_estimate, self.config.max_fee)
+            .map_err(|over| over.minimum)
+            .and_then(|(fee, rule)| {
+                let choice = FeeChoice {
+                    rule,
+                    estimate: feerate,
+                };
+                self.make_attempt(funding, tip, covered, fee, height, choice)
+                    .map_err(|_| fee)
+            });
+        match made {
             Ok(attempt) => {
                 let tx = attempt.tx.clone();
                 if let Some(round) = self.state.round.as_mut() {
@@ -150,7 +182,7 @@ impl Stamper {
                 vec![Action::Sign(tx)]
             }
             Err(_) if self.cap_warned => Vec::new(),
-            Err(_) => {
+            Err(fee) => {
                 self.cap_warned = true;
                 vec![Action::Warn(Warning::FeeCapReached {
                     fee,

@@ -14,7 +14,11 @@
 //! * a mined transaction stays in the state until the runtime reports its
 //!   proofs stored, which it is asked to do only after
 //!   `min_confirmations`; a reorg before that returns it to the round (or
-//!   its commitments to pending).
+//!   its commitments to pending);
+//! * a completed transaction is remembered for [`REORG_WATCH_BLOCKS`]: a
+//!   reorg deeper than `min_confirmations` that takes its block away has
+//!   its proofs withdrawn and its commitments stamped again, and nothing is
+//!   forgotten until the runtime reports the withdrawal done.
 
 use std::ops::Range;
 
@@ -23,7 +27,10 @@ use bitcoin::{Amount, BlockHash, Transaction, Txid};
 pub use crate::action::{Action, BroadcastResult, FundingOffer, Status, Utxo, Warning};
 use crate::history::CompletedTx;
 use crate::ranges;
-pub use crate::state::{Attempt, Funding, Mined, Round, State, TxVersion, STATE_FORMAT};
+pub use crate::state::{
+    Attempt, Completed, Funding, Mined, Reorged, Round, State, TxVersion, MAX_REORGED,
+    REORG_WATCH_BLOCKS, STATE_FORMAT,
+};
 
 /// Fee raise after a "fee too low" rejection: +25 %.
 pub const REJECTION_BUMP_PERCENT: u64 = 25;
@@ -147,6 +154,10 @@ impl Stamper {
             }
         }
         actions.extend(self.final_completions());
+        // Withdrawals a crash interrupted (idempotent).
+        for r in self.state.reorged.iter().filter(|r| !r.withdrawn) {
+            actions.push(Action::Withdraw(Box::new(r.clone())));
+        }
         actions
     }
 
@@ -223,6 +234,7 @@ impl Stamper {
                 fee: attempt.fee,
                 vsize: attempt.vsize,
                 funding: attempt.funding,
+                fee_choice: attempt.fee_choice,
             });
             self.state.returned = ranges::subtract(&self.state.returned, &covered);
             self.state.journal_end = self.state.journal_end.max(end);
@@ -235,7 +247,18 @@ impl Stamper {
         if fee_problem {
             let fee =
                 attempt.fee + attempt.fee * REJECTION_BUMP_PERCENT / 100 + Amount::from_sat(1);
-            match self.make_attempt(attempt.funding, attempt.tip, attempt.ranges, fee, height) {
+            let choice = crate::fee::FeeChoice {
+                rule: crate::fee::FeeRule::AfterRejection,
+                estimate: attempt.fee_choice.and_then(|c| c.estimate),
+            };
+            match self.make_attempt(
+                attempt.funding,
+                attempt.tip,
+                attempt.ranges,
+                fee,
+                height,
+                choice,
+            ) {
                 Ok(new_attempt) => {
                     let tx = new_attempt.tx.clone();
                     if let Some(round) = self.state.round.as_mut() {
@@ -260,6 +283,10 @@ impl Stamper {
         txids: &[Txid],
     ) -> Vec<Action> {
         self.state.best_height = height;
+        // Completed transactions too deep for a reorg we would see.
+        self.state
+            .completed
+            .retain(|c| c.height.saturating_add(REORG_WATCH_BLOCKS) > height);
         let mut actions = Vec::new();
         let in_block = |txid: &Txid| txids.contains(txid);
         if std::mem::take(&mut self.unfunded) && self.state.round.is_none() {
@@ -340,8 +367,47 @@ impl Stamper {
         actions
     }
 
-    /// Blocks above `fork_height` left the best chain.
-    pub fn on_reorg(&mut self, fork_height: u64) -> Vec<Action> {
+    /// Blocks above `fork_height` left the best chain (seen at unix time
+    /// `now`). Mined transactions in them are waiting again; completed
+    /// ones (the reorg is deeper than `min_confirmations`) have proofs
+    /// naming a block no longer in the best chain: each is withdrawn
+    /// ([`Action::Withdraw`]), its commitments pending again, and the
+    /// transaction itself watched in case it is mined again.
+    pub fn on_reorg(&mut self, now: u64, fork_height: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.completed)
+            .into_iter()
+            .partition(|c| c.height > fork_height);
+        self.state.completed = kept;
+        for c in gone {
+            let reorged = Reorged {
+                txid: c.version.txid,
+                block: c.block,
+                height: c.height,
+                ranges: c.version.ranges.clone(),
+                batch: c.batch,
+                at: now,
+                withdrawn: false,
+            };
+            self.state.returned =
+                ranges::normalize([self.state.returned.clone(), c.version.ranges.clone()].concat());
+            if !self.state.orphans.iter().any(|o| o.txid == c.version.txid) {
+                self.state.orphans.push(c.version);
+            }
+            self.state.reorged_total += 1;
+            self.state.reorged.push(reorged.clone());
+            actions.push(Action::Withdraw(Box::new(reorged)));
+        }
+        // Bounded, forgetting the oldest withdrawn ones first (one not
+        // withdrawn yet is kept until it is).
+        while self.state.reorged.len() > MAX_REORGED {
+            match self.state.reorged.iter().position(|r| r.withdrawn) {
+                Some(at) => {
+                    self.state.reorged.remove(at);
+                }
+                None => break,
+            }
+        }
         self.state.best_height = self.state.best_height.min(fork_height);
         let (undone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.mined)
             .into_iter()
@@ -365,7 +431,14 @@ impl Stamper {
                 self.state.orphans.push(m.version);
             }
         }
-        Vec::new()
+        actions
+    }
+
+    /// The runtime withdrew the proofs of reorged-out `txid`.
+    pub fn on_withdrawn(&mut self, txid: Txid) {
+        for r in self.state.reorged.iter_mut().filter(|r| r.txid == txid) {
+            r.withdrawn = true;
+        }
     }
 
     /// Gathering a round's funding failed (the node is unreachable): ask
@@ -408,10 +481,18 @@ impl Stamper {
         self.state.set_aside.drain(..excess);
     }
 
-    /// The proofs of `txid` are stored for good; `block_time` is the
-    /// header time of the block that mined it.
-    pub fn on_completed(&mut self, now: u64, txid: Txid, block_time: u64) {
+    /// The proofs of `txid` are stored, as the store's batch `batch`;
+    /// `block_time` is the header time of the block that mined it. Kept
+    /// in view for [`REORG_WATCH_BLOCKS`] in case a reorg undoes it.
+    pub fn on_completed(&mut self, now: u64, txid: Txid, block_time: u64, batch: u64) {
         if let Some(m) = self.state.mined.iter().find(|m| m.version.txid == txid) {
+            self.state.completed.retain(|c| c.version.txid != txid);
+            self.state.completed.push(Completed {
+                version: m.version.clone(),
+                block: m.block,
+                height: m.height,
+                batch,
+            });
             let done = CompletedTx {
                 txid,
                 fee: m.version.fee,

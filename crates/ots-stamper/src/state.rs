@@ -1,6 +1,7 @@
 //! The stamper's persisted state: the open round and its transaction
 //! versions, mined transactions waiting for confirmations, reorged-out
-//! ones, and the journal cursor. The runtime saves it atomically after
+//! ones, completed ones still shallow enough for a reorg to undo, and the
+//! journal cursor. The runtime saves it atomically after
 //! every change (as JSON, through these serde derives), so a restart
 //! resumes exactly where it stopped.
 
@@ -9,6 +10,7 @@ use std::ops::Range;
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
 use serde::{Deserialize, Serialize};
 
+use crate::fee::FeeChoice;
 use crate::history::History;
 use crate::tx::InputKind;
 
@@ -47,6 +49,10 @@ pub struct TxVersion {
     pub vsize: u64,
     /// The money.
     pub funding: Funding,
+    /// Why it pays that fee (`None` in a state written before this was
+    /// recorded).
+    #[serde(default)]
+    pub fee_choice: Option<FeeChoice>,
 }
 
 /// A transaction being signed or broadcast.
@@ -67,6 +73,10 @@ pub struct Attempt {
     pub vsize: u64,
     /// The money.
     pub funding: Funding,
+    /// Why it pays that fee (`None` in a state written before this was
+    /// recorded).
+    #[serde(default)]
+    pub fee_choice: Option<FeeChoice>,
 }
 
 /// A mined transaction waiting for its confirmations.
@@ -119,6 +129,64 @@ pub struct State {
     /// be stamped again. Shown to the operator.
     #[serde(default)]
     pub set_aside: Vec<SetAside>,
+    /// Completed transactions mined within [`REORG_WATCH_BLOCKS`] of the
+    /// best height: a reorg that takes their block out of the best chain
+    /// is seen, their proofs withdrawn and their commitments stamped again
+    /// (a state written before this existed loads with none).
+    #[serde(default)]
+    pub completed: Vec<Completed>,
+    /// Completed transactions whose block left the best chain, most recent
+    /// last (at most [`MAX_REORGED`]), for the operator and to finish
+    /// withdrawing their proofs after a crash.
+    #[serde(default)]
+    pub reorged: Vec<Reorged>,
+    /// How many completed transactions reorgs have undone, ever.
+    #[serde(default)]
+    pub reorged_total: u64,
+}
+
+/// How deep below the best block a completed transaction's block is still
+/// checked (a day of blocks; the runtime remembers as many block hashes).
+/// A reorg deeper than this is not seen: Bitcoin has never had one
+/// deeper than a few dozen blocks, and then only by a consensus bug.
+pub const REORG_WATCH_BLOCKS: u64 = 144;
+/// Most reorged-out completed transactions remembered.
+pub const MAX_REORGED: usize = 64;
+
+/// A completed transaction whose proofs are stored, remembered while a
+/// reorg could still take its block out of the best chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completed {
+    /// The version that was mined.
+    pub version: TxVersion,
+    /// Its block.
+    pub block: BlockHash,
+    /// The block's height.
+    pub height: u64,
+    /// The proof store's id of the batch holding its proofs.
+    pub batch: u64,
+}
+
+/// A completed transaction whose block left the best chain after its
+/// proofs were stored: they name a block a verifier no longer finds, so
+/// they are withdrawn from serving and its commitments stamped again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reorged {
+    /// The transaction.
+    pub txid: Txid,
+    /// The block it was in.
+    pub block: BlockHash,
+    /// That block's height.
+    pub height: u64,
+    /// The journal positions it covered (pending again since).
+    pub ranges: Vec<Range<u64>>,
+    /// The proof store's batch of its proofs.
+    pub batch: u64,
+    /// Unix time the reorg was seen.
+    pub at: u64,
+    /// Whether the runtime has withdrawn the batch (and put the
+    /// commitments back in its pending index).
+    pub withdrawn: bool,
 }
 
 /// Most set-aside batches remembered (the oldest are forgotten first).
@@ -154,6 +222,9 @@ impl Default for State {
             best_height: 0,
             history: History::default(),
             set_aside: Vec::new(),
+            completed: Vec::new(),
+            reorged: Vec::new(),
+            reorged_total: 0,
         }
     }
 }

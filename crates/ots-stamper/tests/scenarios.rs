@@ -5,6 +5,7 @@
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, Txid};
+use ots_stamper::fee::{FeeChoice, FeeRule};
 use ots_stamper::stamper::{
     Action, BroadcastResult, Config, FundingOffer, Stamper, State, Status, Utxo, Warning,
 };
@@ -170,7 +171,7 @@ fn every_block_without_confirmation_brings_one_higher_paying_replacement() {
     // A block without our transaction: replace, covering new commitments.
     let bump = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 5));
     assert_eq!(bump, Action::Bump(vec![0..3, 3..5]));
-    let second = sign_of(only(s.on_bump([8; 32], vec![0..3, 3..5], 101)));
+    let second = sign_of(only(s.on_bump([8; 32], vec![0..3, 3..5], 101, None)));
     assert_eq!(
         second.input[0].previous_output, first.input[0].previous_output,
         "same input: no double spend"
@@ -224,7 +225,7 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
     let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 1)) else {
         panic!()
     };
-    let warn = only(s.on_bump([7; 32], covered.clone(), 101));
+    let warn = only(s.on_bump([7; 32], covered.clone(), 101, None));
     assert_eq!(
         warn,
         Action::Warn(Warning::FeeCapReached {
@@ -235,7 +236,10 @@ fn the_fee_cap_stops_bumping_with_one_warning() {
     let Action::Bump(covered) = only(block_then_tick(&mut s, 1_200, 102, block(2), &[], 1)) else {
         panic!()
     };
-    assert!(s.on_bump([7; 32], covered, 102).is_empty(), "warned once");
+    assert!(
+        s.on_bump([7; 32], covered, 102, None).is_empty(),
+        "warned once"
+    );
     // The round stays: its transaction may still confirm.
     assert_eq!(s.state().round.as_ref().unwrap().versions.len(), 1);
 }
@@ -246,7 +250,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 5)) else {
         panic!()
     };
-    let second = sign_of(only(s.on_bump([8; 32], covered, 101)));
+    let second = sign_of(only(s.on_bump([8; 32], covered, 101, None)));
     s.on_signed(second);
     s.on_broadcast(1_100, BroadcastResult::Accepted);
 
@@ -276,7 +280,7 @@ fn a_mined_version_is_final_after_min_confirmations() {
     assert_eq!((mined.height, mined.block), (102, block(2)));
     // Not asked twice while the runtime works on it.
     assert!(s.on_block(1_400, 104, block(4), &[]).is_empty());
-    s.on_completed(1_500, txid, 1_150);
+    s.on_completed(1_500, txid, 1_150, 0);
     assert!(s.state().mined.is_empty());
     // Kept for the info page: fee, size and height of the mined version,
     // the block time the runtime reported.
@@ -316,7 +320,7 @@ fn a_reorg_before_finality_returns_the_transaction_to_the_round() {
     let txid = first.compute_txid();
     s.on_block(1_100, 101, block(1), &[txid]);
     assert!(s.state().round.is_none());
-    assert!(s.on_reorg(100).is_empty());
+    assert!(s.on_reorg(1_150, 100).is_empty());
     assert!(s.state().mined.is_empty());
     assert_eq!(s.state().round.as_ref().unwrap().versions[0].txid, txid);
     assert_eq!(s.status(0), Status::Pending);
@@ -344,7 +348,7 @@ fn a_reorg_with_a_new_round_underway_keeps_the_old_transaction_watched() {
     )));
     s.on_signed(tx);
     s.on_broadcast(10_000, BroadcastResult::Accepted);
-    s.on_reorg(100);
+    s.on_reorg(1_150, 100);
     assert_eq!(s.pending(6), vec![0..3]);
     assert_eq!(s.state().orphans.len(), 1);
     s.on_block(10_100, 101, block(7), &[txid]);
@@ -485,4 +489,190 @@ fn a_round_time_from_a_clock_far_ahead_is_bounded() {
     assert!(s.on_tick(now, 5).is_empty());
     assert_eq!(s.state().next_round_at, longest);
     assert_eq!(s.on_tick(longest, 5), vec![Action::Fund(vec![0..5])]);
+}
+
+/// A round's first version (2 sat/vB × 153 vB = 306 sats) under `config`,
+/// then a block without it: the replacement made with the node's estimate
+/// `feerate` (sat/kvB). Returns its fee and the rule recorded with it.
+fn bump_with_estimate(config: Config, feerate: Option<u64>) -> (u64, FeeChoice) {
+    let mut s = Stamper::new(config, State::default());
+    s.on_tick(1_000, 1);
+    let tx = sign_of(only(s.on_funding(
+        1_000,
+        vec![0..1],
+        offer(&[utxo(90_000, 1, 2)], Some(2_000), 100, [7; 32]),
+    )));
+    s.on_signed(tx);
+    s.on_broadcast(1_000, BroadcastResult::Accepted);
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 1)) else {
+        panic!()
+    };
+    let bumped = sign_of(only(s.on_bump([7; 32], covered, 101, feerate)));
+    let attempt = s.state().round.as_ref().unwrap().attempt.clone().unwrap();
+    assert_eq!(attempt.tx, bumped);
+    assert_eq!(
+        attempt.fee.to_sat(),
+        90_000 - bumped.output[1].value.to_sat()
+    );
+    (attempt.fee.to_sat(), attempt.fee_choice.unwrap())
+}
+
+/// BIP125 minimum of the replacement: 306 + 1 sat/vB × 153 vB.
+const BUMP_MINIMUM: u64 = 306 + 153;
+
+#[test]
+fn a_bump_pays_the_bip125_minimum_when_the_estimate_is_lower() {
+    // 1 sat/vB × 153 = 153 sats, below the minimum.
+    let (fee, choice) = bump_with_estimate(config(), Some(1_000));
+    assert_eq!(fee, BUMP_MINIMUM);
+    assert_eq!(
+        choice,
+        FeeChoice {
+            rule: FeeRule::Minimum,
+            estimate: Some(1_000)
+        }
+    );
+}
+
+#[test]
+fn a_bump_pays_the_fresh_estimate_when_it_is_higher() {
+    // The market rose to 20 sat/vB: 3 060 sats, well above the minimum.
+    let (fee, choice) = bump_with_estimate(config(), Some(20_000));
+    assert_eq!(fee, 3_060);
+    assert_eq!(choice.rule, FeeRule::Estimate);
+}
+
+#[test]
+fn a_bump_at_a_high_estimate_is_capped_by_the_max_fee() {
+    let capped = Config {
+        max_fee: Amount::from_sat(2_000),
+        ..config()
+    };
+    let (fee, choice) = bump_with_estimate(capped, Some(20_000));
+    assert_eq!(fee, 2_000, "the cap, above the minimum, below the estimate");
+    assert_eq!(choice.rule, FeeRule::Cap);
+}
+
+#[test]
+fn a_bump_without_an_estimate_pays_the_bip125_minimum() {
+    let (fee, choice) = bump_with_estimate(config(), None);
+    assert_eq!(fee, BUMP_MINIMUM);
+    assert_eq!(
+        choice,
+        FeeChoice {
+            rule: FeeRule::NoEstimate,
+            estimate: None
+        }
+    );
+}
+
+#[test]
+fn a_first_version_records_why_it_pays_its_fee() {
+    let (s, _) = first_version(3);
+    let version = &s.state().round.as_ref().unwrap().versions[0];
+    assert_eq!(
+        version.fee_choice,
+        Some(FeeChoice {
+            rule: FeeRule::Estimate,
+            estimate: Some(2_000)
+        })
+    );
+}
+
+/// A first version over 3 commitments mined at height 101 and completed
+/// at 102 (2 confirmations), stored as batch 7.
+fn completed_round() -> (Stamper, Txid) {
+    let (mut s, first) = first_version(3);
+    let txid = first.compute_txid();
+    assert!(s.on_block(1_100, 101, block(1), &[txid]).is_empty());
+    let due = s.on_block(1_200, 102, block(2), &[]);
+    assert!(matches!(due.as_slice(), [Action::Complete(_)]), "{due:?}");
+    s.on_completed(1_210, txid, 1_150, 7);
+    assert!(s.state().mined.is_empty());
+    assert_eq!(s.state().completed.len(), 1);
+    (s, txid)
+}
+
+/// Issue 17: a reorg deeper than `min_confirmations` takes a completed
+/// transaction's block away: its proofs are withdrawn (the store's batch),
+/// its commitments pending again and stamped in a new round, the
+/// transaction watched in case it is mined again, and all of it counted
+/// and remembered until the runtime reports the withdrawal.
+#[test]
+fn a_reorg_deeper_than_the_confirmations_withdraws_completed_proofs() {
+    let (mut s, txid) = completed_round();
+    s.on_block(1_300, 103, block(3), &[]);
+    s.on_block(1_400, 104, block(4), &[]);
+    // Blocks 101..=104 replaced: depth 4 = min_confirmations + 2.
+    let actions = s.on_reorg(1_500, 100);
+    let [Action::Withdraw(r)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (r.txid, r.batch, r.height, r.block),
+        (txid, 7, 101, block(1))
+    );
+    assert_eq!(r.ranges, vec![0..3]);
+    assert_eq!((r.at, r.withdrawn), (1_500, false));
+    assert!(s.state().completed.is_empty());
+    assert_eq!(s.state().reorged_total, 1);
+    assert_eq!(s.pending(3), vec![0..3], "stamped again");
+    assert_eq!(s.state().orphans[0].txid, txid);
+    // A crash before the withdrawal was done: asked again at start...
+    let again = s.on_start();
+    assert!(
+        again
+            .iter()
+            .any(|a| matches!(a, Action::Withdraw(w) if w.txid == txid)),
+        "{again:?}"
+    );
+    // ...until it is reported.
+    s.on_withdrawn(txid);
+    assert!(s.state().reorged[0].withdrawn);
+    assert!(s
+        .on_start()
+        .iter()
+        .all(|a| !matches!(a, Action::Withdraw(_))));
+    // The next round takes the commitments again.
+    assert_eq!(s.on_tick(100_000, 3), vec![Action::Fund(vec![0..3])]);
+}
+
+/// The reorged-out transaction mined again on the new branch: it is
+/// mined, final after its confirmations and completed once more (a new
+/// batch, on the new block).
+#[test]
+fn a_withdrawn_transaction_mined_again_completes_on_the_new_branch() {
+    let (mut s, txid) = completed_round();
+    s.on_block(1_300, 103, block(3), &[]);
+    s.on_block(1_400, 104, block(4), &[]);
+    s.on_reorg(1_500, 100);
+    s.on_withdrawn(txid);
+    assert!(s.on_block(1_600, 101, block(11), &[txid]).is_empty());
+    assert_eq!(s.pending(3), Vec::<std::ops::Range<u64>>::new());
+    let due = s.on_block(1_700, 102, block(12), &[]);
+    let [Action::Complete(m)] = due.as_slice() else {
+        panic!("{due:?}")
+    };
+    assert_eq!((m.version.txid, m.block, m.height), (txid, block(11), 101));
+    s.on_completed(1_710, txid, 1_650, 8);
+    assert_eq!(s.state().completed[0].batch, 8);
+    assert_eq!(s.state().completed[0].block, block(11));
+}
+
+/// A reorg no deeper than what is still waiting for confirmations, or
+/// below a completed transaction's block, withdraws nothing; completed
+/// transactions are forgotten once deeper than the watch.
+#[test]
+fn shallow_reorgs_withdraw_nothing_and_deep_completions_are_forgotten() {
+    let (mut s, _) = completed_round();
+    s.on_block(1_300, 103, block(3), &[]);
+    assert!(s.on_reorg(1_400, 101).is_empty(), "its block 101 stays");
+    assert_eq!(s.state().completed.len(), 1);
+    let watch = ots_stamper::stamper::REORG_WATCH_BLOCKS;
+    s.on_block(1_500, 101 + watch - 1, block(5), &[]);
+    assert_eq!(s.state().completed.len(), 1, "still within the watch");
+    s.on_block(1_600, 101 + watch, block(6), &[]);
+    assert!(s.state().completed.is_empty());
+    assert!(s.on_reorg(1_700, 100).is_empty());
+    assert_eq!(s.state().reorged_total, 0);
 }

@@ -340,7 +340,9 @@ pub struct BitcoinArgs {
     /// Use Bitcoin regtest.
     #[arg(long = "btc-regtest")]
     pub btc_regtest: bool,
-    /// Confirmation target for fee estimation, blocks.
+    /// Confirmation target for fee estimation, blocks: a round's first
+    /// version and every bump pay at least `estimatesmartfee` for it
+    /// (capped by --btc-max-fee).
     #[arg(long = "btc-conf-target", default_value_t = DEFAULT_BTC_CONF_TARGET)]
     pub btc_conf_target: u32,
     /// Minimum relay fee rate, sat/vB.

@@ -206,6 +206,7 @@ impl InfoPage {
              <p>Pending commitments: {pending}<br>\n\
              Transactions waiting for confirmation: {waiting}<br>\n\
              Most recent unconfirmed timestamp tx: {tx} ({prior} prior versions)<br>\n\
+             {fee}\
              Most recent merkle tree tip: {tip}<br>\n\
              Best-block: {best}, height {height}<br>\n<br>\n\
              Wallet balance: {balance} (confirmed)</p>\n<hr>\n\
@@ -220,6 +221,10 @@ impl InfoPage {
             waiting = num(c.txs_waiting_for_confirmation),
             tx = linked(&c.most_recent_tx, "tx"),
             prior = num(c.prior_versions),
+            fee = c.fee_rate.map_or(String::new(), |rate| {
+                let why = c.fee_reason.as_deref().map_or(String::new(), |r| format!(": {}", e(r)));
+                format!("Its fee rate: {rate:.1} sat/vB{why}<br>\n")
+            }),
             tip = opt(&self.tip),
             best = linked(&c.best_block, "block"),
             height = num(c.block_height),
@@ -418,6 +423,29 @@ mod tests {
         assert!(!html.contains("/address/"), "{html}");
         assert!(!html.contains("\"></a>"), "an empty link: {html}");
         assert_eq!(hrefs(&html), ["https://opentimestamps.org"]);
+    }
+
+    #[test]
+    fn the_unconfirmed_transactions_fee_rate_is_shown_with_its_reason() {
+        let chain = ChainInfo {
+            most_recent_tx: Some("11".repeat(32)),
+            fee_rate: Some(20.04),
+            fee_rule: Some("estimate".into()),
+            fee_reason: Some("the estimate <20 sat/vB>".into()),
+            ..ChainInfo::default()
+        };
+        let page = InfoPage::new(&config(None), 0, None, chain);
+        let html = page.html();
+        assert!(
+            html.contains("Its fee rate: 20.0 sat/vB: the estimate &lt;20 sat/vB&gt;<br>"),
+            "{html}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&page.json()).unwrap();
+        assert_eq!(v["fee_rule"], "estimate");
+        assert_eq!(v["fee_rate"], 20.04);
+        // Nothing unconfirmed: no fee line.
+        let calm = InfoPage::new(&config(None), 0, None, ChainInfo::default()).html();
+        assert!(!calm.contains("fee rate"), "{calm}");
     }
 
     #[test]

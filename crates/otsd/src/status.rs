@@ -65,6 +65,18 @@ pub struct ChainInfo {
     /// Conditions the operator should act on (an unreachable node, an
     /// empty wallet, the fee cap), until stamping proceeds again.
     pub warnings: Vec<String>,
+    /// Fee rate of the most recent unconfirmed timestamp transaction, in
+    /// sat/vB (its fee over its estimated size).
+    pub fee_rate: Option<f64>,
+    /// The rule that chose that fee: `estimate`, `minimum`,
+    /// `no_estimate`, `cap` or `after_rejection` (`ots_stamper::fee`).
+    pub fee_rule: Option<String>,
+    /// That rule in words, with the node's estimate.
+    pub fee_reason: Option<String>,
+    /// Completed timestamp transactions whose block a reorg deeper than
+    /// the confirmations took out of the best chain (their proofs
+    /// withdrawn, their commitments stamped again), ever; a counter.
+    pub reorged_completed_total: Option<u64>,
 }
 
 /// The stamping backend's state as the HTTP layer sees it:

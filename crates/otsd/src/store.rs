@@ -22,7 +22,9 @@
 //!   B-tree pages (random keys doubled the file through copy-on-write).
 //!
 //! * `meta`: `"format"` → the store's format version
-//!   ([`STORE_FORMAT_VERSION`]).
+//!   ([`STORE_FORMAT_VERSION`], or [`STORE_FORMAT_WITHDRAWN`]);
+//! * `withdrawn` (format 3): batch id → a seal, for batches whose block a
+//!   reorg took out of the best chain: never served (`withdraw.rs`).
 //!
 //! That is about 8 bytes of tree plus one 20-byte index entry per
 //! commitment (the bytes per commitment on disk, measured by the
@@ -70,7 +72,11 @@
 //! no offline check can prove is the tail's operations (its transaction
 //! bytes): a format-1 tail damaged before the upgrade but still decoding
 //! would be sealed as it is, which is what the format-1 build served. An
-//! unknown version is [`StoreError::UnsupportedFormat`]. A new store is
+//! unknown version is [`StoreError::UnsupportedFormat`]. Format 3 is
+//! format 2 with the `withdrawn` table: a store moves to it with its first
+//! withdrawn batch (a reorg deeper than the stamper's confirmations), so
+//! that a format-2 build, which would serve the withdrawn proofs, refuses
+//! it; a store that never saw such a reorg stays format 2. A new store is
 //! created as `store.redb.new` and renamed into place once initialised, so
 //! an empty or half-written `store.redb` is never the store's own doing.
 
@@ -91,6 +97,7 @@ use crate::journal::JournalReader;
 pub mod batchcache;
 mod lookup;
 mod open;
+mod withdraw;
 
 /// Name of the store database in the calendar directory.
 pub const STORE_FILE: &str = "store.redb";
@@ -100,6 +107,12 @@ pub const STORE_NEW_FILE: &str = "store.redb.new";
 /// The format this build writes and reads (format 1, without checksums
 /// and without a version, is upgraded when opened).
 pub const STORE_FORMAT_VERSION: u64 = 2;
+/// The format of a store some batch of which was withdrawn (format 2 and
+/// the `withdrawn` table, see [`Store::withdraw_batch`]); this build reads
+/// both, and writes it with the first withdrawal.
+pub const STORE_FORMAT_WITHDRAWN: u64 = 3;
+/// What a `withdrawn` row's checksum hashes first.
+pub const WITHDRAWN_DOMAIN: &[u8] = b"otsd store withdrawn batch\0";
 /// Tree levels below this one are rebuilt from the journal (a group of
 /// `2^GROUP_BITS` commitments) instead of being stored.
 pub const GROUP_BITS: u32 = 3;
@@ -117,6 +130,8 @@ const LEVELS: TableDefinition<(u64, u8, u64), &[u8]> = TableDefinition::new("lev
 const INDEX: TableDefinition<(u32, u64), u64> = TableDefinition::new("index");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
+/// Batch id → its seal: batches whose proofs are withdrawn.
+const WITHDRAWN: TableDefinition<u64, &[u8]> = TableDefinition::new("withdrawn");
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +312,8 @@ pub struct Store {
     cache_levels: AtomicBool,
     /// Set when redb panicked: writes are refused from then on.
     broken: AtomicBool,
+    /// Batches never served again (see [`Store::withdraw_batch`]).
+    withdrawn: std::sync::RwLock<std::collections::HashSet<u64>>,
 }
 
 impl Store {
@@ -316,10 +333,12 @@ impl Store {
         })
     }
 
-    /// Adds the completed proofs of a batch in one transaction (one fsync).
-    /// Checks that the commitments are the journal's records and that their
-    /// tree leads to the tail's message.
-    pub fn add_batch(&self, batch: CompletedBatch) -> Result<(), StoreError> {
+    /// Adds the completed proofs of a batch in one transaction (one fsync);
+    /// returns its id. Checks that the commitments are the journal's
+    /// records and that their tree leads to the tail's message. Their
+    /// index entries now lead to this batch (a commitment stamped again
+    /// after a withdrawal is served from its new batch).
+    pub fn add_batch(&self, batch: CompletedBatch) -> Result<u64, StoreError> {
         if self.broken.load(Ordering::Relaxed) {
             return Err(StoreError::Unreadable {
                 path: self.path.clone(),
@@ -329,7 +348,7 @@ impl Store {
         self.guarded("adding a batch", || self.add_batch_inner(batch))
     }
 
-    fn add_batch_inner(&self, batch: CompletedBatch) -> Result<(), StoreError> {
+    fn add_batch_inner(&self, batch: CompletedBatch) -> Result<u64, StoreError> {
         let n = batch.commitments.len();
         if n == 0 || n > u32::MAX as usize {
             return Err(StoreError::BadBatch("batch size out of range"));
@@ -379,9 +398,10 @@ impl Store {
 
         let op = "adding a batch";
         let txn = self.db.begin_write().map_err(db(op))?;
+        let id;
         {
             let mut batches = txn.open_table(BATCHES).map_err(db(op))?;
-            let id = batches
+            id = batches
                 .last()
                 .map_err(db(op))?
                 .map_or(0, |(k, _)| k.value() + 1);
@@ -416,7 +436,7 @@ impl Store {
             }
         }
         txn.commit().map_err(db(op))?;
-        Ok(())
+        Ok(id)
     }
 
     /// Rewrites the database without free pages (redb keeps the pages freed
@@ -495,7 +515,9 @@ impl Store {
         self.guarded(op, || {
             let txn = self.db.begin_read().map_err(db(op))?;
             let index = txn.open_table(INDEX).map_err(db(op))?;
-            Ok(index.get(index_key(commitment)).map_err(db(op))?.is_some())
+            let found = index.get(index_key(commitment)).map_err(db(op))?;
+            // A withdrawn batch's commitments have no proof to serve.
+            Ok(found.is_some_and(|v| !self.is_withdrawn(v.value() >> 32)))
         })
     }
 

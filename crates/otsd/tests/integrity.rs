@@ -540,11 +540,11 @@ fn versions_double_opens_and_leftovers() {
         const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
         let db = redb::Database::open(f.store_path()).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("format", 3).unwrap();
+        txn.open_table(META).unwrap().insert("format", 99).unwrap();
         txn.commit().unwrap();
     }
     match Store::open(&f.cal, f.reader.clone()) {
-        Err(e @ StoreError::UnsupportedFormat { found: 3, .. }) => {
+        Err(e @ StoreError::UnsupportedFormat { found: 99, .. }) => {
             assert!(e.to_string().contains("store.redb"), "{e}")
         }
         other => panic!("{other:?}"),

@@ -704,3 +704,205 @@ async fn a_bad_record_in_a_mined_batch_is_set_aside_and_stamping_goes_on() {
     assert_ne!(cal.timestamp(&batch[0]).await.0, 200);
     cal.kill().await;
 }
+
+/// Issue 17, market fees: devchain's fee estimate rises to 25 sat/vB and
+/// the bump at the next block pays at least that rate (the mempool's own
+/// figures), far above the BIP125 minimum; the info page says why. Then
+/// the estimate falls below the minimum: the next bump pays the minimum,
+/// still more than before. Mined, every proof completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rising_fee_estimate_is_paid_by_the_next_bump() {
+    const RISEN_SAT_PER_KVB: u64 = 25_000;
+    let node = TestNode::start(Backend::Dev).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let commitments = cal.post(2).await;
+    let first = until_mempool_tx(&node).await;
+    cal.until_recorded(&first).await;
+    let first_rate = node.mempool_rate(&first).await;
+    assert!(first_rate < 5.0, "a quiet market first: {first_rate}");
+    let outpoints = node.inputs(&first).await;
+
+    node.set_fee_estimate(RISEN_SAT_PER_KVB);
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    let risen = until_mempool_tx(&node).await;
+    assert_ne!(risen, first, "replaced at the block");
+    assert_eq!(node.inputs(&risen).await, outpoints, "a replacement");
+    let rate = node.mempool_rate(&risen).await;
+    assert!(
+        rate >= RISEN_SAT_PER_KVB as f64 / 1000.0,
+        "the bump pays the new estimate: {rate} sat/vB"
+    );
+    cal.until_recorded(&risen).await;
+    let info = cal.info().await;
+    assert_eq!(info["fee_rule"], "estimate", "{info}");
+    assert!(info["fee_rate"].as_f64().unwrap() >= 25.0, "{info}");
+    assert!(
+        info["fee_reason"].as_str().unwrap().contains("25.0 sat/vB"),
+        "{info}"
+    );
+
+    // The market falls: the BIP125 minimum, above the new estimate.
+    let risen_fee = node.mempool_fee(&risen).await;
+    node.set_fee_estimate(1_000);
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    let after = until_mempool_tx(&node).await;
+    assert_ne!(after, risen);
+    assert!(node.mempool_fee(&after).await > risen_fee);
+    cal.until_recorded(&after).await;
+    assert_eq!(cal.info().await["fee_rule"], "minimum");
+
+    node.mine(2).await;
+    cal.until_complete(&node, &commitments).await;
+    cal.kill().await;
+}
+
+/// Whether `body` is a proof of `commitment` whose Bitcoin attestation
+/// verifies against `node`'s best chain now.
+async fn verifies_on_best_chain(
+    node: &ots_bitcoin::RpcClient,
+    commitment: &[u8],
+    body: &[u8],
+) -> bool {
+    let Ok(proof) = ots_proof::Timestamp::deserialize(body, commitment) else {
+        return false;
+    };
+    let attested = proof
+        .all_attestations()
+        .into_iter()
+        .find_map(|(msg, a)| match a {
+            Attestation::Bitcoin { height } => Some((msg.to_vec(), *height)),
+            _ => None,
+        });
+    let Some((msg, height)) = attested else {
+        return false;
+    };
+    let Ok(Some(hash)) = node.block_hash(height).await else {
+        return false;
+    };
+    let Ok(Some(header)) = node.block_header(&hash).await else {
+        return false;
+    };
+    ots_proof::verify::verify_bitcoin_header(&msg, &header).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_the_confirmations_restamps_the_completed_proofs() {
+    for backend in Backend::all() {
+        deep_reorg(backend).await;
+    }
+}
+
+/// Issue 17: proofs completed at 2 confirmations, then a reorg of depth
+/// 2 + 2 replaces their block. Once the calendar has seen it, no GET
+/// answers a proof that fails against the best chain (polled all along);
+/// the commitments are pending, the reorg is on the info page and counted,
+/// and every commitment (those of the reorged batch, one of the round in
+/// flight and one posted after) ends with a proof verifying against the
+/// new best chain.
+async fn deep_reorg(backend: Backend) {
+    const MIN_CONFIRMATIONS: usize = 2;
+    let node = TestNode::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = init_calendar(dir.path());
+    let cal = Cal::start(&cal_dir, &node, &[]).await;
+    let (first, second) = tokio::join!(cal.post(1), cal.post(1));
+    let posted = [first, second].concat();
+    let tx = until_mempool_tx(&node).await;
+    cal.until_recorded(&tx).await;
+    let (end, _) = cursor(&cal.state());
+    let stamped = posted[..end as usize].to_vec();
+    let mined_in = node.mine(1).await.remove(0);
+    assert_eq!(
+        &block_txids(&node, &mined_in).await[1..],
+        std::slice::from_ref(&tx)
+    );
+    node.mine_empty().await;
+    let heights = cal.until_complete(&node, &stamped).await;
+    let mined_height = heights[0];
+    // Buried to depth 4, a round in flight with the rest.
+    node.mine_empty().await;
+    node.mine_empty().await;
+    cal.until_synced(&node).await;
+    let later = cal.post(1).await;
+
+    // Blocks mined_height.. (4 of them) replaced by a longer branch.
+    let _: Value = node.call("invalidateblock", json!([mined_in])).await;
+    for _ in 0..=MIN_CONFIRMATIONS + 2 {
+        node.mine_empty().await;
+    }
+    let depth = node.height().await + 1 - mined_height;
+    assert_eq!(
+        depth,
+        MIN_CONFIRMATIONS as u64 + 3,
+        "the new branch is one longer"
+    );
+    until("the calendar to see the reorg", || async {
+        (cal.timestamp(&stamped[0]).await.0 != 200).then_some(())
+    })
+    .await;
+
+    // From now on, every 200 verifies against the best chain.
+    let all: Vec<Vec<u8>> = posted.iter().chain(&later).cloned().collect();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let poller = {
+        let (addr, client, all) = (cal.addr, node.node(), all.clone());
+        tokio::spawn(async move {
+            let (mut wrong, mut pending, mut served) = (Vec::new(), 0usize, 0usize);
+            while !*stop_rx.borrow() {
+                for c in &all {
+                    let path = format!("/timestamp/{}", hex::encode(c));
+                    let reply = get(addr, &path, "").await;
+                    match reply.status {
+                        200 if verifies_on_best_chain(&client, c, &reply.body).await => served += 1,
+                        200 => wrong.push(hex::encode(c)),
+                        404 => pending += 1,
+                        other => panic!("GET {path}: {other}"),
+                    }
+                }
+                tokio::select! {
+                    _ = stop_rx.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+            (wrong, pending, served)
+        })
+    };
+    for c in &stamped {
+        assert_eq!(cal.reason(c).await, PENDING, "pending again, not lost");
+    }
+    let info = until("the reorg on the info page", || async {
+        let info = cal.info().await;
+        (info["reorged_completed_total"] == json!(1)).then_some(info)
+    })
+    .await;
+    let warnings = info["warnings"].to_string();
+    assert!(
+        warnings.contains("reorganisation deeper than 2"),
+        "{warnings}"
+    );
+    assert!(warnings.contains(&tx), "{warnings}");
+    assert_eq!(cal.log_count("proofs are withdrawn"), 1);
+
+    mine_until_complete(&cal, &node, &all).await;
+    stop_tx.send(true).unwrap();
+    let (wrong, pending, served) = poller.await.unwrap();
+    assert!(
+        wrong.is_empty(),
+        "wrong proofs served after the reorg: {wrong:?}"
+    );
+    assert!(
+        pending > 0 && served > 0,
+        "{pending} pending, {served} served"
+    );
+    // Complete on the new branch, never on the replaced block.
+    let client = node.node();
+    for height in cal.until_complete(&node, &all).await {
+        let hash = client.block_hash(height).await.unwrap().unwrap();
+        assert_ne!(hash.to_string(), mined_in);
+    }
+    cal.kill().await;
+}

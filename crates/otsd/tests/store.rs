@@ -286,3 +286,59 @@ async fn server_serves_completed_proofs_and_chunks() {
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// Issue 17: a withdrawn batch (its block left the best chain) is never
+/// served, not counted as proved, stays withdrawn across a reopen (the
+/// store then reads as format 3), and its commitments stamped again into a
+/// new batch are served from it. Other batches are untouched.
+#[test]
+fn a_withdrawn_batch_is_not_served_until_its_commitments_are_stamped_again() {
+    let mut f = Fixture::new();
+    let store = Store::open(&f.cal, f.reader.clone()).unwrap();
+    let kept = f.commit(3);
+    let gone = f.commit(20);
+    assert_eq!(store.add_batch(batch(kept.clone(), 5)).unwrap(), 0);
+    let id = store.add_batch(batch(gone.clone(), 6)).unwrap();
+    assert_eq!(id, 1);
+    check(&store, &gone[0].1, 6);
+    store.withdraw_batch(id).unwrap();
+    store.withdraw_batch(id).unwrap(); // idempotent
+    store.withdraw_batch(77).unwrap(); // no such batch: nothing
+    let absent = |store: &Store| {
+        gone.iter().all(|(_, c)| {
+            store.get(c).unwrap().is_none()
+                && store.get_serialized(c).unwrap().is_none()
+                && !store.contains(c).unwrap()
+        })
+    };
+    assert!(absent(&store));
+    check(&store, &kept[0].1, 5);
+    drop(store);
+
+    let store = Store::open(&f.cal, f.reader.clone()).unwrap();
+    assert!(store.is_withdrawn(id) && !store.is_withdrawn(0));
+    assert_eq!(store.withdrawn_batches(), 1);
+    assert!(absent(&store));
+    {
+        drop(store);
+        const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(f.cal.join("store.redb")).unwrap();
+        let txn = db.begin_read().unwrap();
+        let format = txn
+            .open_table(META)
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap();
+        assert_eq!(format.value(), otsd::store::STORE_FORMAT_WITHDRAWN);
+    }
+    let store = Store::open(&f.cal, f.reader.clone()).unwrap();
+    // Stamped again, on another block: served from the new batch.
+    let again = store.add_batch(batch(gone.clone(), 9)).unwrap();
+    assert_eq!(again, 2);
+    for (_, c) in &gone {
+        check(&store, c, 9);
+        assert!(store.contains(c).unwrap());
+    }
+    check(&store, &kept[2].1, 5);
+}

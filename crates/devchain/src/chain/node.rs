@@ -49,7 +49,25 @@ pub struct Chain {
     pub(crate) unloaded: BTreeMap<String, WalletSnapshot>,
     pub(crate) mock_time: u64,
     fee_samples: VecDeque<FeeSample>,
+    /// What `estimatesmartfee` answers instead of the samples' median,
+    /// when a test set it (never persisted).
+    fee_estimate: FeeEstimateSetting,
     pub(crate) journal: Journal,
+}
+
+/// Where `estimatesmartfee`'s answer comes from: a devchain-only knob for
+/// tests (Bitcoin Core has none), set with [`Chain::set_fee_estimate`] or
+/// the `devchain_setfeeestimate` RPC. Not persisted: a restarted devchain
+/// estimates from its samples again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FeeEstimateSetting {
+    /// The median of confirmed samples (see [`Chain::estimate_fee`]).
+    #[default]
+    Samples,
+    /// This rate, sat/kvB, for every target.
+    Fixed(u64),
+    /// No estimate: Core's "Insufficient data" answer.
+    Insufficient,
 }
 
 impl Default for Chain {
@@ -68,6 +86,7 @@ impl Chain {
             unloaded: BTreeMap::new(),
             mock_time: 0,
             fee_samples: VecDeque::new(),
+            fee_estimate: FeeEstimateSetting::Samples,
             journal: Journal::default(),
         }
     }
@@ -258,11 +277,23 @@ impl Chain {
         Ok(())
     }
 
-    /// `estimatesmartfee`: the median fee rate (sat/kvB) of transactions
+    /// Sets where [`Chain::estimate_fee`] answers from (a test's market:
+    /// a fixed rate, or no data), or back to the samples.
+    pub fn set_fee_estimate(&mut self, setting: FeeEstimateSetting) {
+        self.fee_estimate = setting;
+    }
+
+    /// `estimatesmartfee`: unless a test fixed it
+    /// ([`Chain::set_fee_estimate`]), the median fee rate (sat/kvB) of transactions
     /// that confirmed within `target` blocks over the last
     /// [`FEE_ESTIMATE_WINDOW`] blocks, never below the minimum relay fee;
     /// `None` with too few samples (Core's "Insufficient data").
     pub fn estimate_fee(&self, target: u32) -> Option<u64> {
+        match self.fee_estimate {
+            FeeEstimateSetting::Samples => {}
+            FeeEstimateSetting::Fixed(rate) => return Some(rate),
+            FeeEstimateSetting::Insufficient => return None,
+        }
         let mut rates: Vec<u64> = self
             .fee_samples
             .iter()

@@ -13,13 +13,15 @@ use bitcoin::Block;
 use serde_json::Value;
 
 use crate::chain::block::MAX_BLOCK_WEIGHT;
-use crate::chain::node::{Chain, MAX_CONF_TARGET};
+use crate::chain::node::{Chain, FeeEstimateSetting, MAX_CONF_TARGET};
 use crate::error::Error;
 use crate::json::Json;
 use crate::mempool::pool::{INCREMENTAL_RELAY_FEE_SAT_PER_KVB, MIN_RELAY_FEE_SAT_PER_KVB};
 use crate::obj;
 use crate::rpc::mempool::{mempool_entry, mempool_info, send_raw, test_accept};
-use crate::rpc::params::{code, decode_tx, parse_address, Params, RpcError, RpcResult};
+use crate::rpc::params::{
+    amount_from_value, code, decode_tx, parse_address, Params, RpcError, RpcResult,
+};
 use crate::rpc::rawtx::{create_raw, raw_transaction, txout};
 use crate::rpc::txjson;
 
@@ -123,6 +125,18 @@ pub fn dispatch(chain: &mut Chain, method: &str, params: &Value) -> Option<RpcRe
                 Some(rate) => obj! { "feerate" => Json::Amount(rate as i64), "blocks" => target },
                 None => obj! { "errors" => vec!["Insufficient data or no feerate found"], "blocks" => 0 },
             })
+        }),
+        // Not Core's: a test's market. `feerate` in BTC/kvB fixes the
+        // estimate for every target, "insufficient" makes it Core's "no
+        // data" answer, null returns to the samples.
+        "devchain_setfeeestimate" => p(&["feerate"], 0).and_then(|p| {
+            let setting = match p.get(0) {
+                None | Some(Value::Null) => FeeEstimateSetting::Samples,
+                Some(Value::String(s)) if s == "insufficient" => FeeEstimateSetting::Insufficient,
+                Some(v) => FeeEstimateSetting::Fixed(amount_from_value(v)?.to_sat()),
+            };
+            chain.set_fee_estimate(setting);
+            Ok(Json::Null)
         }),
         "generatetoaddress" => p(&["nblocks", "address", "maxtries"], 2).and_then(|p| {
             let n = p.int(0)?.unwrap_or(0).max(0) as u32;

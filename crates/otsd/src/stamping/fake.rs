@@ -92,6 +92,9 @@ struct Chain {
     broadcasts: Vec<Txid>,
     /// Methods called, in order.
     calls: Vec<&'static str>,
+    /// What `estimatesmartfee` answers, BTC/kvB (`None`: Core's "no
+    /// estimate" shape).
+    estimate: Option<f64>,
 }
 
 /// The wallet's script.
@@ -123,6 +126,7 @@ impl FakeNode {
             forgotten: Vec::new(),
             broadcasts: Vec::new(),
             calls: Vec::new(),
+            estimate: Some(FEERATE_BTC_PER_KVB),
         })));
         node.mine_empty();
         if funded {
@@ -146,6 +150,17 @@ impl FakeNode {
             wallet_script(),
             height,
         ));
+    }
+
+    /// `estimatesmartfee` answers `feerate` (BTC/kvB) from now on, or,
+    /// with `None`, that it has too little data.
+    pub fn set_estimate(&self, feerate: Option<f64>) {
+        self.chain().estimate = feerate;
+    }
+
+    /// The mempool's transactions.
+    pub fn mempool_txs(&self) -> Vec<Transaction> {
+        self.chain().mempool.clone()
     }
 
     /// Every call fails with `fault` until [`FakeNode::up`].
@@ -379,11 +394,18 @@ impl Wallet for FakeNode {
     }
 
     async fn estimate_smart_fee(&self, conf_target: u32) -> Result<FeeEstimate, RpcError> {
-        let _c = self.enter("estimatesmartfee")?;
-        Ok(FeeEstimate {
-            feerate: Some(FEERATE_BTC_PER_KVB),
-            errors: Vec::new(),
-            blocks: conf_target,
+        let c = self.enter("estimatesmartfee")?;
+        Ok(match c.estimate {
+            Some(rate) => FeeEstimate {
+                feerate: Some(rate),
+                errors: Vec::new(),
+                blocks: conf_target,
+            },
+            None => FeeEstimate {
+                feerate: None,
+                errors: vec!["Insufficient data or no feerate found".into()],
+                blocks: 0,
+            },
         })
     }
 

@@ -1,9 +1,10 @@
 //! What the runner gathers for the stamper's actions, from the journal and
 //! the node: a round's Merkle tip, its funding (wallet outputs, fee
-//! estimate, change address, height), and a mined transaction's proofs,
-//! built and stored. The journal's records go to the store as they are
-//! (one commitment form), and their leaves follow the store's one rule,
-//! [`crate::store::leaf`].
+//! estimate, change address, height), the fresh fee estimate of a bump,
+//! and a mined transaction's proofs, built and stored (or withdrawn, after
+//! a reorg deeper than the confirmations). The journal's
+//! records go to the store as they are (one commitment form), and their
+//! leaves follow the store's one rule, [`crate::store::leaf`].
 
 use std::ops::Range;
 use std::str::FromStr;
@@ -11,14 +12,14 @@ use std::str::FromStr;
 use bitcoin::{Address, ScriptBuf};
 use ots_bitcoin::timestamp_from_block;
 use ots_proof::{MerkleTree, Timestamp};
-use ots_stamper::stamper::{FundingOffer, Mined, Utxo};
+use ots_stamper::stamper::{FundingOffer, Mined, Reorged, Utxo};
 
 use super::node::{ChainSource, Wallet};
 use super::runner::{Runner, StepError};
 use crate::calendar::Commitment;
 use crate::journal::JournalReader;
 use crate::status::PendingIndex;
-use crate::store::{leaf, CompletedBatch, Store, StoreError};
+use crate::store::{commitment_bytes, leaf, CompletedBatch, Store, StoreError};
 
 /// Journal records read per request.
 pub const READ_CHUNK: usize = 65_536;
@@ -54,25 +55,50 @@ pub fn merkle_tip(commitments: &[(u64, Commitment)]) -> Option<[u8; 32]> {
 
 /// Stores the proofs of `commitments` (in leaf order; `tail` is the proof
 /// from their Merkle root to the block) as one batch, durably, then takes
-/// them out of the pending index. The store refuses, storing nothing,
-/// records that are not the journal's or a tail not rooted at their tree.
+/// them out of the pending index; returns the batch's id. The store
+/// refuses, storing nothing, records that are not the journal's or a tail
+/// not rooted at their tree.
 pub fn store_batch(
     store: &Store,
     pending: &PendingIndex,
     commitments: Vec<(u64, Commitment)>,
     tail: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let batch = CompletedBatch { commitments, tail };
-    store.add_batch(batch.clone())?;
+    let id = store.add_batch(batch.clone())?;
     for (index, record) in &batch.commitments {
         pending.remove_at(record, *index);
     }
-    Ok(())
+    Ok(id)
 }
 
 impl<N: ChainSource + Wallet> Runner<N> {
+    /// Withdraws the proofs of reorged-out `r` from the store and puts its
+    /// commitments back in the pending index (once each), so that GET
+    /// answers "pending" until they are stamped again.
+    pub(super) fn withdraw(&self, r: &Reorged) -> Result<usize, StepError> {
+        self.store.withdraw_batch(r.batch)?;
+        let commitments = read_commitments(&self.journal, &r.ranges)?;
+        for (position, record) in &commitments {
+            if self.pending.lookup(commitment_bytes(record)) != Some(*position) {
+                self.pending.insert(record, *position);
+            }
+        }
+        Ok(commitments.len())
+    }
+
     pub(super) fn tip_of(&self, covered: &[Range<u64>]) -> Result<[u8; 32], StepError> {
         merkle_tip(&read_commitments(&self.journal, covered)?).ok_or(StepError::NothingToStamp)
+    }
+
+    /// The node's fee estimate for `--btc-conf-target`, sat/kvB; `None`
+    /// when it has none (too little data).
+    pub(super) async fn fee_estimate(&self) -> Result<Option<u64>, StepError> {
+        let estimate = self
+            .node
+            .estimate_smart_fee(self.config.conf_target)
+            .await?;
+        Ok(estimate.sat_per_kvb())
     }
 
     pub(super) async fn gather_funding(
@@ -93,14 +119,7 @@ impl<N: ChainSource + Wallet> Runner<N> {
                 })
             })
             .collect();
-        let estimate = self
-            .node
-            .estimate_smart_fee(self.config.conf_target)
-            .await?;
-        // BTC/kvB → sat/kvB, rounded up.
-        let feerate = estimate
-            .feerate
-            .map(|r| (r * 1e8).ceil().clamp(0.0, 1e12) as u64);
+        let feerate = self.fee_estimate().await?;
         let address = self.node.raw_change_address().await?;
         let change = match Address::from_str(&address) {
             Ok(a) => a.assume_checked().script_pubkey(),
@@ -116,8 +135,9 @@ impl<N: ChainSource + Wallet> Runner<N> {
         })
     }
 
-    /// Stores the proofs of `mined`; returns how many and the block time.
-    pub(super) async fn complete(&self, mined: &Mined) -> Result<(usize, u64), StepError> {
+    /// Stores the proofs of `mined`; returns how many, the block time and
+    /// the store's batch id.
+    pub(super) async fn complete(&self, mined: &Mined) -> Result<(usize, u64, u64), StepError> {
         let version = &mined.version;
         let block = self
             .node
@@ -137,8 +157,8 @@ impl<N: ChainSource + Wallet> Runner<N> {
             return Err(StepError::JournalChanged { txid: version.txid });
         }
         let count = commitments.len();
-        store_batch(&self.store, &self.pending, commitments, tail)?;
-        Ok((count, u64::from(block.header.time)))
+        let batch = store_batch(&self.store, &self.pending, commitments, tail)?;
+        Ok((count, u64::from(block.header.time), batch))
     }
 }
 

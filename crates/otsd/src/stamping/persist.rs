@@ -125,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn a_state_file_from_before_the_history_loads() {
+    fn a_state_file_from_before_the_history_and_the_reorg_watch_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stamper.json");
         // What an earlier version wrote: the same fields, no `history`.
@@ -135,11 +135,16 @@ mod tests {
             ..State::default()
         })
         .unwrap();
-        assert!(old.as_object_mut().unwrap().remove("history").is_some());
+        let fields = old.as_object_mut().unwrap();
+        for later in ["history", "completed", "reorged", "reorged_total"] {
+            assert!(fields.remove(later).is_some(), "{later}");
+        }
         std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
         let state = load(&path).unwrap();
         assert_eq!((state.journal_end, state.best_height), (42, 800_000));
         assert_eq!(state.history, ots_stamper::history::unknown());
+        assert!(state.completed.is_empty() && state.reorged.is_empty());
+        assert_eq!(state.reorged_total, 0);
         // Saved again, the history is kept as it is.
         save(&path, &state).unwrap();
         assert_eq!(

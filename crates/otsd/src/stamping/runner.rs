@@ -24,8 +24,9 @@ use crate::journal::JournalReader;
 use crate::status::PendingIndex;
 use crate::store::{Store, StoreError};
 
-/// Recent blocks remembered for reorg detection (a day of blocks).
-pub const KNOWN_BLOCKS: usize = 144;
+/// Recent blocks remembered for reorg detection (a day of blocks), as
+/// deep as the stamper watches completed transactions.
+pub const KNOWN_BLOCKS: usize = ots_stamper::stamper::REORG_WATCH_BLOCKS as usize;
 
 /// How the runner runs.
 #[derive(Debug, Clone)]
@@ -148,6 +149,7 @@ impl<N: ChainSource + Wallet> Runner<N> {
         let state = persist::load(&config.state_path)?;
         let view = Arc::new(RwLock::new(View {
             min_confirmations: config.stamper.min_confirmations,
+            conf_target: config.conf_target,
             history: state.history.clone(),
             ..View::default()
         }));
@@ -237,37 +239,32 @@ impl<N: ChainSource + Wallet> Runner<N> {
             return Ok(());
         }
         if self.known.is_empty() {
-            // After a restart: a mined transaction whose block is no longer
-            // at its height was reorged out while we were away.
-            let mined: Vec<_> = self
-                .stamper
-                .state()
-                .mined
-                .iter()
-                .map(|m| (m.height, m.block))
-                .collect();
-            for (height, block) in mined {
-                if self.node.block_hash(height).await? != Some(block) {
-                    tracing::warn!(height, "a mined transaction's block left the chain");
-                    let actions = self.stamper.on_reorg(height.saturating_sub(1));
-                    self.execute(actions).await?;
-                }
-            }
+            // After a restart: a transaction whose block is no longer at
+            // its height was reorged out while we were away.
+            self.check_state_blocks().await?;
         }
         // Walk back to the last block still in the best chain.
-        let mut reorged = false;
+        let mut lowest_gone = None;
         while let Some(&(height, hash)) = self.known.last() {
             if self.node.block_hash(height).await? == Some(hash) {
                 break;
             }
             self.known.pop();
-            reorged = true;
+            lowest_gone = Some(height);
         }
-        if reorged {
-            let fork = self.known.last().map_or(0, |k| k.0);
+        if let Some(lowest) = lowest_gone {
+            let fork = match self.known.last() {
+                Some(&(height, _)) => height,
+                None => lowest.saturating_sub(1),
+            };
             tracing::warn!(fork_height = fork, "chain reorganisation");
-            let actions = self.stamper.on_reorg(fork);
+            let actions = self.stamper.on_reorg(now(), fork);
             self.execute(actions).await?;
+            if self.known.is_empty() {
+                // Deeper than the blocks remembered: check the blocks the
+                // state names below it one by one.
+                self.check_state_blocks().await?;
+            }
         }
         let tip = self.node.block_count().await?;
         let from = match self.known.last() {
@@ -299,6 +296,27 @@ impl<N: ChainSource + Wallet> Runner<N> {
         }
         if let Ok(balances) = self.node.balances().await {
             self.set_view(|v| v.balance = Some(balances.trusted));
+        }
+        Ok(())
+    }
+
+    /// Checks the block of every mined and recently completed
+    /// transaction of the state against the best chain; one no longer at
+    /// its height was reorged out.
+    async fn check_state_blocks(&mut self) -> Result<(), StepError> {
+        let state = self.stamper.state();
+        let named: Vec<_> = state
+            .mined
+            .iter()
+            .map(|m| (m.height, m.block))
+            .chain(state.completed.iter().map(|c| (c.height, c.block)))
+            .collect();
+        for (height, block) in named {
+            if self.node.block_hash(height).await? != Some(block) {
+                tracing::warn!(height, "a timestamp transaction's block left the chain");
+                let actions = self.stamper.on_reorg(now(), height.saturating_sub(1));
+                self.execute(actions).await?;
+            }
         }
         Ok(())
     }
@@ -335,7 +353,9 @@ impl<N: ChainSource + Wallet> Runner<N> {
             Action::Bump(covered) => {
                 let tip = self.tip_of(&covered)?;
                 let height = self.node.block_count().await?;
-                Ok(self.stamper.on_bump(tip, covered, height))
+                // Fresh at each block: the replacement follows the market.
+                let feerate = self.fee_estimate().await?;
+                Ok(self.stamper.on_bump(tip, covered, height, feerate))
             }
             Action::Sign(tx) => {
                 let signed = self.node.sign_raw_transaction_with_wallet(&tx).await?;
@@ -377,9 +397,9 @@ impl<N: ChainSource + Wallet> Runner<N> {
             Action::Complete(mined) => {
                 let txid = mined.version.txid;
                 match self.complete(&mined).await {
-                    Ok((count, block_time)) => {
+                    Ok((count, block_time, batch)) => {
                         tracing::info!(%txid, height = mined.height, commitments = count, "timestamps complete");
-                        self.stamper.on_completed(now(), txid, block_time);
+                        self.stamper.on_completed(now(), txid, block_time, batch);
                         Ok(Vec::new())
                     }
                     Err(e @ StepError::JournalChanged { .. }) => {
@@ -395,6 +415,18 @@ impl<N: ChainSource + Wallet> Runner<N> {
                         Err(e)
                     }
                 }
+            }
+            Action::Withdraw(reorged) => {
+                let count = self.withdraw(&reorged)?;
+                tracing::warn!(
+                    txid = %reorged.txid,
+                    height = reorged.height,
+                    block = %reorged.block,
+                    commitments = count,
+                    "a reorganisation deeper than --btc-min-confirmations took a completed timestamp transaction's block out of the best chain: its proofs are withdrawn and its commitments will be stamped again"
+                );
+                self.stamper.on_withdrawn(reorged.txid);
+                Ok(Vec::new())
             }
             Action::Warn(warning) => {
                 // Said once per kind, and shown on the info page with its
@@ -424,13 +456,18 @@ impl<N: ChainSource + Wallet> Runner<N> {
         // For the metrics (issue 17): the unconfirmed transaction's age and fee.
         let first = state.round.as_ref().and_then(|r| r.versions.first());
         let (first, fee) = (first.map(|f| f.txid), latest.map(|(l, _)| (l.fee, l.vsize)));
+        let reorged = state.reorged.clone();
+        let reorged_total = state.reorged_total;
         self.set_view(|v| {
             v.note_round(first, fee, now());
             v.history = history;
             v.set_aside = set_aside;
+            v.reorged = reorged;
+            v.reorged_total = reorged_total;
             v.mined = mined;
             v.tip = latest.map(|(l, _)| l.tip);
             v.unconfirmed = latest.map(|(l, n)| (l.txid, n - 1));
+            v.fee = latest.map(|(l, _)| (l.fee, l.vsize, l.fee_choice));
             v.best = best;
         });
     }

@@ -529,3 +529,182 @@ async fn a_batch_the_store_refuses_pauses_as_the_calendars_fault() {
         .iter()
         .all(|c| cal.pending.lookup(c).is_some()));
 }
+
+/// The fee of the one transaction in the fake node's mempool: the wallet's
+/// one output of `FUNDS_SATS` less its outputs.
+fn mempool_fee(cal: &Cal) -> (bitcoin::Txid, u64) {
+    let txs = cal.node.mempool_txs();
+    assert_eq!(txs.len(), 1, "{txs:?}");
+    let out: u64 = txs[0].output.iter().map(|o| o.value.to_sat()).sum();
+    (txs[0].compute_txid(), super::fake::FUNDS_SATS - out)
+}
+
+#[tokio::test]
+async fn each_bump_follows_a_fresh_estimate_or_falls_back_to_the_bip125_minimum() {
+    let (_log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    cal.post(2);
+    let (mut runner, view) = cal.runner();
+    runner.pass().await;
+    // The first version at the fake's 2 sat/vB estimate.
+    let (_, first) = mempool_fee(&cal);
+    let vsize = runner.stamper.state().round.as_ref().unwrap().versions[0].vsize;
+    assert_eq!(first, 2 * vsize);
+    let info = chain_info_at(&view.read().unwrap(), 0);
+    assert_eq!(info.fee_rule.as_deref(), Some("estimate"));
+
+    // The market rises to 30 sat/vB: the next block's bump pays it, far
+    // above the BIP125 minimum.
+    cal.node.set_estimate(Some(0.000_3));
+    cal.node.mine_empty();
+    runner.pass().await;
+    let (txid, fee) = mempool_fee(&cal);
+    assert_eq!(fee, 30 * vsize);
+    let info = chain_info_at(&view.read().unwrap(), 0);
+    assert_eq!(info.most_recent_tx, Some(txid.to_string()));
+    assert_eq!(info.fee_rule.as_deref(), Some("estimate"));
+    assert_eq!(info.fee_rate, Some(30.0));
+    assert!(
+        info.fee_reason
+            .as_deref()
+            .unwrap()
+            .contains("within 2 blocks (30.0 sat/vB)"),
+        "{info:?}"
+    );
+
+    // The node loses its estimate: the BIP125 minimum, old fee plus the
+    // 1 sat/vB relay fee for its size.
+    cal.node.set_estimate(None);
+    cal.node.mine_empty();
+    runner.pass().await;
+    let (_, after) = mempool_fee(&cal);
+    assert_eq!(after, fee + vsize);
+    let info = chain_info_at(&view.read().unwrap(), 0);
+    assert_eq!(info.fee_rule.as_deref(), Some("no_estimate"));
+    assert!(
+        info.fee_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("the BIP125 minimum"),
+        "{info:?}"
+    );
+}
+
+/// Every commitment of `cal` has a served proof whose Bitcoin attestation
+/// verifies against the fake node's best chain.
+async fn all_verify_on_best_chain(cal: &Cal) -> bool {
+    use super::node::ChainSource;
+    for c in &cal.commitments {
+        let Some(proof) = cal.store.get(c).unwrap() else {
+            return false;
+        };
+        let attested = proof
+            .all_attestations()
+            .into_iter()
+            .find_map(|(msg, a)| match a {
+                Attestation::Bitcoin { height } => Some((msg.to_vec(), *height)),
+                _ => None,
+            });
+        let Some((msg, height)) = attested else {
+            return false;
+        };
+        let hash = cal.node.block_hash(height).await.unwrap().unwrap();
+        let block = cal.node.block(&hash).await.unwrap().unwrap();
+        if ots_proof::verify::verify_bitcoin_header(&msg, &block.header).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A calendar whose 2 commitments completed at height 1 (2
+/// confirmations), then 2 more blocks: the tip is at 4.
+async fn completed_then_buried(cal: &mut Cal) -> Runner<FakeNode> {
+    cal.post(2);
+    let (mut runner, _view) = cal.runner();
+    runner.pass().await;
+    cal.node.mine();
+    runner.pass().await;
+    cal.node.mine_empty();
+    runner.pass().await;
+    assert!(cal.all_complete_at(1));
+    cal.node.mine_empty();
+    cal.node.mine_empty();
+    runner.pass().await;
+    assert_eq!(runner.stamper.state().completed.len(), 1);
+    runner
+}
+
+/// Issue 17: a reorg of depth min_confirmations + 2 takes the completed
+/// transaction's block away. The proofs are withdrawn (GET would get
+/// none, and the commitments are pending again, not "not found"), it is
+/// logged, shown and counted, and the commitments end with proofs that
+/// verify against the new best chain.
+#[tokio::test]
+async fn a_reorg_deeper_than_the_confirmations_withdraws_and_restamps() {
+    let (log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    let mut runner = completed_then_buried(&mut cal).await;
+    let view = runner.view.clone();
+    // Blocks 1..=4 replaced by a longer branch of 5.
+    for _ in 0..4 {
+        cal.node.disconnect_tip();
+    }
+    for _ in 0..5 {
+        cal.node.mine_empty();
+    }
+    assert_eq!(runner.pass().await, None);
+    assert_eq!(log.count("proofs are withdrawn"), 1);
+    assert!(cal.store.is_withdrawn(0));
+    for (position, c) in cal.commitments.iter().enumerate() {
+        assert!(cal.store.get(c).unwrap().is_none(), "no proof served");
+        assert_eq!(cal.pending.lookup(c), Some(position as u64), "pending");
+    }
+    assert_eq!(status(&view, 0), Status::Pending);
+    let info = chain_info_at(&view.read().unwrap(), super::runner::now());
+    assert_eq!(info.reorged_completed_total, Some(1));
+    assert!(
+        info.warnings
+            .iter()
+            .any(|w| w.contains("reorganisation deeper than 2")),
+        "{info:?}"
+    );
+    let state = runner.stamper.state();
+    assert!(state.reorged[0].withdrawn && state.completed.is_empty());
+    // Stamped again on the new branch (the old transaction is back in the
+    // mempool too): complete, verifying against the best chain.
+    for _ in 0..3 {
+        cal.node.mine();
+        runner.pass().await;
+    }
+    assert!(all_verify_on_best_chain(&cal).await);
+    assert!(cal
+        .commitments
+        .iter()
+        .all(|c| cal.pending.lookup(c).is_none()));
+}
+
+/// The same reorg while the calendar was stopped: seen at start from the
+/// completed transaction's block.
+#[tokio::test]
+async fn a_deep_reorg_while_the_calendar_was_stopped_is_seen_at_start() {
+    let (log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    let runner = completed_then_buried(&mut cal).await;
+    drop(runner);
+    for _ in 0..4 {
+        cal.node.disconnect_tip();
+    }
+    for _ in 0..5 {
+        cal.node.mine_empty();
+    }
+    let (mut runner, _view) = cal.runner();
+    runner.pass().await;
+    assert_eq!(log.count("proofs are withdrawn"), 1);
+    assert!(cal.store.get(&cal.commitments[0]).unwrap().is_none());
+    for _ in 0..3 {
+        cal.node.mine();
+        runner.pass().await;
+    }
+    assert!(all_verify_on_best_chain(&cal).await);
+}

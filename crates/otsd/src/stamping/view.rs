@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::{Amount, BlockHash, Txid};
+use ots_stamper::fee::{FeeChoice, FeeRule};
 use ots_stamper::history::History;
 use ots_stamper::stamper::{status_in, Mined, Status, Warning};
 
@@ -53,7 +54,21 @@ pub struct View {
     /// The open round's first version and the unix time this view first
     /// saw it: the unconfirmed transaction's age in the metrics.
     pub round_since: Option<(Txid, u64)>,
+    /// The latest unconfirmed version's fee, estimated size and why it
+    /// pays that fee.
+    pub fee: Option<(Amount, u64, Option<FeeChoice>)>,
+    /// `--btc-conf-target`, for the fee's reason.
+    pub conf_target: u32,
+    /// Completed transactions reorged out of the best chain, most recent
+    /// last (a copy of the persisted list).
+    pub reorged: Vec<ots_stamper::state::Reorged>,
+    /// How many completed transactions reorgs have undone, ever (for
+    /// metrics: `ChainInfo::reorged_completed_total`).
+    pub reorged_total: u64,
 }
+
+/// How long a deep reorg stays on the info page's warnings.
+pub const REORG_WARNING_SECS: u64 = ots_stamper::history::WEEK_SECS;
 
 impl View {
     /// Where journal position `position` stands: the state machine's rule
@@ -180,11 +195,57 @@ impl StamperView for Stamping {
     }
 }
 
+/// sat/kvB as sat/vB, for people.
+fn per_vbyte(sat_per_kvb: u64) -> String {
+    format!("{:.1} sat/vB", sat_per_kvb as f64 / 1000.0)
+}
+
+/// Why a version pays its fee, in words; `first` for a round's first
+/// version (whose minimum is the relay fee rate, not BIP125's).
+pub fn fee_reason(choice: &FeeChoice, first: bool, conf_target: u32) -> String {
+    let minimum = if first {
+        "the minimum relay fee rate"
+    } else {
+        "the BIP125 minimum for a replacement (the previous fee plus the incremental relay fee)"
+    };
+    let estimate = choice.estimate.map(per_vbyte);
+    match (choice.rule, estimate) {
+        (FeeRule::Estimate, Some(e)) => format!(
+            "the node's fee estimate for confirmation within {conf_target} blocks ({e}), above {minimum}"
+        ),
+        (FeeRule::Minimum, Some(e)) => {
+            format!("{minimum}; the node's estimate ({e}) is lower")
+        }
+        (FeeRule::Cap, Some(e)) => {
+            format!("capped by --btc-max-fee; the node's estimate is {e}")
+        }
+        (FeeRule::AfterRejection, _) => {
+            "the node refused the previous fee as too low: a quarter more".to_owned()
+        }
+        (FeeRule::NoEstimate, _) | (_, None) => {
+            format!("{minimum}: the node has no fee estimate (too little data)")
+        }
+    }
+}
+
 /// The info page's chain figures from the runner's view at unix time `now`.
 pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
     let best_height = v.best.map(|b| b.0);
     let week = v.history.last_week(now);
+    let first = v.unconfirmed.is_none_or(|(_, prior)| prior == 0);
     ChainInfo {
+        reorged_completed_total: Some(v.reorged_total),
+        fee_rate: v
+            .fee
+            .map(|(fee, vsize, _)| fee.to_sat() as f64 / vsize.max(1) as f64),
+        fee_rule: v
+            .fee
+            .and_then(|(_, _, c)| c)
+            .map(|c| c.rule.label().to_owned()),
+        fee_reason: v
+            .fee
+            .and_then(|(_, _, c)| c)
+            .map(|c| fee_reason(&c, first, v.conf_target)),
         txs_waiting_for_confirmation: Some(v.mined.len() as u64),
         most_recent_tx: v.unconfirmed.map(|(txid, _)| txid.to_string()),
         prior_versions: v.unconfirmed.map(|(_, n)| n as u64),
@@ -218,6 +279,22 @@ pub fn chain_info_at(v: &View, now: u64) -> ChainInfo {
                 Pause::Calendar => format!("stamping is paused: {e}"),
             })
             .chain(v.warnings.iter().cloned())
+            .chain(
+                v.reorged
+                    .iter()
+                    .rev()
+                    .filter(|r| r.at.saturating_add(REORG_WARNING_SECS) > now)
+                    .map(|r| {
+                        format!(
+                            "a reorganisation deeper than {} confirmations took block {} (height {}) of completed timestamp transaction {} out of the best chain: its proofs were withdrawn and its {} commitments put back to be stamped again",
+                            v.min_confirmations,
+                            r.block,
+                            r.height,
+                            r.txid,
+                            ots_stamper::ranges::count(&r.ranges)
+                        )
+                    }),
+            )
             .chain(v.set_aside.iter().rev().map(|s| {
                 format!(
                     "timestamp transaction {} (block {}): its proofs could not be stored ({}); its {} commitments were put back to be stamped again",
@@ -305,6 +382,50 @@ mod tests {
         assert_eq!(c.hours_between_transactions, None);
         assert_eq!(c.transactions.len(), 1);
         assert_eq!(c.transactions[0].confirmations, 0, "no best block known");
+    }
+
+    #[test]
+    fn each_fee_rule_is_explained_with_the_estimate() {
+        let reason = |rule, estimate, first| fee_reason(&FeeChoice { rule, estimate }, first, 6);
+        assert_eq!(
+            reason(FeeRule::Estimate, Some(20_000), false),
+            "the node's fee estimate for confirmation within 6 blocks (20.0 sat/vB), above the BIP125 minimum for a replacement (the previous fee plus the incremental relay fee)"
+        );
+        assert_eq!(
+            reason(FeeRule::Minimum, Some(1_500), true),
+            "the minimum relay fee rate; the node's estimate (1.5 sat/vB) is lower"
+        );
+        assert!(reason(FeeRule::Cap, Some(90_000), false).starts_with("capped by --btc-max-fee"));
+        assert!(
+            reason(FeeRule::NoEstimate, None, false).ends_with("no fee estimate (too little data)")
+        );
+        assert!(reason(FeeRule::AfterRejection, None, true).contains("refused"));
+    }
+
+    #[test]
+    fn a_deep_reorg_is_counted_and_warned_of_for_a_week() {
+        let view = View {
+            min_confirmations: 6,
+            reorged_total: 3,
+            reorged: vec![ots_stamper::state::Reorged {
+                txid: Txid::from_byte_array([4; 32]),
+                block: BlockHash::from_byte_array([5; 32]),
+                height: 800_000,
+                ranges: vec![0..10, 20..25],
+                batch: 7,
+                at: NOW,
+                withdrawn: true,
+            }],
+            ..View::default()
+        };
+        let c = chain_info_at(&view, NOW + 60);
+        assert_eq!(c.reorged_completed_total, Some(3));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("deeper than 6 confirmations"));
+        assert!(c.warnings[0].contains("its 15 commitments"));
+        let later = chain_info_at(&view, NOW + REORG_WARNING_SECS);
+        assert!(later.warnings.is_empty());
+        assert_eq!(later.reorged_completed_total, Some(3), "counted for good");
     }
 
     #[test]

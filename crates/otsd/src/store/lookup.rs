@@ -100,6 +100,10 @@ impl Store {
         else {
             return Ok(None);
         };
+        if self.is_withdrawn(batch) {
+            // Its block left the best chain: not served (see `withdraw`).
+            return Ok(None);
+        }
         let meta = match self.cache.get(batch) {
             Some(meta) => meta,
             None => self.load(&txn, batch)?,

@@ -14,7 +14,8 @@ use redb::{Database, ReadableTable, TableError};
 use super::batchcache::{BatchCache, BatchMeta};
 use super::{
     corrupt, db, leaf, panic_message, sealed, Store, StoreError, BATCHES, FORMAT_KEY, INDEX,
-    LEVELS, META, STORE_CACHE_BYTES, STORE_FILE, STORE_FORMAT_VERSION, STORE_NEW_FILE,
+    LEVELS, META, STORE_CACHE_BYTES, STORE_FILE, STORE_FORMAT_VERSION, STORE_FORMAT_WITHDRAWN,
+    STORE_NEW_FILE,
 };
 use crate::journal::JournalReader;
 
@@ -63,8 +64,10 @@ impl Store {
             cache: BatchCache::default(),
             cache_levels: AtomicBool::new(true),
             broken: AtomicBool::new(false),
+            withdrawn: Default::default(),
         };
         store.guarded("checking the format", || store.check_format())?;
+        store.guarded("reading the withdrawn batches", || store.load_withdrawn())?;
         Ok(store)
     }
 
@@ -81,7 +84,7 @@ impl Store {
         };
         drop(txn);
         match version {
-            Some(STORE_FORMAT_VERSION) => Ok(()),
+            Some(STORE_FORMAT_VERSION | STORE_FORMAT_WITHDRAWN) => Ok(()),
             Some(found) => Err(StoreError::UnsupportedFormat {
                 path: self.path.clone(),
                 found,

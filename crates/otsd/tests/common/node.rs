@@ -210,6 +210,26 @@ impl TestNode {
         (btc * 1e8).round() as u64
     }
 
+    /// A mempool transaction's fee rate, sat/vB (its base fee over the
+    /// node's vsize).
+    pub async fn mempool_rate(&self, txid: &str) -> f64 {
+        let entry: Value = self.call("getmempoolentry", json!([txid])).await;
+        let vsize = entry["vsize"].as_f64().unwrap();
+        self.mempool_fee(txid).await as f64 / vsize
+    }
+
+    /// devchain only (Bitcoin Core's estimate cannot be set): from now on
+    /// `estimatesmartfee` answers `sat_per_kvb` for every target.
+    pub fn set_fee_estimate(&self, sat_per_kvb: u64) {
+        use devchain::chain::node::FeeEstimateSetting;
+        match &self.running {
+            Running::Dev(chain) => {
+                chain.with_chain(|c| c.set_fee_estimate(FeeEstimateSetting::Fixed(sat_per_kvb)))
+            }
+            _ => panic!("only devchain's fee estimate can be set"),
+        }
+    }
+
     /// The outpoints a transaction spends.
     pub async fn inputs(&self, txid: &str) -> Vec<(String, u64)> {
         let tx: Value = self.call("getrawtransaction", json!([txid, true])).await;
