@@ -10,7 +10,7 @@ use std::time::Duration;
 use ots::log::Log;
 use ots::prune::{prune, Discard};
 use ots::stamp;
-use ots::upgrade::{is_complete, upgrade, UpgradeOptions};
+use ots::upgrade::{is_complete, upgrade, upgrade_all, UpgradeOptions};
 use ots::verify::{check, verify, Check, Outcome};
 use ots::whitelist::DEFAULT_AGGREGATORS;
 use ots_proof::{DetachedTimestampFile, HashOp};
@@ -193,16 +193,26 @@ pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -
     Ok(())
 }
 
+/// `ots upgrade FILE...`: every proof read first, then all upgraded
+/// together (one request per distinct calendar and commitment), then each
+/// written and reported in the order given.
 pub(crate) async fn upgrade_command(
     common: &Common,
     log: &Log,
     client: &ots_calendar::Client,
     calendars: &[String],
     dry_run: bool,
-    path: &Path,
+    paths: &[PathBuf],
 ) -> Outcome1 {
-    log.debug(format!("Upgrading {}", path.display()));
-    let mut proof = read_proof(log, path)?;
+    let mut result = Ok(());
+    let mut proofs = Vec::with_capacity(paths.len());
+    for path in paths {
+        log.debug(format!("Upgrading {}", path.display()));
+        match read_proof(log, path) {
+            Ok(proof) => proofs.push((path, proof)),
+            Err(failed) => result = Err(failed),
+        }
+    }
     let cache = open_cache(common, log)?;
     let options = UpgradeOptions {
         calendars: calendars.to_vec(),
@@ -213,18 +223,28 @@ pub(crate) async fn upgrade_command(
     let wait = common
         .wait
         .then(|| Duration::from_secs(common.wait_interval));
-    let changed = upgrade(proof.timestamp_mut(), &cache, &options, wait, log).await;
-    if changed && !dry_run {
-        log.debug("Got new timestamp data; renaming existing timestamp");
-        replace_with_backup(log, path, &proof)?;
+    let mut timestamps: Vec<&mut ots_proof::Timestamp> =
+        proofs.iter_mut().map(|(_, p)| p.timestamp_mut()).collect();
+    let changed = upgrade_all(&mut timestamps, &cache, &options, wait, log).await;
+    for ((path, proof), changed) in proofs.iter().zip(changed) {
+        if changed && !dry_run {
+            log.debug("Got new timestamp data; renaming existing timestamp");
+            if let Err(failed) = replace_with_backup(log, path, proof) {
+                result = Err(failed);
+                continue;
+            }
+        }
+        if paths.len() > 1 {
+            log.debug(format!("{}:", path.display()));
+        }
+        if is_complete(proof.timestamp()) {
+            log.info("Success! Timestamp complete");
+        } else {
+            log.warn("Failed! Timestamp not complete");
+            result = Err(Failed);
+        }
     }
-    if is_complete(proof.timestamp()) {
-        log.info("Success! Timestamp complete");
-        Ok(())
-    } else {
-        log.warn("Failed! Timestamp not complete");
-        Err(Failed)
-    }
+    result
 }
 
 /// With `--json`, prints the verify document on standard output.

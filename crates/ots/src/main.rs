@@ -99,6 +99,13 @@ struct Common {
     /// calendars (beside the system's roots).
     #[arg(long, value_name = "PATH", global = true)]
     ca_file: Option<PathBuf>,
+    /// Route every calendar and block explorer request through this SOCKS5
+    /// proxy, host names included (resolved by the proxy, as Tor needs).
+    /// Default port 1080 (Tor's is 9050). Without it, the environment's
+    /// ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or lower-case)
+    /// are honoured (socks5h://, socks5:// and http:// proxy URLs).
+    #[arg(long, value_name = "HOST[:PORT]", global = true)]
+    socks5_proxy: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +224,45 @@ impl From<HashAlg> for HashOp {
     }
 }
 
+/// The port of a `--socks5-proxy` given without one (the reference's).
+const DEFAULT_SOCKS5_PORT: u16 = 1080;
+
+/// The proxy URL of `--socks5-proxy HOST[:PORT]` (`[v6]:PORT` too):
+/// `socks5h://`, so host names are resolved by the proxy, never locally.
+fn socks5_proxy_url(value: &str) -> Result<String, String> {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("SOCKS5 proxy {value:?}: no closing ']'"))?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match value.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (value.to_string(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("SOCKS5 proxy {value:?}: no host"));
+    }
+    let port = match port {
+        None => DEFAULT_SOCKS5_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("SOCKS5 proxy port must be an integer; got {p}"))?,
+    };
+    Ok(format!("socks5h://{host}:{port}"))
+}
+
+/// The proxy every calendar and explorer request goes through, if any.
+fn proxy(common: &Common, log: &Log) -> Result<Option<String>, Failed> {
+    common
+        .socks5_proxy
+        .as_deref()
+        .map(socks5_proxy_url)
+        .transpose()
+        .map_err(|e| fail(log, e))
+}
+
 /// A failure already reported to the user: exit with status 1.
 struct Failed;
 
@@ -275,12 +321,7 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             files,
         } => {
             let client = calendar_client(common, log, UPGRADE_TIMEOUT)?;
-            let mut result = Ok(());
-            for file in files {
-                result = result
-                    .and(upgrade_command(common, log, &client, &calendar, dry_run, &file).await);
-            }
-            result
+            upgrade_command(common, log, &client, &calendar, dry_run, &files).await
         }
         Command::Verify {
             file,
@@ -389,6 +430,7 @@ fn calendar_client(
         timeout: longest,
         connect_timeout: longest,
         ca_file: common.ca_file.clone(),
+        proxy: proxy(common, log)?,
         ..ots_calendar::ClientConfig::default()
     };
     ots_calendar::Client::new(&config).map_err(|e| fail(log, e.to_string()))
@@ -440,7 +482,7 @@ fn header_source(common: &Common, log: &Log) -> Result<Option<HeaderSource>, Fai
                 "--esplora and --bitcoin-node are two sources of block headers; give one",
             ));
         }
-        return Esplora::new(url, EXPLORER_TIMEOUT)
+        return Esplora::with_proxy(url, EXPLORER_TIMEOUT, proxy(common, log)?.as_deref())
             .map(|e| Some(HeaderSource::Explorer(e)))
             .map_err(|e| fail(log, e.to_string()));
     }

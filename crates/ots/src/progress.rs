@@ -1,6 +1,7 @@
 //! Progress on stderr, only when stderr is a terminal: a bar while hashing
-//! large files, a spinner while waiting for calendars. Scripts and tests
-//! (stderr not a terminal) see nothing of it.
+//! large files, a spinner while waiting for calendars, a bar of calendar
+//! requests while upgrading. Scripts and tests (stderr not a terminal) see
+//! nothing of it.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
@@ -66,6 +67,61 @@ impl Drop for Spinner {
     fn drop(&mut self) {
         if let Some(s) = &self.0 {
             s.finish_and_clear();
+        }
+    }
+}
+
+/// Upgrade requests answered out of those sent, as a bar (on a terminal
+/// only, and only once there are at least [`REQUEST_BAR_THRESHOLD`]).
+pub struct RequestBar {
+    bar: Option<ProgressBar>,
+    total: u64,
+}
+
+/// Fewer requests than this finish too fast to need a bar.
+pub const REQUEST_BAR_THRESHOLD: usize = 4;
+
+impl RequestBar {
+    /// A bar of no requests yet.
+    pub fn start() -> RequestBar {
+        RequestBar {
+            bar: None,
+            total: 0,
+        }
+    }
+
+    /// `n` more requests to answer.
+    pub fn add(&mut self, n: usize) {
+        let done = self.total;
+        self.total += n as u64;
+        if self.bar.is_none()
+            && self.total >= REQUEST_BAR_THRESHOLD as u64
+            && io::stderr().is_terminal()
+        {
+            let bar = ProgressBar::new(0).with_message("asking calendars");
+            if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len}") {
+                bar.set_style(style);
+            }
+            // Every request of the rounds before was answered.
+            bar.set_position(done);
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_length(self.total);
+        }
+    }
+
+    /// One more answered (or failed).
+    pub fn inc(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }
