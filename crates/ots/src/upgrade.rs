@@ -64,11 +64,14 @@ pub fn is_complete(timestamp: &Timestamp) -> bool {
         .any(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
 }
 
-fn attestation_set(timestamp: &Timestamp) -> BTreeSet<Attestation> {
+/// Every (message, attestation) pair of the tree: an attestation the
+/// proof already has, on a new message, is news too (a calendar pointing
+/// at its own pending attestation on another commitment).
+fn attestation_set(timestamp: &Timestamp) -> BTreeSet<(Vec<u8>, Attestation)> {
     timestamp
         .all_attestations()
         .into_iter()
-        .map(|(_, a)| a.clone())
+        .map(|(m, a)| (m.to_vec(), a.clone()))
         .collect()
 }
 
@@ -212,7 +215,7 @@ pub async fn upgrade_pass(
     options: &UpgradeOptions,
     log: &Log,
 ) -> Vec<bool> {
-    let before: Vec<BTreeSet<Attestation>> =
+    let before: Vec<BTreeSet<(Vec<u8>, Attestation)>> =
         timestamps.iter().map(|t| attestation_set(t)).collect();
     for timestamp in timestamps.iter_mut() {
         let n = merge_cache(timestamp, cache);
