@@ -22,9 +22,13 @@ use ots_bitcoin::{Auth, Chain, RpcClient, RpcConfig};
 use ots_proof::{DecodeErrorKind, DetachedTimestampFile, HashOp};
 
 mod commands;
+mod git_commands;
 
 use commands::{prune_command, stamp_command, upgrade_command, verify_command, StampArgs};
 
+/// The GnuPG program git-gpg-wrapper runs (found in PATH; the
+/// reference's default is /usr/bin/gpg).
+const DEFAULT_GPG_PROGRAM: &str = "gpg";
 /// Default seconds to wait for a calendar.
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
 /// Default minimum number of calendar replies.
@@ -181,6 +185,45 @@ enum Command {
         json: bool,
         /// The proof.
         file: PathBuf,
+    },
+    /// git's gpg.program (through a script that runs `ots git-gpg-wrapper
+    /// -- "$@"`): signs with gpg and timestamps the signature, and verifies
+    /// such signatures (`git log --show-signature`). Compatible with the
+    /// reference's ots-git-gpg-wrapper.
+    #[command(name = "git-gpg-wrapper")]
+    GitGpgWrapper {
+        /// The GnuPG program.
+        #[arg(short = 'g', long = "gpg-program", default_value = DEFAULT_GPG_PROGRAM)]
+        gpg_program: String,
+        /// Calendar to use (repeatable); default: the public calendars.
+        #[arg(short, long = "calendar", value_name = "URL")]
+        calendar: Vec<String>,
+        /// Seconds before giving up on a calendar.
+        #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
+        timeout: u64,
+        /// Succeed when at least M calendars reply (default: 2, or the
+        /// number of calendars if fewer).
+        #[arg(short = 'm', value_name = "M")]
+        min_replies: Option<usize>,
+        /// Accepted for the reference's sake: trees are always rehashed.
+        #[arg(long, hide = true)]
+        rehash_trees: bool,
+        /// Arguments for GnuPG, after `--`.
+        #[arg(last = true, value_name = "GPG ARGS")]
+        gpg_args: Vec<String>,
+    },
+    /// Extract the timestamp of one file from a timestamped git commit
+    /// (made by git-gpg-wrapper).
+    #[command(name = "git-extract")]
+    GitExtract {
+        /// Path to the file (from the current directory, inside the
+        /// repository).
+        path: PathBuf,
+        /// Where to write its timestamp (default: PATH.ots).
+        timestamp: Option<PathBuf>,
+        /// The commit.
+        #[arg(default_value = "HEAD")]
+        commit: String,
     },
     /// Prune a timestamp.
     #[command(alias = "p")]
@@ -341,6 +384,28 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             }
             Ok(())
         }
+        Command::GitGpgWrapper {
+            gpg_program,
+            calendar,
+            timeout,
+            min_replies,
+            rehash_trees: _,
+            gpg_args,
+        } => {
+            let args = git_commands::WrapperArgs {
+                gpg_program,
+                calendars: calendar,
+                timeout,
+                min_replies,
+                gpg_args,
+            };
+            git_commands::git_gpg_wrapper(common, log, args).await
+        }
+        Command::GitExtract {
+            path,
+            timestamp,
+            commit,
+        } => git_commands::git_extract(log, &path, timestamp, &commit),
         Command::Prune {
             verify,
             no_verify,

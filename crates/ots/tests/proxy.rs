@@ -109,7 +109,9 @@ fn stamp_and_upgrade_go_through_the_socks5_proxy() {
             proxy.destinations().len() > before,
             "the upgrade asked through the proxy"
         );
-        assert!(proxy.destinations()[before..].iter().all(|d| *d == cal_addr));
+        assert!(proxy.destinations()[before..]
+            .iter()
+            .all(|d| *d == cal_addr));
         if out.status.success() {
             assert!(has_line(&stderr(&out), "Success! Timestamp complete"));
             break;
@@ -150,7 +152,14 @@ fn stamp_and_upgrade_go_through_the_socks5_proxy() {
     );
     // A port that is not a number is a usage error.
     let out = ots_env(
-        &["--socks5-proxy", "127.0.0.1:tor", "stamp", "-c", &cal.url, "d.txt"],
+        &[
+            "--socks5-proxy",
+            "127.0.0.1:tor",
+            "stamp",
+            "-c",
+            &cal.url,
+            "d.txt",
+        ],
         work,
         &[],
     );

@@ -212,14 +212,21 @@ async fn upgrade_follows_a_chain_of_calendars_in_one_run() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.lines().any(|l| l.starts_with("Success! Bitcoin block ")),
+        err.lines()
+            .any(|l| l.starts_with("Success! Bitcoin block ")),
         "{err}"
     );
 
     // Without B on the whitelist, A is asked and B's attestation named.
     write(&work.join("g.txt.ots"), &pending_proof(data, &a_url).0);
     let out = ots(
-        &["--no-default-whitelist", "-l", &a_url, "upgrade", "g.txt.ots"],
+        &[
+            "--no-default-whitelist",
+            "-l",
+            &a_url,
+            "upgrade",
+            "g.txt.ots",
+        ],
         work,
     );
     let err = stderr(&out);
@@ -295,7 +302,9 @@ async fn many_proofs_are_upgraded_with_one_request_per_commitment() {
     assert_eq!(cal.asked.lock().unwrap().get(&d), Some(&1));
     assert_eq!(cal.total(), 2);
     for name in ["a.ots", "b.ots", "c.ots", "d.ots"] {
-        assert!(ots::upgrade::is_complete(read(&work.join(name)).timestamp()));
+        assert!(ots::upgrade::is_complete(
+            read(&work.join(name)).timestamp()
+        ));
         assert!(work.join(format!("{name}.bak")).exists());
     }
     // Complete now: upgrading again asks nobody.
