@@ -14,14 +14,13 @@ use ots::git::{
     MINOR_REHASHED_TREE,
 };
 use ots::log::Log;
-use ots::stamp;
 use ots::upgrade::{upgrade, UpgradeOptions};
-use ots::whitelist::DEFAULT_AGGREGATORS;
 use ots_proof::{DetachedTimestampFile, HashOp, Op, Timestamp};
 
+use crate::commands::{calendars_and_m, create_timestamp};
 use crate::{
     calendar_client, fail, header_source, open_cache, whitelist, write_new, Common, Failed,
-    Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
+    Outcome1, UPGRADE_TIMEOUT,
 };
 
 /// What `ots git-gpg-wrapper` was asked to do.
@@ -31,6 +30,7 @@ pub(crate) struct WrapperArgs {
     pub(crate) timeout: u64,
     pub(crate) min_replies: Option<usize>,
     pub(crate) gpg_args: Vec<String>,
+    pub(crate) btc_wallet: bool,
 }
 
 /// The value after `flag` in gpg's arguments, if `flag` is there.
@@ -128,48 +128,31 @@ async fn sign(common: &Common, log: &Log, args: &WrapperArgs) -> Outcome1 {
             Op::Sha256,
         ])
         .map_err(|e| fail(log, e.to_string()))?;
-    let calendars = if args.calendars.is_empty() {
-        DEFAULT_AGGREGATORS.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.calendars.clone()
-    };
-    let n = calendars.len();
-    let m = args.min_replies.unwrap_or(DEFAULT_MIN_REPLIES.min(n));
-    if m > n || m == 0 {
-        return Err(fail(
-            log,
-            format!(
-                "m ({m}) cannot be greater than available calendars ({n}) neither less or equal 0"
-            ),
-        ));
-    }
+    let (calendars, m) = calendars_and_m(
+        log,
+        args.calendars.clone(),
+        args.min_replies,
+        args.btc_wallet,
+    )?;
     let timeout = Duration::from_secs(args.timeout);
-    let client = calendar_client(common, log, timeout.max(UPGRADE_TIMEOUT))?;
-    for url in &calendars {
-        log.info(format!("Submitting to remote calendar {url}"));
-    }
     let tip_alone = Timestamp::new(tip.msg().to_vec()).map_err(|e| fail(log, e.to_string()))?;
-    let submission = stamp::submit(tip_alone, &calendars, &client, timeout).await;
-    for failure in &submission.failures {
-        log.warn(failure.to_string());
-    }
-    if submission.replies < m {
-        return Err(fail(
-            log,
-            format!(
-                "Failed to create timestamp: need at least {m} attestation{} but received {} within timeout",
-                if m == 1 { "" } else { "s" },
-                submission.replies
-            ),
-        ));
-    }
-    let _ = tip.merge(submission.timestamp);
+    let stamped = create_timestamp(
+        common,
+        log,
+        tip_alone,
+        &calendars,
+        m,
+        timeout,
+        args.btc_wallet,
+    )
+    .await?;
+    let _ = tip.merge(stamped);
     if common.wait {
         let options = UpgradeOptions {
             calendars: Vec::new(),
             whitelist: whitelist(common),
             timeout: UPGRADE_TIMEOUT,
-            client,
+            client: calendar_client(common, log, UPGRADE_TIMEOUT)?,
         };
         let cache = open_cache(common, log)?;
         let interval = Duration::from_secs(common.wait_interval);

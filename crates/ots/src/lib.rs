@@ -16,4 +16,5 @@ pub mod prune;
 pub mod stamp;
 pub mod upgrade;
 pub mod verify;
+pub mod wallet;
 pub mod whitelist;

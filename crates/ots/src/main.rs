@@ -145,6 +145,12 @@ enum Command {
         /// Files to stamp (none and no --digest: standard input, proof on
         /// standard output).
         files: Vec<PathBuf>,
+        /// Timestamp with the local Bitcoin node's wallet: one OP_RETURN
+        /// transaction for everything given, waited for until a block
+        /// holds it; the proofs are complete at once. No calendar is asked
+        /// unless -c is given too.
+        #[arg(short = 'b', long = "btc-wallet")]
+        btc_wallet: bool,
     },
     /// Upgrade pending attestations to be locally verifiable.
     #[command(alias = "u")]
@@ -205,6 +211,10 @@ enum Command {
         /// number of calendars if fewer).
         #[arg(short = 'm', value_name = "M")]
         min_replies: Option<usize>,
+        /// Timestamp with the local Bitcoin node's wallet (waits for the
+        /// transaction to confirm before the commit is made).
+        #[arg(short = 'b', long = "btc-wallet")]
+        btc_wallet: bool,
         /// Accepted for the reference's sake: trees are always rehashed.
         #[arg(long, hide = true)]
         rehash_trees: bool,
@@ -346,8 +356,10 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             hash_alg,
             output,
             files,
+            btc_wallet,
         } => {
             let args = StampArgs {
+                btc_wallet,
                 calendars: calendar,
                 timeout,
                 min_replies,
@@ -391,8 +403,10 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             min_replies,
             rehash_trees: _,
             gpg_args,
+            btc_wallet,
         } => {
             let args = git_commands::WrapperArgs {
+                btc_wallet,
                 gpg_program,
                 calendars: calendar,
                 timeout,
@@ -551,18 +565,28 @@ fn header_source(common: &Common, log: &Log) -> Result<Option<HeaderSource>, Fai
             .map(|e| Some(HeaderSource::Explorer(e)))
             .map_err(|e| fail(log, e.to_string()));
     }
-    let config = match &common.bitcoin_node {
-        Some(url) => RpcConfig::new(url.clone(), Auth::None),
-        None => local_node(chain(common), &default_datadir()),
-    };
     let hint = if common.bitcoin_node.is_none() {
         NO_SOURCE_HINT
     } else {
         ""
     };
-    RpcClient::new(config)
+    RpcClient::new(node_config(common))
         .map(|rpc| Some(HeaderSource::Node { rpc, hint }))
         .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}{hint}")))
+}
+
+/// `--bitcoin-node URL`, or the local node's configuration.
+fn node_config(common: &Common) -> RpcConfig {
+    match &common.bitcoin_node {
+        Some(url) => RpcConfig::new(url.clone(), Auth::None),
+        None => local_node(chain(common), &default_datadir()),
+    }
+}
+
+/// The Bitcoin node (and its wallet) for `stamp -b`.
+fn bitcoin_node(common: &Common, log: &Log) -> Result<RpcClient, Failed> {
+    RpcClient::new(node_config(common))
+        .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}")))
 }
 
 fn write_new(log: &Log, path: &Path, proof: &DetachedTimestampFile) -> Outcome1 {
