@@ -46,7 +46,7 @@ const MODE_TREE: &str = "40000";
 const MODE_SUBMODULE: &str = "160000";
 /// Most bytes of one git object read into memory (a blob is hashed as it
 /// is read, so this bounds trees and commits only).
-const MAX_OBJECT_IN_MEMORY: u64 = 64 << 20;
+pub const MAX_OBJECT_IN_MEMORY: u64 = 64 << 20;
 
 /// What went wrong with git or the timestamp.
 #[derive(Debug, Error)]
@@ -326,6 +326,9 @@ fn parse_tree(sha: &str, raw: &[u8]) -> Result<Vec<Entry>, GitError> {
     Ok(out)
 }
 
+/// A tree's nonced leaves and each entry's nonce steps.
+type Leaves = (Vec<[u8; 32]>, Vec<[Op; 2]>);
+
 /// A tree rehashed: its entries and each one's message.
 struct Hashed {
     entries: Vec<Entry>,
@@ -420,7 +423,7 @@ impl TreeHasher {
 
     /// The nonced leaves of a tree of several entries, and each entry's
     /// nonce steps.
-    fn leaves(&self, msgs: &[[u8; 32]]) -> Result<(Vec<[u8; 32]>, Vec<[Op; 2]>), GitError> {
+    fn leaves(&self, msgs: &[[u8; 32]]) -> Result<Leaves, GitError> {
         let mut sum: Vec<u8> = msgs.concat();
         sum.extend_from_slice(NONCE_KEY_TAG);
         let key = sha256(&sum);
