@@ -638,3 +638,31 @@ fn replace_with_backup(log: &Log, path: &Path, proof: &DetachedTimestampFile) ->
         .map_err(|e| fail(log, format!("Could not backup timestamp: {e}")))?;
     write_new(log, path, proof)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socks5_proxy_values_become_socks5h_urls() {
+        assert_eq!(
+            socks5_proxy_url("localhost:9050").unwrap(),
+            "socks5h://localhost:9050"
+        );
+        assert_eq!(
+            socks5_proxy_url("127.0.0.1").unwrap(),
+            "socks5h://127.0.0.1:1080"
+        );
+        assert_eq!(
+            socks5_proxy_url("[::1]:9050").unwrap(),
+            "socks5h://[::1]:9050"
+        );
+        assert_eq!(socks5_proxy_url("[::1]").unwrap(), "socks5h://[::1]:1080");
+        assert_eq!(
+            socks5_proxy_url("h:tor").unwrap_err(),
+            "SOCKS5 proxy port must be an integer; got tor"
+        );
+        assert!(socks5_proxy_url(":9050").is_err());
+        assert!(socks5_proxy_url("[::1").is_err());
+    }
+}
