@@ -153,6 +153,11 @@ enum Command {
         btc_wallet: bool,
     },
     /// Upgrade pending attestations to be locally verifiable.
+    ///
+    /// Every whitelisted pending attestation in the proofs is asked, once
+    /// per calendar and commitment however many files share it; pending
+    /// attestations the answers bring are asked in the same run (at most
+    /// 8 rounds).
     #[command(alias = "u")]
     Upgrade {
         /// Ask these calendars instead of those in the proof.
