@@ -6,10 +6,37 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ots_proof::HashOp;
+
+/// The bar or spinner on screen, if any, so that messages are printed
+/// above it rather than through it ([`suspend`]).
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn show(bar: &ProgressBar) {
+    if let Ok(mut shown) = SHOWN.lock() {
+        *shown = Some(bar.clone());
+    }
+}
+
+fn hide() {
+    if let Ok(mut shown) = SHOWN.lock() {
+        *shown = None;
+    }
+}
+
+/// Runs `f` (which prints to stderr) with the bar on screen, if any,
+/// cleared first and drawn again after.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let bar = SHOWN.lock().ok().and_then(|s| s.clone());
+    match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
 
 /// Files smaller than this hash too fast to need a bar.
 pub const BAR_THRESHOLD: u64 = 64 << 20;
@@ -59,6 +86,7 @@ impl Spinner {
         }
         let spinner = ProgressBar::new_spinner().with_message(message);
         spinner.enable_steady_tick(Duration::from_millis(120));
+        show(&spinner);
         Spinner(Some(spinner))
     }
 }
@@ -66,6 +94,7 @@ impl Spinner {
 impl Drop for Spinner {
     fn drop(&mut self) {
         if let Some(s) = &self.0 {
+            hide();
             s.finish_and_clear();
         }
     }
@@ -104,6 +133,7 @@ impl RequestBar {
             }
             // Every request of the rounds before was answered.
             bar.set_position(done);
+            show(&bar);
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
@@ -121,6 +151,7 @@ impl RequestBar {
     /// Clears the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
+            hide();
             bar.finish_and_clear();
         }
     }

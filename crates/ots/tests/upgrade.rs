@@ -32,6 +32,8 @@ struct Fake {
     /// commitment pending at this URL (an endless chain).
     endless: Mutex<Option<String>>,
     asked: Mutex<HashMap<Vec<u8>, usize>>,
+    /// Answer only after this long.
+    delay: Mutex<Duration>,
 }
 
 impl Fake {
@@ -46,6 +48,8 @@ async fn get_timestamp(
 ) -> (StatusCode, Vec<u8>) {
     let c = hex::decode(hex_c).unwrap_or_default();
     *s.asked.lock().unwrap().entry(c.clone()).or_default() += 1;
+    let delay = *s.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     if let Some(t) = s.replies.lock().unwrap().get(&c) {
         return (StatusCode::OK, t.serialize().unwrap());
     }
@@ -312,4 +316,51 @@ async fn many_proofs_are_upgraded_with_one_request_per_commitment() {
     let out = ots(&["-l", &url, "upgrade", "a.ots"], work);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(cal.total(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_progress_bar_on_a_terminal_only() {
+    let (url, cal) = fake().await;
+    // Slow enough answers that the bar is drawn.
+    *cal.delay.lock().unwrap() = Duration::from_millis(400);
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let name = format!("p{i}.ots");
+        write(
+            &work.join(&name),
+            &pending_proof(format!("{i}").as_bytes(), &url).0,
+        );
+        names.push(name);
+    }
+    let mut args = vec!["-l".to_string(), url.clone(), "upgrade".into()];
+    args.extend(names.iter().cloned());
+    // Not a terminal: nothing but the messages.
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ots(&argv, work);
+    let err = stderr(&out);
+    assert!(!err.contains("asking calendars"), "{err}");
+    assert_eq!(cal.total(), 12);
+    // On a terminal (a pseudo-terminal from `script`): the bar.
+    let command = format!(
+        "{} --no-cache {}",
+        env!("CARGO_BIN_EXE_ots"),
+        args.join(" ")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(work)
+        .env("COLUMNS", "100")
+        .env("LINES", "30")
+        .output()
+        .unwrap();
+    let typescript = String::from_utf8_lossy(&out.stdout);
+    assert!(typescript.contains("asking calendars"), "{typescript}");
+    assert!(typescript.contains("/12"), "{typescript}");
+    assert!(
+        typescript.contains("Failed! Timestamp not complete"),
+        "{typescript}"
+    );
+    assert_eq!(cal.total(), 24);
 }
