@@ -44,6 +44,8 @@ const NONCE_KEY_TAG: &[u8] = b"\x01\x89\x08\x0c\xfb\xd0\xe8\x08";
 /// Git file modes of a tree and of a submodule (a commit).
 const MODE_TREE: &str = "40000";
 const MODE_SUBMODULE: &str = "160000";
+/// Git file mode of a symbolic link (a blob holding the target).
+const MODE_SYMLINK: &str = "120000";
 /// Most bytes of one git object read into memory (a blob is hashed as it
 /// is read, so this bounds trees and commits only).
 pub const MAX_OBJECT_IN_MEMORY: u64 = 64 << 20;
@@ -66,6 +68,9 @@ pub enum GitError {
     /// A path that is not in the tree.
     #[error("Path {0:?} not found")]
     NotFound(String),
+    /// A path that names a symbolic link (git-annex's are not supported).
+    #[error("{0:?} is a symlink; see --annex")]
+    Symlink(String),
     /// A path that names a tree or a submodule, not a file.
     #[error("Path {0:?} is not a blob")]
     NotABlob(String),
@@ -492,6 +497,7 @@ impl TreeHasher {
                 (MODE_TREE | MODE_SUBMODULE, true) => {
                     return Err(GitError::NotABlob(path.to_string()))
                 }
+                (MODE_SYMLINK, true) => return Err(GitError::Symlink(path.to_string())),
                 (_, true) => leaf_msg = Some(hashed.msgs[index]),
             }
         }

@@ -100,6 +100,7 @@ fn setup(top: &Path) -> Repo {
     std::fs::write(repo.dir.join("a.txt"), b"file a\n").unwrap();
     std::fs::write(repo.dir.join("dir/b.txt"), b"file b\n").unwrap();
     std::fs::write(repo.dir.join("dir/c.txt"), b"file c\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", repo.dir.join("link")).unwrap();
     repo.git_ok(&["add", "."]);
     repo
 }
@@ -223,6 +224,12 @@ fn git_commits_are_signed_timestamped_verified_and_extracted() {
     let out = ots(&["git-extract", "dir", "x.ots"], &repo.dir);
     assert!(
         has_line(&stderr(&out), "Path \"dir\" is not a blob"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ots(&["git-extract", "link", "x.ots"], &repo.dir);
+    assert!(
+        has_line(&stderr(&out), "\"link\" is a symlink; see --annex"),
         "{}",
         stderr(&out)
     );
