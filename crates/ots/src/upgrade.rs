@@ -18,7 +18,7 @@
 //!    asked, at most [`MAX_FOLLOW_ROUNDS`] rounds and
 //!    [`MAX_REQUESTS_PER_PASS`] requests.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -207,6 +207,48 @@ async fn ask(request: &Request, options: &UpgradeOptions, log: &Log) -> Option<T
     }
 }
 
+/// For each commitment with a pending attestation, the proofs (indexes)
+/// that have it: a reply is merged into those only.
+fn pending_owners(timestamps: &[&mut Timestamp]) -> HashMap<Vec<u8>, Vec<usize>> {
+    let mut owners: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for (i, timestamp) in timestamps.iter().enumerate() {
+        let pending: BTreeSet<&[u8]> = timestamp
+            .all_attestations()
+            .into_iter()
+            .filter(|(_, a)| matches!(a, Attestation::Pending { .. }))
+            .map(|(m, _)| m)
+            .collect();
+        for m in pending {
+            owners.entry(m.to_vec()).or_default().push(i);
+        }
+    }
+    owners
+}
+
+/// Merges `reply` (of `commitment`) into the proofs `owners` names, where
+/// it brings something they lack; whether it added anything.
+fn apply(
+    timestamps: &mut [&mut Timestamp],
+    owners: Option<&Vec<usize>>,
+    commitment: &[u8],
+    reply: &Timestamp,
+) -> bool {
+    let theirs = attestation_set(reply);
+    let mut used = false;
+    for &i in owners.into_iter().flatten() {
+        let Some(timestamp) = timestamps.get_mut(i) else {
+            continue;
+        };
+        let ours = attestation_set(timestamp);
+        if theirs.is_subset(&ours) {
+            continue;
+        }
+        merge_at(timestamp, commitment, reply);
+        used |= attestation_set(timestamp).len() > ours.len();
+    }
+    used
+}
+
 /// One pass over `timestamps` (see the module's documentation). Returns,
 /// for each, whether anything new was added to it.
 pub async fn upgrade_pass(
@@ -226,14 +268,23 @@ pub async fn upgrade_pass(
     let mut asked: HashSet<(String, Vec<u8>)> = HashSet::new();
     let mut ignored = BTreeSet::new();
     let mut bar = RequestBar::start();
+    // Every answer of this pass, by (calendar, commitment): a proof that
+    // reaches an already-answered commitment later in the pass (through
+    // another proof's reply) gets the answer without a second request.
+    let mut answers: BTreeMap<(String, Vec<u8>), Timestamp> = BTreeMap::new();
     for round in 0..MAX_FOLLOW_ROUNDS {
+        let owners = pending_owners(timestamps);
+        let mut new = false;
+        for ((_, commitment), reply) in &answers {
+            new |= apply(timestamps, owners.get(commitment), commitment, reply);
+        }
         // As the reference: calendars are asked only about proofs still
         // incomplete (a complete proof is verified without telling anyone).
         let mut requests = wanted(timestamps, options, &asked, &mut ignored, log);
-        if requests.is_empty() {
+        if requests.is_empty() && !new {
             break;
         }
-        let room = MAX_REQUESTS_PER_PASS - asked.len();
+        let room = MAX_REQUESTS_PER_PASS.saturating_sub(asked.len());
         if requests.len() > room {
             log.warn(format!(
                 "Not asking {} more calendar request(s): at most {MAX_REQUESTS_PER_PASS} in one run",
@@ -241,7 +292,7 @@ pub async fn upgrade_pass(
             ));
             requests = requests.into_iter().take(room).collect();
         }
-        if round > 0 {
+        if round > 0 && !requests.is_empty() {
             log.debug(format!(
                 "Following {} new pending attestation(s)",
                 requests.len()
@@ -263,34 +314,27 @@ pub async fn upgrade_pass(
             .buffer_unordered(MAX_CONCURRENT_REQUESTS)
             .collect()
             .await;
-        let mut new = false;
         // Merged in a stable order, whatever order the replies came in.
         let replies: BTreeMap<Request, Option<Timestamp>> = replies.into_iter().collect();
         for (request, reply) in replies {
             let Some(reply) = reply else { continue };
-            let theirs = attestation_set(&reply);
             log.info(format!(
                 "Got {} attestation(s) from {}",
-                theirs.len(),
+                attestation_set(&reply).len(),
                 request.url
             ));
-            let mut used = false;
-            for timestamp in timestamps.iter_mut() {
-                let ours = attestation_set(timestamp);
-                if theirs.is_subset(&ours) {
-                    continue;
-                }
-                merge_at(timestamp, &request.commitment, &reply);
-                if attestation_set(timestamp).len() > ours.len() {
-                    used = true;
-                }
-            }
-            if used {
+            if apply(
+                timestamps,
+                owners.get(&request.commitment),
+                &request.commitment,
+                &reply,
+            ) {
                 new = true;
                 if let Err(e) = cache.merge(&reply) {
                     log.debug(format!("Could not write the cache: {e}"));
                 }
             }
+            answers.insert((request.url, request.commitment), reply);
         }
         if !new {
             break;

@@ -364,3 +364,46 @@ async fn a_progress_bar_on_a_terminal_only() {
     );
     assert_eq!(cal.total(), 24);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_is_shared_with_proofs_that_reach_its_commitment_later() {
+    let (a_url, a) = fake().await;
+    let (b_url, b) = fake().await;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    // x.ots is pending at B on c1 directly; y.ots at A on c0, and A's
+    // answer leads to the same c1 pending at B.
+    let (y, c0) = pending_proof(b"y", &a_url);
+    let mut from_a = Timestamp::new(c0.clone()).unwrap();
+    let to_b = from_a
+        .add_path([Op::append(b"to B".to_vec()).unwrap(), Op::Sha256])
+        .unwrap();
+    let c1 = to_b.msg().to_vec();
+    to_b.add_attestation(Attestation::pending(b_url.clone()).unwrap());
+    a.replies.lock().unwrap().insert(c0.clone(), from_a);
+    let mut x = Timestamp::new(c1.clone()).unwrap();
+    x.add_attestation(Attestation::pending(b_url.clone()).unwrap());
+    let x = DetachedTimestampFile::new(HashOp::Sha256, x).unwrap();
+    let mut from_b = Timestamp::new(c1.clone()).unwrap();
+    from_b
+        .add_op(Op::Sha256)
+        .unwrap()
+        .add_attestation(Attestation::Bitcoin { height: 1 });
+    b.replies.lock().unwrap().insert(c1.clone(), from_b);
+    write(&work.join("x.ots"), &x);
+    write(&work.join("y.ots"), &y);
+    let out = ots(
+        &["-l", &a_url, "-l", &b_url, "upgrade", "x.ots", "y.ots"],
+        work,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(b.asked.lock().unwrap().get(&c1), Some(&1), "{err}");
+    assert_eq!(a.total() + b.total(), 2, "{err}");
+    for name in ["x.ots", "y.ots"] {
+        assert!(
+            ots::upgrade::is_complete(read(&work.join(name)).timestamp()),
+            "{name}"
+        );
+    }
+}
