@@ -16,7 +16,7 @@ use crate::protocol::{sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN};
 
 /// Talks to calendars: the HTTP connection pool, the trusted roots (the
 /// system's, or webpki's when the system has none, plus the extra CA
-/// file) and the default timeout. Cheap to clone; build one per process
+/// file), the proxy (given, or the environment's) and the default timeout. Cheap to clone; build one per process
 /// and take [`Calendar`]s from it.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -37,6 +37,13 @@ impl Client {
             // Mozilla's roots only where the system offers none (a bare
             // container): the system's choice wins where there is one.
             .tls_built_in_webpki_certs(!system_has_roots());
+        if let Some(url) = &config.proxy {
+            // An explicit proxy replaces the environment's.
+            let proxy = reqwest::Proxy::all(url.as_str()).map_err(|e| CalendarError::Setup {
+                message: format!("proxy {url}: {}", error_chain(&e)),
+            })?;
+            builder = builder.proxy(proxy);
+        }
         if let Some(path) = &config.ca_file {
             for cert in load_ca_file(path)? {
                 builder = builder.add_root_certificate(cert);

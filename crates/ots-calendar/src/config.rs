@@ -1,5 +1,5 @@
-//! How a calendar client is set up ([`ClientConfig`]): timeouts, the User-Agent, and
-//! an extra CA file trusted beside the system's roots.
+//! How a calendar client is set up ([`ClientConfig`]): timeouts, the User-Agent,
+//! an extra CA file trusted beside the system's roots, and a proxy.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +27,13 @@ pub struct ClientConfig {
     pub ca_file: Option<PathBuf>,
     /// The User-Agent header.
     pub user_agent: String,
+    /// Send every request through this proxy (a URL: `socks5h://HOST:PORT`
+    /// resolves names through the proxy, as Tor needs; `socks5://`,
+    /// `http://` and `https://` proxies work too). When `None`, the
+    /// environment's `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` and
+    /// `NO_PROXY` (or their lower-case forms) are honoured, as reqwest
+    /// reads them; when set, the environment is ignored.
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -36,6 +43,7 @@ impl Default for ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ca_file: None,
             user_agent: DEFAULT_USER_AGENT.to_string(),
+            proxy: None,
         }
     }
 }

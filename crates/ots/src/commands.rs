@@ -10,14 +10,15 @@ use std::time::Duration;
 use ots::log::Log;
 use ots::prune::{prune, Discard};
 use ots::stamp;
-use ots::upgrade::{is_complete, upgrade, UpgradeOptions};
+use ots::upgrade::{is_complete, upgrade, upgrade_all, UpgradeOptions};
 use ots::verify::{check, verify, Check, Outcome};
 use ots::whitelist::DEFAULT_AGGREGATORS;
 use ots_proof::{DetachedTimestampFile, HashOp};
 
 use crate::{
-    calendar_client, fail, header_source, open_cache, read_proof, replace_with_backup, whitelist,
-    write_new, Common, Failed, Outcome1, DEFAULT_MIN_REPLIES, UPGRADE_TIMEOUT,
+    bitcoin_node, calendar_client, fail, header_source, open_cache, read_proof,
+    replace_with_backup, whitelist, write_new, Common, Failed, Outcome1, DEFAULT_MIN_REPLIES,
+    UPGRADE_TIMEOUT,
 };
 
 /// What `ots stamp` was asked to do.
@@ -31,6 +32,95 @@ pub(crate) struct StampArgs {
     /// The proof of the one digest goes here rather than to `HEX.ots`.
     pub(crate) output: Option<PathBuf>,
     pub(crate) files: Vec<PathBuf>,
+    /// Stamp with the local node's wallet (`-b`).
+    pub(crate) btc_wallet: bool,
+}
+
+/// The calendars to submit to and how many must answer: the default
+/// aggregators when none are given, except with the wallet (`-b`) alone,
+/// which needs no calendar.
+pub(crate) fn calendars_and_m(
+    log: &Log,
+    calendars: Vec<String>,
+    min_replies: Option<usize>,
+    btc_wallet: bool,
+) -> Result<(Vec<String>, usize), Failed> {
+    if btc_wallet && calendars.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let calendars = if calendars.is_empty() {
+        DEFAULT_AGGREGATORS.iter().map(|s| s.to_string()).collect()
+    } else {
+        calendars
+    };
+    let n = calendars.len();
+    let m = min_replies.unwrap_or(DEFAULT_MIN_REPLIES.min(n));
+    if m > n || m == 0 {
+        return Err(fail(
+            log,
+            format!(
+                "m ({m}) cannot be greater than available calendars ({n}) neither less or equal 0"
+            ),
+        ));
+    }
+    Ok((calendars, m))
+}
+
+/// Timestamps `tip`: with the wallet first (`btc_wallet`: a transaction,
+/// waited for until a block holds it), then with `calendars`, at least
+/// `m` of which must answer within `timeout`. Returns `tip` with all of it.
+pub(crate) async fn create_timestamp(
+    common: &Common,
+    log: &Log,
+    mut tip: ots_proof::Timestamp,
+    calendars: &[String],
+    m: usize,
+    timeout: Duration,
+    btc_wallet: bool,
+) -> Result<ots_proof::Timestamp, Failed> {
+    if btc_wallet {
+        if common.no_bitcoin {
+            return Err(fail(
+                log,
+                "-b/--btc-wallet needs Bitcoin; it cannot be used with --no-bitcoin",
+            ));
+        }
+        let rpc = bitcoin_node(common, log)?;
+        let Ok(msg) = <[u8; 32]>::try_from(tip.msg()) else {
+            return Err(fail(log, "The tip to timestamp is not 32 bytes"));
+        };
+        let network = crate::chain(common).network();
+        let from_block = ots::wallet::stamp_with_wallet(&rpc, network, &msg, log)
+            .await
+            .map_err(|e| fail(log, format!("Could not timestamp with the wallet: {e}")))?;
+        tip.merge(from_block)
+            .map_err(|e| fail(log, e.to_string()))?;
+    }
+    if calendars.is_empty() {
+        return Ok(tip);
+    }
+    for url in calendars {
+        log.info(format!("Submitting to remote calendar {url}"));
+    }
+    let client = calendar_client(common, log, timeout)?;
+    let spinner =
+        ots::progress::Spinner::start(format!("waiting for {} calendar(s)", calendars.len()));
+    let submission = stamp::submit(tip, calendars, &client, timeout).await;
+    drop(spinner);
+    for failure in &submission.failures {
+        log.warn(failure.to_string());
+    }
+    if submission.replies < m {
+        return Err(fail(
+            log,
+            format!(
+                "Failed to create timestamp: need at least {m} attestation{} but received {} within timeout",
+                if m == 1 { "" } else { "s" },
+                submission.replies
+            ),
+        ));
+    }
+    Ok(submission.timestamp)
 }
 
 /// Where a stamped proof goes.
@@ -67,6 +157,7 @@ pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -
         hash,
         output,
         files,
+        btc_wallet,
     } = args;
     if output.is_some() && (digests.len() != 1 || !files.is_empty()) {
         return Err(fail(
@@ -74,21 +165,7 @@ pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -
             "-o names the proof of a single --digest; give one --digest and no file",
         ));
     }
-    let calendars = if calendars.is_empty() {
-        DEFAULT_AGGREGATORS.iter().map(|s| s.to_string()).collect()
-    } else {
-        calendars
-    };
-    let n = calendars.len();
-    let m = min_replies.unwrap_or(DEFAULT_MIN_REPLIES.min(n));
-    if m > n || m == 0 {
-        return Err(fail(
-            log,
-            format!(
-                "m ({m}) cannot be greater than available calendars ({n}) neither less or equal 0"
-            ),
-        ));
-    }
+    let (calendars, m) = calendars_and_m(log, calendars, min_replies, btc_wallet)?;
     let mut proofs = Vec::new();
     let mut destinations = Vec::new();
     let new_proof = |hash: HashOp, digest: Vec<u8>| {
@@ -136,11 +213,6 @@ pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -
         destinations.push(Destination::File(out));
     }
     let (tip, paths) = stamp::prepare(&mut proofs).ok_or_else(|| fail(log, "Nothing to stamp"))?;
-    for url in &calendars {
-        log.info(format!("Submitting to remote calendar {url}"));
-    }
-    let tip_timestamp =
-        ots_proof::Timestamp::new(tip.to_vec()).map_err(|e| fail(log, e.to_string()))?;
     let timeout = Duration::from_secs(timeout);
     let longest = if common.wait {
         timeout.max(UPGRADE_TIMEOUT)
@@ -148,23 +220,18 @@ pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -
         timeout
     };
     let client = calendar_client(common, log, longest)?;
-    let spinner = ots::progress::Spinner::start(format!("waiting for {n} calendar(s)"));
-    let submission = stamp::submit(tip_timestamp, &calendars, &client, timeout).await;
-    drop(spinner);
-    for failure in &submission.failures {
-        log.warn(failure.to_string());
-    }
-    if submission.replies < m {
-        return Err(fail(
-            log,
-            format!(
-                "Failed to create timestamp: need at least {m} attestation{} but received {} within timeout",
-                if m == 1 { "" } else { "s" },
-                submission.replies
-            ),
-        ));
-    }
-    let mut tip_timestamp = submission.timestamp;
+    let tip_timestamp =
+        ots_proof::Timestamp::new(tip.to_vec()).map_err(|e| fail(log, e.to_string()))?;
+    let mut tip_timestamp = create_timestamp(
+        common,
+        log,
+        tip_timestamp,
+        &calendars,
+        m,
+        timeout,
+        btc_wallet,
+    )
+    .await?;
     if common.wait {
         let options = UpgradeOptions {
             calendars: Vec::new(),
@@ -193,16 +260,26 @@ pub(crate) async fn stamp_command(common: &Common, log: &Log, args: StampArgs) -
     Ok(())
 }
 
+/// `ots upgrade FILE...`: every proof read first, then all upgraded
+/// together (one request per distinct calendar and commitment), then each
+/// written and reported in the order given.
 pub(crate) async fn upgrade_command(
     common: &Common,
     log: &Log,
     client: &ots_calendar::Client,
     calendars: &[String],
     dry_run: bool,
-    path: &Path,
+    paths: &[PathBuf],
 ) -> Outcome1 {
-    log.debug(format!("Upgrading {}", path.display()));
-    let mut proof = read_proof(log, path)?;
+    let mut result = Ok(());
+    let mut proofs = Vec::with_capacity(paths.len());
+    for path in paths {
+        log.debug(format!("Upgrading {}", path.display()));
+        match read_proof(log, path) {
+            Ok(proof) => proofs.push((path, proof)),
+            Err(failed) => result = Err(failed),
+        }
+    }
     let cache = open_cache(common, log)?;
     let options = UpgradeOptions {
         calendars: calendars.to_vec(),
@@ -213,18 +290,28 @@ pub(crate) async fn upgrade_command(
     let wait = common
         .wait
         .then(|| Duration::from_secs(common.wait_interval));
-    let changed = upgrade(proof.timestamp_mut(), &cache, &options, wait, log).await;
-    if changed && !dry_run {
-        log.debug("Got new timestamp data; renaming existing timestamp");
-        replace_with_backup(log, path, &proof)?;
+    let mut timestamps: Vec<&mut ots_proof::Timestamp> =
+        proofs.iter_mut().map(|(_, p)| p.timestamp_mut()).collect();
+    let changed = upgrade_all(&mut timestamps, &cache, &options, wait, log).await;
+    for ((path, proof), changed) in proofs.iter().zip(changed) {
+        if changed && !dry_run {
+            log.debug("Got new timestamp data; renaming existing timestamp");
+            if let Err(failed) = replace_with_backup(log, path, proof) {
+                result = Err(failed);
+                continue;
+            }
+        }
+        if paths.len() > 1 {
+            log.debug(format!("{}:", path.display()));
+        }
+        if is_complete(proof.timestamp()) {
+            log.info("Success! Timestamp complete");
+        } else {
+            log.warn("Failed! Timestamp not complete");
+            result = Err(Failed);
+        }
     }
-    if is_complete(proof.timestamp()) {
-        log.info("Success! Timestamp complete");
-        Ok(())
-    } else {
-        log.warn("Failed! Timestamp not complete");
-        Err(Failed)
-    }
+    result
 }
 
 /// With `--json`, prints the verify document on standard output.

@@ -72,6 +72,17 @@ impl Esplora {
     /// The explorer at `base` (http or https), each request bounded by
     /// `timeout`. https goes through rustls.
     pub fn new(base: &str, timeout: Duration) -> Result<Esplora, EsploraError> {
+        Esplora::with_proxy(base, timeout, None)
+    }
+
+    /// The same, every request through `proxy` (a proxy URL such as
+    /// `socks5h://127.0.0.1:9050`; `None`: the environment's proxy
+    /// variables, as reqwest reads them).
+    pub fn with_proxy(
+        base: &str,
+        timeout: Duration,
+        proxy: Option<&str>,
+    ) -> Result<Esplora, EsploraError> {
         let bad = |message: String| EsploraError::BadUrl {
             url: base.to_string(),
             message,
@@ -80,13 +91,17 @@ impl Esplora {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(bad("only http and https are supported".into()));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("ots/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| bad(error_chain(&e)))?;
+            .user_agent(concat!("ots/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = proxy {
+            let proxy = reqwest::Proxy::all(proxy)
+                .map_err(|e| bad(format!("proxy {proxy}: {}", error_chain(&e))))?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder.build().map_err(|e| bad(error_chain(&e)))?;
         Ok(Esplora {
             base: base.trim_end_matches('/').to_string(),
             http,

@@ -36,7 +36,8 @@ impl Log {
     /// Prints `message` if `level` passes the threshold.
     pub fn log(&self, level: Level, message: impl AsRef<str>) {
         if level >= self.threshold {
-            eprintln!("{}", message.as_ref());
+            // Above a progress bar, if one is on screen.
+            crate::progress::suspend(|| eprintln!("{}", message.as_ref()));
         }
     }
 

@@ -22,9 +22,13 @@ use ots_bitcoin::{Auth, Chain, RpcClient, RpcConfig};
 use ots_proof::{DecodeErrorKind, DetachedTimestampFile, HashOp};
 
 mod commands;
+mod git_commands;
 
 use commands::{prune_command, stamp_command, upgrade_command, verify_command, StampArgs};
 
+/// The GnuPG program git-gpg-wrapper runs (found in PATH; the
+/// reference's default is /usr/bin/gpg).
+const DEFAULT_GPG_PROGRAM: &str = "gpg";
 /// Default seconds to wait for a calendar.
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
 /// Default minimum number of calendar replies.
@@ -99,6 +103,13 @@ struct Common {
     /// calendars (beside the system's roots).
     #[arg(long, value_name = "PATH", global = true)]
     ca_file: Option<PathBuf>,
+    /// Route every calendar and block explorer request through this SOCKS5
+    /// proxy, host names included (resolved by the proxy, as Tor needs).
+    /// Default port 1080 (Tor's is 9050). Without it, the environment's
+    /// ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or lower-case)
+    /// are honoured (socks5h://, socks5:// and http:// proxy URLs).
+    #[arg(long, value_name = "HOST[:PORT]", global = true)]
+    socks5_proxy: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -134,8 +145,19 @@ enum Command {
         /// Files to stamp (none and no --digest: standard input, proof on
         /// standard output).
         files: Vec<PathBuf>,
+        /// Timestamp with the local Bitcoin node's wallet: one OP_RETURN
+        /// transaction for everything given, waited for until a block
+        /// holds it; the proofs are complete at once. No calendar is asked
+        /// unless -c is given too.
+        #[arg(short = 'b', long = "btc-wallet")]
+        btc_wallet: bool,
     },
     /// Upgrade pending attestations to be locally verifiable.
+    ///
+    /// Every whitelisted pending attestation in the proofs is asked, once
+    /// per calendar and commitment however many files share it; pending
+    /// attestations the answers bring are asked in the same run (at most
+    /// 8 rounds).
     #[command(alias = "u")]
     Upgrade {
         /// Ask these calendars instead of those in the proof.
@@ -174,6 +196,49 @@ enum Command {
         json: bool,
         /// The proof.
         file: PathBuf,
+    },
+    /// git's gpg.program (through a script that runs `ots git-gpg-wrapper
+    /// -- "$@"`): signs with gpg and timestamps the signature, and verifies
+    /// such signatures (`git log --show-signature`). Compatible with the
+    /// reference's ots-git-gpg-wrapper.
+    #[command(name = "git-gpg-wrapper")]
+    GitGpgWrapper {
+        /// The GnuPG program.
+        #[arg(short = 'g', long = "gpg-program", default_value = DEFAULT_GPG_PROGRAM)]
+        gpg_program: String,
+        /// Calendar to use (repeatable); default: the public calendars.
+        #[arg(short, long = "calendar", value_name = "URL")]
+        calendar: Vec<String>,
+        /// Seconds before giving up on a calendar.
+        #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
+        timeout: u64,
+        /// Succeed when at least M calendars reply (default: 2, or the
+        /// number of calendars if fewer).
+        #[arg(short = 'm', value_name = "M")]
+        min_replies: Option<usize>,
+        /// Timestamp with the local Bitcoin node's wallet (waits for the
+        /// transaction to confirm before the commit is made).
+        #[arg(short = 'b', long = "btc-wallet")]
+        btc_wallet: bool,
+        /// Accepted for the reference's sake: trees are always rehashed.
+        #[arg(long, hide = true)]
+        rehash_trees: bool,
+        /// Arguments for GnuPG, after `--`.
+        #[arg(last = true, value_name = "GPG ARGS")]
+        gpg_args: Vec<String>,
+    },
+    /// Extract the timestamp of one file from a timestamped git commit
+    /// (made by git-gpg-wrapper).
+    #[command(name = "git-extract")]
+    GitExtract {
+        /// Path to the file (from the current directory, inside the
+        /// repository).
+        path: PathBuf,
+        /// Where to write its timestamp (default: PATH.ots).
+        timestamp: Option<PathBuf>,
+        /// The commit.
+        #[arg(default_value = "HEAD")]
+        commit: String,
     },
     /// Prune a timestamp.
     #[command(alias = "p")]
@@ -217,6 +282,45 @@ impl From<HashAlg> for HashOp {
     }
 }
 
+/// The port of a `--socks5-proxy` given without one (the reference's).
+const DEFAULT_SOCKS5_PORT: u16 = 1080;
+
+/// The proxy URL of `--socks5-proxy HOST[:PORT]` (`[v6]:PORT` too):
+/// `socks5h://`, so host names are resolved by the proxy, never locally.
+fn socks5_proxy_url(value: &str) -> Result<String, String> {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("SOCKS5 proxy {value:?}: no closing ']'"))?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match value.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (value.to_string(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("SOCKS5 proxy {value:?}: no host"));
+    }
+    let port = match port {
+        None => DEFAULT_SOCKS5_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("SOCKS5 proxy port must be an integer; got {p}"))?,
+    };
+    Ok(format!("socks5h://{host}:{port}"))
+}
+
+/// The proxy every calendar and explorer request goes through, if any.
+fn proxy(common: &Common, log: &Log) -> Result<Option<String>, Failed> {
+    common
+        .socks5_proxy
+        .as_deref()
+        .map(socks5_proxy_url)
+        .transpose()
+        .map_err(|e| fail(log, e))
+}
+
 /// A failure already reported to the user: exit with status 1.
 struct Failed;
 
@@ -257,8 +361,10 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             hash_alg,
             output,
             files,
+            btc_wallet,
         } => {
             let args = StampArgs {
+                btc_wallet,
                 calendars: calendar,
                 timeout,
                 min_replies,
@@ -275,12 +381,7 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             files,
         } => {
             let client = calendar_client(common, log, UPGRADE_TIMEOUT)?;
-            let mut result = Ok(());
-            for file in files {
-                result = result
-                    .and(upgrade_command(common, log, &client, &calendar, dry_run, &file).await);
-            }
-            result
+            upgrade_command(common, log, &client, &calendar, dry_run, &files).await
         }
         Command::Verify {
             file,
@@ -300,6 +401,30 @@ async fn run(cli: Cli, log: &Log) -> Outcome1 {
             }
             Ok(())
         }
+        Command::GitGpgWrapper {
+            gpg_program,
+            calendar,
+            timeout,
+            min_replies,
+            rehash_trees: _,
+            gpg_args,
+            btc_wallet,
+        } => {
+            let args = git_commands::WrapperArgs {
+                btc_wallet,
+                gpg_program,
+                calendars: calendar,
+                timeout,
+                min_replies,
+                gpg_args,
+            };
+            git_commands::git_gpg_wrapper(common, log, args).await
+        }
+        Command::GitExtract {
+            path,
+            timestamp,
+            commit,
+        } => git_commands::git_extract(log, &path, timestamp, &commit),
         Command::Prune {
             verify,
             no_verify,
@@ -389,6 +514,7 @@ fn calendar_client(
         timeout: longest,
         connect_timeout: longest,
         ca_file: common.ca_file.clone(),
+        proxy: proxy(common, log)?,
         ..ots_calendar::ClientConfig::default()
     };
     ots_calendar::Client::new(&config).map_err(|e| fail(log, e.to_string()))
@@ -440,22 +566,32 @@ fn header_source(common: &Common, log: &Log) -> Result<Option<HeaderSource>, Fai
                 "--esplora and --bitcoin-node are two sources of block headers; give one",
             ));
         }
-        return Esplora::new(url, EXPLORER_TIMEOUT)
+        return Esplora::with_proxy(url, EXPLORER_TIMEOUT, proxy(common, log)?.as_deref())
             .map(|e| Some(HeaderSource::Explorer(e)))
             .map_err(|e| fail(log, e.to_string()));
     }
-    let config = match &common.bitcoin_node {
-        Some(url) => RpcConfig::new(url.clone(), Auth::None),
-        None => local_node(chain(common), &default_datadir()),
-    };
     let hint = if common.bitcoin_node.is_none() {
         NO_SOURCE_HINT
     } else {
         ""
     };
-    RpcClient::new(config)
+    RpcClient::new(node_config(common))
         .map(|rpc| Some(HeaderSource::Node { rpc, hint }))
         .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}{hint}")))
+}
+
+/// `--bitcoin-node URL`, or the local node's configuration.
+fn node_config(common: &Common) -> RpcConfig {
+    match &common.bitcoin_node {
+        Some(url) => RpcConfig::new(url.clone(), Auth::None),
+        None => local_node(chain(common), &default_datadir()),
+    }
+}
+
+/// The Bitcoin node (and its wallet) for `stamp -b`.
+fn bitcoin_node(common: &Common, log: &Log) -> Result<RpcClient, Failed> {
+    RpcClient::new(node_config(common))
+        .map_err(|e| fail(log, format!("Could not connect to Bitcoin node: {e}")))
 }
 
 fn write_new(log: &Log, path: &Path, proof: &DetachedTimestampFile) -> Outcome1 {
@@ -506,4 +642,32 @@ fn replace_with_backup(log: &Log, path: &Path, proof: &DetachedTimestampFile) ->
     std::fs::rename(path, &backup)
         .map_err(|e| fail(log, format!("Could not backup timestamp: {e}")))?;
     write_new(log, path, proof)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socks5_proxy_values_become_socks5h_urls() {
+        assert_eq!(
+            socks5_proxy_url("localhost:9050").unwrap(),
+            "socks5h://localhost:9050"
+        );
+        assert_eq!(
+            socks5_proxy_url("127.0.0.1").unwrap(),
+            "socks5h://127.0.0.1:1080"
+        );
+        assert_eq!(
+            socks5_proxy_url("[::1]:9050").unwrap(),
+            "socks5h://[::1]:9050"
+        );
+        assert_eq!(socks5_proxy_url("[::1]").unwrap(), "socks5h://[::1]:1080");
+        assert_eq!(
+            socks5_proxy_url("h:tor").unwrap_err(),
+            "SOCKS5 proxy port must be an integer; got tor"
+        );
+        assert!(socks5_proxy_url(":9050").is_err());
+        assert!(socks5_proxy_url("[::1").is_err());
+    }
 }

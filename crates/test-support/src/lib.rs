@@ -10,6 +10,9 @@
 //!   of a plain HTTP address, its certificate (for `127.0.0.1` and
 //!   `localhost`) signed by a throwaway CA whose PEM file a client is given
 //!   ([`tls::TlsProxy`]).
+//! * [`socks5`]: a SOCKS5 proxy (no authentication, `CONNECT`) on a free
+//!   port of 127.0.0.1 that records the destinations it was asked for
+//!   ([`socks5::Socks5Proxy`]).
 //!
 //! Use it from `[dev-dependencies]`:
 //!
@@ -19,4 +22,5 @@
 //! ```
 
 pub mod bitcoind;
+pub mod socks5;
 pub mod tls;
