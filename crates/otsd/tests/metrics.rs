@@ -329,6 +329,7 @@ async fn metrics_are_scraped_on_their_own_listener_with_every_family() {
         f64::from(header.time)
     );
     assert_eq!(s.must("otsd_stamper_warnings", &[]), 0.0);
+    assert_eq!(s.must("otsd_stamper_reorged_transactions_total", &[]), 0.0);
     assert!(s.must("otsd_store_size_bytes", &[]) > 0.0);
 
     // Without asking for OpenMetrics: the Prometheus text format.
@@ -368,6 +369,7 @@ fn check_every_family(s: &Scrape) {
         ("otsd_stamper_waiting_transactions", "gauge"),
         ("otsd_stamper_last_confirmation_timestamp_seconds", "gauge"),
         ("otsd_stamper_warnings", "gauge"),
+        ("otsd_stamper_reorged_transactions", "counter"),
         ("otsd_wallet_balance_satoshis", "gauge"),
         ("otsd_bitcoin_block_height", "gauge"),
         ("otsd_bitcoin_node_up", "gauge"),

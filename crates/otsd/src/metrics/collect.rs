@@ -61,6 +61,26 @@ where
     }
 }
 
+/// Writes one counter family with one sample (the `_total` suffix is the
+/// encoder's), or none when `value` is `None`.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: Option<u64>,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    match value {
+        Some(v) => prometheus_client::metrics::counter::ConstCounter::new(v).encode(metric),
+        None => Ok(()),
+    }
+}
+
 fn satoshis() -> Option<Unit> {
     Some(Unit::Other("satoshis".into()))
 }
@@ -169,6 +189,12 @@ impl Sources {
             "Unix time (block header time) of the block that mined the latest completed timestamp transaction.",
             Some(Unit::Seconds),
             chain.transactions.first().map(|t| t.block_time),
+        )?;
+        counter(
+            e,
+            "stamper_reorged_transactions",
+            "Completed timestamp transactions that a reorg deeper than the confirmation depth took out of the best chain (their commitments are stamped again).",
+            chain.reorged_completed_total,
         )?;
         gauge(
             e,
