@@ -211,13 +211,21 @@ impl RefStore {
 }
 
 fn open_db(path: &Path) -> Result<DB, RefStoreError> {
+    open_read_only(path, BLOCK_CACHE_BYTES)
+}
+
+/// Opens the LevelDB at `path` (the `db/` directory itself) through
+/// [`env::OverlayEnv`], never writing to it, with a block cache of
+/// `block_cache_bytes`: for a caller on its own thread (the importer),
+/// which asks with [`get_record`].
+pub fn open_read_only(path: &Path, block_cache_bytes: usize) -> Result<DB, RefStoreError> {
     let overlay = env::OverlayEnv::new();
     let seal = overlay.seal();
     let opt = Options {
         env: Rc::new(Box::new(overlay)),
         create_if_missing: false,
         paranoid_checks: true,
-        block_cache_capacity_bytes: BLOCK_CACHE_BYTES,
+        block_cache_capacity_bytes: block_cache_bytes,
         ..Options::default()
     };
     let db = DB::open(path, opt).map_err(|e| RefStoreError::Open {
@@ -233,7 +241,7 @@ fn run(mut db: DB, requests: mpsc::Receiver<Request>) {
     while let Ok(req) = requests.recv() {
         match req {
             Request::Contains(key, reply) => {
-                let _ = reply.send(get(&mut db, &key).map(|v| v.is_some()));
+                let _ = reply.send(get_record(&mut db, &key).map(|v| v.is_some()));
             }
             Request::Proof(msg, reply) => {
                 let _ = reply.send(proof(&mut Lookup(&mut db), &msg));
@@ -243,7 +251,7 @@ fn run(mut db: DB, requests: mpsc::Receiver<Request>) {
 }
 
 /// One key's record, with LevelDB's errors (`DB::get` would drop them).
-fn get(db: &mut DB, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
+pub fn get_record(db: &mut DB, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
     let snapshot = db.get_snapshot();
     db.get_at(&snapshot, key)
         .map(|v| v.map(|b| b.to_vec()))
@@ -263,7 +271,7 @@ struct Lookup<'a>(&'a mut DB);
 
 impl Records for Lookup<'_> {
     fn record(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
-        get(self.0, key)
+        get_record(self.0, key)
     }
 }
 
