@@ -15,7 +15,8 @@
 //! Resumable at any point: batches are written many to a transaction
 //! ([`WRITE_COMMITMENTS`], [`WRITE_INTERVAL`]; one fsync each, never one
 //! per commitment) together with the cursor ([`CURSOR_KEY`] in the store's
-//! `meta` table: the first journal position not wholly done), so a crash or
+//! `meta` table: the first journal position not wholly done, and never past
+//! a bad entry, so that the next run checks it again), so a crash or
 //! Ctrl-C loses at most the work since the last transaction, and the next
 //! run starts at the cursor and skips the commitments the store already
 //! has. `db/` is opened through the read-only environment of
@@ -125,6 +126,27 @@ pub struct Options<'a> {
 /// Runs the import; `bad` is told of each bad entry as it is found.
 pub fn run(opts: Options<'_>, mut bad: impl FnMut(&BadEntry)) -> anyhow::Result<Summary> {
     let t0 = Instant::now();
+    // A damaged table makes rusty-leveldb panic on each lookup in it; each
+    // is caught and reported as a bad entry naming the key, so the panic
+    // messages themselves would only be noise (one per key).
+    let previous = std::sync::Arc::new(std::panic::take_hook());
+    let hook = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if !refstore::is_leveldb_panic(info) {
+            hook(info);
+        }
+    }));
+    let result = run_inner(opts, &mut bad, t0);
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    result
+}
+
+fn run_inner(
+    opts: Options<'_>,
+    bad: &mut dyn FnMut(&BadEntry),
+    t0: Instant,
+) -> anyhow::Result<Summary> {
     let dir = &opts.dir;
     let db_dir = dir.join(REFERENCE_DB_DIR);
     if !db_dir.join("CURRENT").is_file() {
@@ -170,7 +192,8 @@ pub fn run(opts: Options<'_>, mut bad: impl FnMut(&BadEntry)) -> anyhow::Result<
         },
         pending: Vec::new(),
         pending_n: 0,
-        bad: &mut bad,
+        bad,
+        first_bad: None,
     };
     let mut last_write = Instant::now();
     let mut pos = start;
@@ -215,6 +238,8 @@ struct Importer<'a, 'b> {
     pending: Vec<CompletedBatch>,
     pending_n: usize,
     bad: &'b mut dyn FnMut(&BadEntry),
+    /// The journal position of the first bad entry of this run.
+    first_bad: Option<u64>,
 }
 
 impl Importer<'_, '_> {
@@ -245,7 +270,8 @@ impl Importer<'_, '_> {
 
     fn report(&mut self, entry: BadEntry) {
         self.sum.bad += 1;
-        tracing::error!(
+        self.first_bad = Some(self.first_bad.map_or(entry.position, |b| b.min(entry.position)));
+        tracing::debug!(
             position = entry.position,
             commitment = %hex::encode(&entry.commitment),
             reason = %entry.reason,
@@ -279,7 +305,14 @@ impl Importer<'_, '_> {
     /// Writes the queued batches and the cursor in one transaction; `next`
     /// is the first journal position not yet read.
     fn write(&mut self, next: u64) -> anyhow::Result<()> {
-        let cursor = self.walker.first_open().unwrap_or(next).min(next);
+        // Never past a bad entry: the next run checks it again (and
+        // reports it while it is still bad).
+        let cursor = self
+            .walker
+            .first_open()
+            .unwrap_or(next)
+            .min(next)
+            .min(self.first_bad.unwrap_or(u64::MAX));
         self.sum.batches += self.pending.len() as u64;
         self.sum.imported += self.pending_n as u64;
         self.store

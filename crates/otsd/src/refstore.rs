@@ -251,14 +251,42 @@ fn run(mut db: DB, requests: mpsc::Receiver<Request>) {
 }
 
 /// One key's record, with LevelDB's errors (`DB::get` would drop them).
+///
+/// rusty-leveldb 4.0.2 panics on some damage instead of failing (a table
+/// whose footer is gone trips an assertion when the table is opened): the
+/// panic is caught and is an error for this key, like any read error. The
+/// table is not cached after such a failure, so later lookups fail alike.
 pub fn get_record(db: &mut DB, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
-    let snapshot = db.get_snapshot();
-    db.get_at(&snapshot, key)
-        .map(|v| v.map(|b| b.to_vec()))
-        .map_err(|e| RefStoreError::Read {
-            key: hex::encode(key),
-            message: e.to_string(),
-        })
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let snapshot = db.get_snapshot();
+        db.get_at(&snapshot, key)
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(|e| e.to_string())
+    }));
+    let message = match read {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(message)) => message,
+        Err(panic) => format!(
+            "LevelDB failed on a damaged table: {}",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned())
+                .replace('\n', "; ")
+        ),
+    };
+    Err(RefStoreError::Read {
+        key: hex::encode(key),
+        message,
+    })
+}
+
+/// Whether a panic comes from inside rusty-leveldb (one [`get_record`]
+/// turns into an error): a panic hook can leave such panics unprinted.
+pub fn is_leveldb_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    info.location()
+        .is_some_and(|l| l.file().contains("rusty-leveldb"))
 }
 
 /// Where node records come from: the store, or a map in tests.
