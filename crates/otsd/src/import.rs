@@ -223,6 +223,14 @@ fn run_inner(
     }
     run.write(pos)?;
     bar.finish_and_clear();
+    if run.sum.imported > 0 {
+        // Many transactions leave free pages behind (copy on write): give
+        // them back, so that the store's size is its content's. Nobody else
+        // has the store open (redb's lock), as compacting needs.
+        run.store
+            .compact()
+            .context("compacting the store after the import")?;
+    }
     let mut sum = run.sum;
     sum.elapsed = t0.elapsed();
     Ok(sum)
