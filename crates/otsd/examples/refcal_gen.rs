@@ -77,7 +77,8 @@ fn main() {
     let mut paths =
         std::io::BufWriter::new(std::fs::File::create(dir.join("paths.txt")).expect("paths"));
     let opt = rusty_leveldb::Options {
-        compressor: <rusty_leveldb::compressor::SnappyCompressor as rusty_leveldb::CompressorId>::ID,
+        compressor:
+            <rusty_leveldb::compressor::SnappyCompressor as rusty_leveldb::CompressorId>::ID,
         filter_policy: std::rc::Rc::new(Box::new(NoFilter)),
         ..rusty_leveldb::Options::default()
     };

@@ -204,7 +204,11 @@ pub struct ImportArgs {
     pub verify_headers: bool,
     /// Check each Bitcoin attestation against a file of `HEIGHT
     /// HEADER_HEX` lines instead of a node.
-    #[arg(long = "headers-file", value_name = "FILE", conflicts_with = "verify_headers")]
+    #[arg(
+        long = "headers-file",
+        value_name = "FILE",
+        conflicts_with = "verify_headers"
+    )]
     pub headers_file: Option<PathBuf>,
     /// No progress bar, even on a terminal.
     #[arg(long = "no-progress")]

@@ -278,7 +278,10 @@ impl Importer<'_, '_> {
 
     fn report(&mut self, entry: BadEntry) {
         self.sum.bad += 1;
-        self.first_bad = Some(self.first_bad.map_or(entry.position, |b| b.min(entry.position)));
+        self.first_bad = Some(
+            self.first_bad
+                .map_or(entry.position, |b| b.min(entry.position)),
+        );
         tracing::debug!(
             position = entry.position,
             commitment = %hex::encode(&entry.commitment),

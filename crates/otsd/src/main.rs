@@ -50,21 +50,20 @@ fn import_reference(args: &otsd::config::ImportArgs, dir: &std::path::Path) -> a
     let dir = args.dir.clone().unwrap_or_else(|| dir.to_path_buf());
     let mut file;
     let mut node;
-    let headers: Option<&mut dyn otsd::import::groups::Headers> = if let Some(path) =
-        &args.headers_file
-    {
-        file = HeadersFile::open(path)?;
-        Some(&mut file)
-    } else if args.verify_headers || args.bitcoin.bitcoin_node.is_some() {
-        let rpc = args
-            .bitcoin
-            .rpc_config()
-            .context("--verify-headers needs a Bitcoin node, not --no-bitcoin")?;
-        node = NodeHeaders::new(rpc)?;
-        Some(&mut node)
-    } else {
-        None
-    };
+    let headers: Option<&mut dyn otsd::import::groups::Headers> =
+        if let Some(path) = &args.headers_file {
+            file = HeadersFile::open(path)?;
+            Some(&mut file)
+        } else if args.verify_headers || args.bitcoin.bitcoin_node.is_some() {
+            let rpc = args
+                .bitcoin
+                .rpc_config()
+                .context("--verify-headers needs a Bitcoin node, not --no-bitcoin")?;
+            node = NodeHeaders::new(rpc)?;
+            Some(&mut node)
+        } else {
+            None
+        };
     let opts = otsd::import::Options {
         dir,
         headers,

@@ -394,7 +394,12 @@ impl Store {
                 .last()
                 .map_err(db(op))?
                 .map_or(0, |(k, _)| k.value() + 1);
-            for EncodedBatch { value, levels, keys } in encoded {
+            for EncodedBatch {
+                value,
+                levels,
+                keys,
+            } in encoded
+            {
                 let id = next;
                 if id > u64::from(u32::MAX) {
                     return Err(StoreError::BadBatch("too many batches"));

@@ -254,7 +254,8 @@ fn every_attestation_checks_against_the_headers_and_a_wrong_header_is_reported()
 /// Writes `value` under `key` in the copy's `db/` (rusty-leveldb, as an
 /// operator's damaged store would hold it).
 fn put(dir: &Path, key: &[u8], value: &[u8]) {
-    let mut db = rusty_leveldb::DB::open(dir.join("db"), rusty_leveldb::Options::default()).unwrap();
+    let mut db =
+        rusty_leveldb::DB::open(dir.join("db"), rusty_leveldb::Options::default()).unwrap();
     db.put(key, value).unwrap();
     db.flush().unwrap();
     db.close().unwrap();
@@ -327,7 +328,10 @@ async fn a_path_that_reaches_no_attestation_is_a_bad_entry_and_the_rest_imports(
     assert!(bad > 0 && imported > 0, "{summary}");
     assert_eq!(bad + imported, COMPLETED as u64);
     let served = served_exactly(&dir).await;
-    assert_eq!(served as u64, imported, "the incomplete ones are not served");
+    assert_eq!(
+        served as u64, imported,
+        "the incomplete ones are not served"
+    );
 }
 
 #[test]
@@ -409,4 +413,229 @@ fn killed_at_random_points_it_resumes_to_the_same_store() {
     assert_eq!(count(&summary, "bad entries"), 0);
     assert_eq!(dump(&dir), expected_dump(), "{killed} runs killed");
     assert_eq!(hashes(&dir), before);
+}
+
+/// A JSON-RPC node serving the fixture's `headers.txt` (what the reference
+/// client asks when it verifies: `getblockcount`, `getblockhash`,
+/// `getblockheader HASH false`), on 127.0.0.1; stops when dropped.
+struct HeadersNode {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HeadersNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn headers_node() -> HeadersNode {
+    use bitcoin::consensus::deserialize;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut by_height = BTreeMap::new();
+    let mut by_hash = BTreeMap::new();
+    for line in std::fs::read_to_string(headers_file()).unwrap().lines() {
+        let (h, hdr) = line.split_once(' ').unwrap();
+        let header: bitcoin::block::Header = deserialize(&hex::decode(hdr).unwrap()).unwrap();
+        let hash = header.block_hash().to_string();
+        by_height.insert(h.parse::<u64>().unwrap(), hash.clone());
+        by_hash.insert(hash, hdr.to_owned());
+    }
+    let chain = Arc::new((by_height, by_hash));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let chain = chain.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: head, then Content-Length bytes.
+                    let (head_end, len) = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            break (i + 4, len);
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let req: serde_json::Value =
+                        serde_json::from_slice(&buf[head_end..head_end + len]).unwrap();
+                    buf.drain(..head_end + len);
+                    let (by_height, by_hash) = &*chain;
+                    let p = &req["params"];
+                    let not_found = serde_json::json!({"code": -5, "message": "not found"});
+                    let (result, error) = match req["method"].as_str().unwrap() {
+                        "getblockcount" => (serde_json::json!(by_height.len() - 1), None),
+                        "getblockhash" => match by_height.get(&p[0].as_u64().unwrap()) {
+                            Some(h) => (serde_json::json!(h), None),
+                            None => (
+                                serde_json::Value::Null,
+                                Some(serde_json::json!({"code": -8, "message": "out of range"})),
+                            ),
+                        },
+                        "getblockheader" => match by_hash.get(p[0].as_str().unwrap()) {
+                            Some(hdr) => (serde_json::json!(hdr), None),
+                            None => (serde_json::Value::Null, Some(not_found)),
+                        },
+                        m => panic!("unexpected RPC {m}"),
+                    };
+                    let body =
+                        serde_json::json!({"result": result, "error": error, "id": req["id"]})
+                            .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    HeadersNode { url, task }
+}
+
+/// `DIGEST REPLY` lines of `replies.txt` (the reference's `POST /digest`
+/// answers), with the commitment each one's pending attestation names.
+fn replies() -> Vec<(Vec<u8>, ots_proof::Timestamp, Vec<u8>)> {
+    std::fs::read_to_string(vectors().join("replies.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (d, r) = l.split_once(' ').unwrap();
+            let digest = hex::decode(d).unwrap();
+            let ts = ots_proof::Timestamp::deserialize(&hex::decode(r.trim()).unwrap(), &digest)
+                .unwrap();
+            let commitment = ts.all_attestations()[0].0.to_vec();
+            (digest, ts, commitment)
+        })
+        .collect()
+}
+
+/// The timestamp with every pending attestation naming `uri` instead (the
+/// fixture's calendar ran on a port of its own).
+fn repoint(ts: &mut ots_proof::Timestamp, uri: &str) {
+    let pending: Vec<_> = ts
+        .attestations()
+        .iter()
+        .filter(|a| matches!(a, ots_proof::Attestation::Pending { .. }))
+        .cloned()
+        .collect();
+    for a in pending {
+        ts.remove_attestation(&a);
+        ts.add_attestation(ots_proof::Attestation::pending(uri).unwrap());
+    }
+    let ops: Vec<_> = ts.ops().map(|(op, _)| op.clone()).collect();
+    for op in ops {
+        repoint(ts.child_mut(&op).unwrap(), uri);
+    }
+}
+
+/// The reference client upgrades `.ots` files made of the reference's own
+/// replies against our server, then verifies them with `headers.txt` as
+/// its node: served in place, and from our store alone after the import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_client_upgrades_and_verifies_the_references_replies_in_place_and_after_import(
+) {
+    let Some(client) = std::env::var_os("OTS_REFERENCE_CLIENT").map(PathBuf::from) else {
+        eprintln!(
+            "skipped: set OTS_REFERENCE_CLIENT to the reference client's `ots` to run this test"
+        );
+        return;
+    };
+    let node = headers_node().await;
+    let completed: std::collections::HashSet<Vec<u8>> =
+        completed().into_iter().map(|(c, _)| c).collect();
+    let replies = replies();
+    // A few replies of completed commitments, from both sides of the
+    // restart (the first and the last).
+    let mut picks: Vec<_> = replies
+        .iter()
+        .filter(|(_, _, c)| completed.contains(c))
+        .collect();
+    assert!(picks.len() > 4);
+    let picks = vec![
+        picks.remove(0),
+        picks.remove(picks.len() / 2),
+        picks.pop().unwrap(),
+    ];
+    let (tmp, dir) = copy_calendar();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    for phase in ["in place", "after import"] {
+        if phase == "after import" {
+            let out = import(&dir, &[]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            std::fs::rename(dir.join("db"), dir.join("db.moved")).unwrap();
+        }
+        let (mut child, addr, _log) = start(&dir).await;
+        let url = format!("http://127.0.0.1:{}", addr.port());
+        for (i, (digest, ts, _)) in picks.iter().enumerate() {
+            let mut ts = ts.clone();
+            repoint(&mut ts, &url);
+            let file =
+                ots_proof::DetachedTimestampFile::new(ots_proof::HashOp::Sha256, ts).unwrap();
+            let name = format!("{}{i}.ots", phase.replace(' ', "-"));
+            std::fs::write(work.join(&name), file.serialize().unwrap()).unwrap();
+            let run = |args: Vec<&str>| {
+                let out = std::process::Command::new(&client)
+                    .arg("--no-cache")
+                    .args(&args)
+                    .current_dir(&work)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{phase}: ots {args:?}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            };
+            let up = run(vec!["-l", &url, "upgrade", &name]);
+            assert!(up.contains("Success! Timestamp complete"), "{phase}: {up}");
+            let hex_digest = hex::encode(digest);
+            let verified = run(vec![
+                "--btc-regtest",
+                "--bitcoin-node",
+                &node.url,
+                "verify",
+                "-d",
+                &hex_digest,
+                &name,
+            ]);
+            assert!(
+                verified.contains("Success! Bitcoin block"),
+                "{phase}: {verified}"
+            );
+        }
+        child.kill().await.unwrap();
+    }
 }

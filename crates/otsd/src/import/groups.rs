@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 use rusty_leveldb::DB;
 
 use crate::calendar::Commitment;
-use crate::refstore::{self, get_record, node, RefStoreError, Records};
+use crate::refstore::{self, get_record, node, Records, RefStoreError};
 use crate::store::{commitment_bytes, leaf, CompletedBatch};
 
 /// Batches whose commitments are still being gathered. The reference
@@ -170,12 +170,10 @@ impl Walker {
                 source,
             })?;
             if parsed.attestations.is_empty() && parsed.ops.len() == 1 {
-                let next = parsed.ops[0]
-                    .apply(&msg)
-                    .map_err(|e| RefStoreError::Op {
-                        key: hex::encode(&msg),
-                        message: e.to_string(),
-                    })?;
+                let next = parsed.ops[0].apply(&msg).map_err(|e| RefStoreError::Op {
+                    key: hex::encode(&msg),
+                    message: e.to_string(),
+                })?;
                 path.push((msg, rec));
                 if path.len() >= MAX_DEPTH {
                     return Err(RefStoreError::TooLarge {
