@@ -639,3 +639,121 @@ async fn the_reference_client_upgrades_and_verifies_the_references_replies_in_pl
         child.kill().await.unwrap();
     }
 }
+
+/// The wallet in use: the reference left an unconfirmed timestamp
+/// transaction in the wallet (its 13 unconfirmed commitments' tree, RBF,
+/// spending every confirmed output, as a calendar's wallet of one output
+/// is spent by its round). Our stamper neither double-spends it (while it
+/// is unconfirmed the wallet has nothing confirmed to fund a round with)
+/// nor loses a commitment: once it confirms, our round is funded from its
+/// change, and the 13 complete with our proofs.
+#[tokio::test]
+async fn a_reference_transaction_left_in_the_wallet_is_not_double_spent_and_nothing_is_lost() {
+    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+    use common::node::{Backend, TestNode, WALLET};
+    use std::str::FromStr;
+    let node = TestNode::start(Backend::Dev).await;
+    let wallet = node.wallet();
+    let utxos = wallet.list_unspent(1).await.unwrap();
+    assert!(!utxos.is_empty(), "a funded wallet");
+    let total: Amount = utxos.iter().map(|u| u.amount).sum();
+    let change = bitcoin::Address::from_str(&wallet.raw_change_address().await.unwrap())
+        .unwrap()
+        .assume_checked()
+        .script_pubkey();
+    let leaves: Vec<[u8; 32]> = pending().iter().map(|c| ots_proof::op::sha256(c)).collect();
+    let tip = ots_proof::MerkleTree::new(leaves).unwrap().root();
+    let fee = Amount::from_sat(200 * (utxos.len() as u64 + 2));
+    let tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: utxos
+            .iter()
+            .map(|u| TxIn {
+                previous_output: OutPoint::new(u.txid, u.vout),
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence(0xffff_fffd),
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: vec![
+            TxOut {
+                value: total - fee,
+                script_pubkey: change,
+            },
+            TxOut {
+                value: Amount::ZERO,
+                script_pubkey: ScriptBuf::new_op_return(tip),
+            },
+        ],
+    };
+    let signed = wallet.sign_raw_transaction_with_wallet(&tx).await.unwrap();
+    let reference_txid = node.node().send_raw_transaction(&signed).await.unwrap();
+    let spent: std::collections::HashSet<(String, u64)> = node
+        .inputs(&reference_txid.to_string())
+        .await
+        .into_iter()
+        .collect();
+
+    let (_tmp, dir) = copy_calendar();
+    let before = hashes(&dir);
+    let mut args: Vec<std::ffi::OsString> = vec!["-c".into(), dir.clone().into()];
+    args.extend(
+        ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+            .into_iter()
+            .chain(["--aggregation-interval", "50", "--btc-regtest"])
+            .chain(["--btc-wallet", WALLET, "--btc-min-confirmations", "2"])
+            .chain(["--btc-min-tx-interval", "0", "--btc-poll-interval", "0.1"])
+            .chain(["--bitcoin-node", &node.url()])
+            .map(Into::into),
+    );
+    let (mut child, addr, log) = common::spawn_otsd_logged(args).await;
+    // While the reference's transaction is unconfirmed: no transaction of
+    // ours spends what it spends (the mempool would refuse or replace it).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        node.mempool().await,
+        vec![reference_txid.to_string()],
+        "nothing else in the mempool"
+    );
+    let pending = pending();
+    let mut complete = false;
+    for _ in 0..60 {
+        node.mine(1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for txid in node.mempool().await {
+            if txid != reference_txid.to_string() {
+                for input in node.inputs(&txid).await {
+                    assert!(!spent.contains(&input), "{txid} double-spends {input:?}");
+                }
+            }
+        }
+        let mut all = true;
+        for c in &pending {
+            if timestamp(addr, c).await.status != 200 {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            complete = true;
+            break;
+        }
+    }
+    if !complete {
+        for l in log.lock().unwrap().iter() {
+            eprintln!("{l}");
+        }
+        panic!("the 13 pending commitments did not complete");
+    }
+    let confirmed: serde_json::Value = node
+        .call("getrawtransaction", serde_json::json!([reference_txid.to_string(), true]))
+        .await;
+    assert!(confirmed["confirmations"].as_u64().unwrap_or(0) > 0, "the reference's transaction confirmed too");
+    for c in &pending {
+        let body = timestamp(addr, c).await.body;
+        common::verify_on_node(&node.node(), c, &body).await;
+    }
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before);
+}
