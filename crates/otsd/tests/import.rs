@@ -646,10 +646,14 @@ async fn the_reference_client_upgrades_and_verifies_the_references_replies_in_pl
 /// is spent by its round). Our stamper neither double-spends it (while it
 /// is unconfirmed the wallet has nothing confirmed to fund a round with)
 /// nor loses a commitment: once it confirms, our round is funded from its
-/// change, and the 13 complete with our proofs.
+/// change, and the 13 complete with our proofs. Then the way back is open
+/// ([`the_way_back_is_open`]).
 #[tokio::test]
 async fn a_reference_transaction_left_in_the_wallet_is_not_double_spent_and_nothing_is_lost() {
-    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+    use bitcoin::{
+        absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut,
+        Witness,
+    };
     use common::node::{Backend, TestNode, WALLET};
     use std::str::FromStr;
     let node = TestNode::start(Backend::Dev).await;
@@ -747,13 +751,64 @@ async fn a_reference_transaction_left_in_the_wallet_is_not_double_spent_and_noth
         panic!("the 13 pending commitments did not complete");
     }
     let confirmed: serde_json::Value = node
-        .call("getrawtransaction", serde_json::json!([reference_txid.to_string(), true]))
+        .call(
+            "getrawtransaction",
+            serde_json::json!([reference_txid.to_string(), true]),
+        )
         .await;
-    assert!(confirmed["confirmations"].as_u64().unwrap_or(0) > 0, "the reference's transaction confirmed too");
+    assert!(
+        confirmed["confirmations"].as_u64().unwrap_or(0) > 0,
+        "the reference's transaction confirmed too"
+    );
     for c in &pending {
         let body = timestamp(addr, c).await.body;
         common::verify_on_node(&node.node(), c, &body).await;
     }
+    // New digests after the take-over, then the way back.
+    for _ in 0..3 {
+        let r = common::post_digest(addr, &common::random_digest()).await;
+        assert_eq!(r.status, 200);
+    }
     child.kill().await.unwrap();
-    assert_eq!(hashes(&dir), before);
+    the_way_back_is_open(&dir, &before);
+}
+
+/// What the reference needs to take the directory back after our otsd ran
+/// on it: `db/` byte for byte as it was, and the journal in the reference's
+/// format (PROTOCOL §3: 44-byte records, time ‖ tip ‖ MAC under the
+/// calendar's `hmac-key`), the fixture's records first and unchanged, ours
+/// after them. The reference would find every record we added or stamped
+/// missing from `db/` and stamp it again: nothing is lost.
+fn the_way_back_is_open(dir: &Path, db_before: &BTreeMap<String, [u8; 32]>) {
+    assert_eq!(&hashes(dir), db_before, "db/ untouched");
+    let original = std::fs::read(vectors().join("calendar/journal")).unwrap();
+    let journal = std::fs::read(dir.join("journal")).unwrap();
+    assert_eq!(journal.len() % 44, 0, "whole 44-byte records");
+    assert!(journal.len() > original.len(), "our records were appended");
+    assert_eq!(
+        &journal[..original.len()],
+        original.as_slice(),
+        "the reference's records unchanged"
+    );
+    let key = otsd::calendar::HmacKey::new(std::fs::read(dir.join("hmac-key")).unwrap());
+    let mut macs = otsd::calendar::KeyDeriver::new(key);
+    let first_time = u32::from_be_bytes(original[..4].try_into().unwrap());
+    for (i, rec) in journal.chunks_exact(44).enumerate().skip(JOURNAL) {
+        let record: [u8; 44] = rec.try_into().unwrap();
+        assert!(
+            macs.verify(&record),
+            "record {i}: its MAC holds under hmac-key"
+        );
+        let t = u32::from_be_bytes(rec[..4].try_into().unwrap());
+        assert!(t >= first_time, "record {i}: a time after the fixture's");
+    }
+    // Every record after the fixture's has no record in db/: the reference
+    // would stamp it (again, for those we stamped).
+    let mut db = otsd::refstore::open_read_only(&dir.join("db"), 1 << 20).unwrap();
+    for rec in journal.chunks_exact(44).skip(JOURNAL) {
+        assert!(otsd::refstore::get_record(&mut db, rec).unwrap().is_none());
+    }
+    for c in pending() {
+        assert!(otsd::refstore::get_record(&mut db, &c).unwrap().is_none());
+    }
 }
