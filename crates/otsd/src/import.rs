@@ -20,7 +20,7 @@
 //! Ctrl-C loses at most the work since the last transaction, and the next
 //! run starts at the cursor and skips the commitments the store already
 //! has. `db/` is opened through the read-only environment of
-//! [`refstore`](crate::refstore): never written.
+//! [`crate::refstore`] (never written).
 
 pub mod groups;
 

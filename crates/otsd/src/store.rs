@@ -390,21 +390,19 @@ impl Store {
             let mut batches = txn.open_table(BATCHES).map_err(db(op))?;
             let mut lv = txn.open_table(LEVELS).map_err(db(op))?;
             let mut index = txn.open_table(INDEX).map_err(db(op))?;
-            let mut next = batches
+            let first = batches
                 .last()
                 .map_err(db(op))?
                 .map_or(0, |(k, _)| k.value() + 1);
-            for EncodedBatch {
-                value,
-                levels,
-                keys,
-            } in encoded
-            {
-                let id = next;
+            for (id, encoded) in (first..).zip(encoded) {
+                let EncodedBatch {
+                    value,
+                    levels,
+                    keys,
+                } = encoded;
                 if id > u64::from(u32::MAX) {
                     return Err(StoreError::BadBatch("too many batches"));
                 }
-                next += 1;
                 batches
                     .insert(id, sealed(id, value).as_slice())
                     .map_err(db(op))?;

@@ -577,7 +577,7 @@ async fn the_reference_client_upgrades_and_verifies_the_references_replies_in_pl
         .filter(|(_, _, c)| completed.contains(c))
         .collect();
     assert!(picks.len() > 4);
-    let picks = vec![
+    let picks = [
         picks.remove(0),
         picks.remove(picks.len() / 2),
         picks.pop().unwrap(),
