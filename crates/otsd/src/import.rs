@@ -45,7 +45,7 @@ pub const WRITE_COMMITMENTS: usize = 100_000;
 pub const WRITE_INTERVAL: Duration = Duration::from_secs(2);
 /// LevelDB's block cache during the import (the walk reads each node once;
 /// the cache mostly holds index blocks and the blocks of recent nodes).
-pub const IMPORT_BLOCK_CACHE_BYTES: usize = 32 << 20;
+pub const IMPORT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// Journal records read at a time.
 const READ_CHUNK: usize = 4096;
 
