@@ -181,7 +181,14 @@ fn run_inner(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // A store empty at the start holds, during this run, only what this
+    // run wrote: proofs of earlier journal positions. A later record of
+    // the same bytes would then be walked again and stored as a batch of
+    // its own, serving the same bytes; so the per-record lookup in the
+    // store is needed only for a store that had proofs before.
+    let check_store = !store.is_empty()?;
     let mut run = Importer {
+        check_store,
         store,
         walker: Walker::new(db),
         headers: opts.headers,
@@ -238,6 +245,8 @@ fn run_inner(
 
 /// One run's state.
 struct Importer<'a, 'b> {
+    /// Whether each record is first looked up in the store.
+    check_store: bool,
     store: Store,
     walker: Walker,
     headers: Option<&'a mut dyn Headers>,
@@ -253,7 +262,7 @@ struct Importer<'a, 'b> {
 impl Importer<'_, '_> {
     /// The journal record at `position`.
     fn one(&mut self, position: u64, record: Commitment) -> anyhow::Result<()> {
-        if in_store(&self.store, &record)? {
+        if self.check_store && in_store(&self.store, &record)? {
             self.sum.already += 1;
             return Ok(());
         }
