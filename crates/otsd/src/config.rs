@@ -191,6 +191,43 @@ pub enum Command {
         #[arg(long = "donation-addr", default_value = "")]
         donation_addr: String,
     },
+    /// Copy the completed proofs of a reference calendar's LevelDB `db/`
+    /// into our store, checking each; resumable (run it again after a
+    /// crash or Ctrl-C). Stop otsd first. `db/` is never written.
+    ImportReference(ImportArgs),
+}
+
+/// `otsd import-reference`'s flags.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The reference calendar directory [default: `-c`'s].
+    pub dir: Option<PathBuf>,
+    /// Check each Bitcoin attestation's block header with the node of the
+    /// `--btc-*` flags (implied by `--bitcoin-node`).
+    #[arg(long = "verify-headers")]
+    pub verify_headers: bool,
+    /// Check each Bitcoin attestation against a file of `HEIGHT
+    /// HEADER_HEX` lines instead of a node.
+    #[arg(
+        long = "headers-file",
+        value_name = "FILE",
+        conflicts_with = "verify_headers"
+    )]
+    pub headers_file: Option<PathBuf>,
+    /// No progress bar, even on a terminal.
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+    /// Start at the journal's first record instead of the saved cursor
+    /// (what the store has is skipped): after the reference ran again and
+    /// completed more of it.
+    #[arg(long = "from-start")]
+    pub from_start: bool,
+    /// Commitments written per store transaction at most (one fsync each).
+    #[arg(long = "commitments-per-transaction", default_value_t = crate::import::WRITE_COMMITMENTS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub commitments_per_transaction: u64,
+    /// The node to check headers with.
+    #[command(flatten)]
+    pub bitcoin: BitcoinArgs,
 }
 
 /// Flags of the server proper.
@@ -442,6 +479,13 @@ impl BitcoinArgs {
                 DEFAULT_BTC_POLL_INTERVAL
             }),
         })
+    }
+}
+
+impl BitcoinArgs {
+    /// The node these flags name, `None` with `--no-bitcoin`.
+    pub fn rpc_config(&self) -> Option<ots_bitcoin::RpcConfig> {
+        self.settings().map(|b| b.rpc)
     }
 }
 

@@ -30,6 +30,7 @@ pub mod consistency;
 pub mod dev;
 pub mod html;
 pub mod http;
+pub mod import;
 pub mod info;
 pub mod journal;
 pub mod limits;

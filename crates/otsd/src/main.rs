@@ -30,6 +30,9 @@ fn main() -> anyhow::Result<()> {
         println!("calendar initialised in {}", dir.display());
         return Ok(());
     }
+    if let Some(Command::ImportReference(args)) = &cli.command {
+        return import_reference(args, &dir);
+    }
     // The accept loop, the aggregator and (with --dev) devchain; HTTP
     // connections are served on their own threads (`--http-threads`) and
     // the stamper on another.
@@ -39,6 +42,54 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(run(&cli.server, &dir, || {}, shutdown_signal()))
 }
+
+/// `otsd import-reference`: the import, each bad entry on stderr, the
+/// summary on stdout; exit status 3 when there were bad entries.
+fn import_reference(args: &otsd::config::ImportArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    use otsd::import::{HeadersFile, NodeHeaders};
+    let dir = args.dir.clone().unwrap_or_else(|| dir.to_path_buf());
+    let mut file;
+    let mut node;
+    let headers: Option<&mut dyn otsd::import::groups::Headers> =
+        if let Some(path) = &args.headers_file {
+            file = HeadersFile::open(path)?;
+            Some(&mut file)
+        } else if args.verify_headers || args.bitcoin.bitcoin_node.is_some() {
+            let rpc = args
+                .bitcoin
+                .rpc_config()
+                .context("--verify-headers needs a Bitcoin node, not --no-bitcoin")?;
+            node = NodeHeaders::new(rpc)?;
+            Some(&mut node)
+        } else {
+            None
+        };
+    let opts = otsd::import::Options {
+        dir,
+        headers,
+        progress: !args.no_progress,
+        from_start: args.from_start,
+        commitments_per_transaction: usize::try_from(args.commitments_per_transaction)
+            .unwrap_or(usize::MAX),
+    };
+    let summary = otsd::import::run(opts, |bad| {
+        eprintln!(
+            "bad entry: journal position {}, commitment {}: {}",
+            bad.position,
+            hex::encode(&bad.commitment),
+            bad.reason
+        );
+    })?;
+    println!("{summary}");
+    if summary.bad > 0 {
+        std::process::exit(EXIT_BAD_ENTRIES);
+    }
+    Ok(())
+}
+
+/// `import-reference`'s exit status when it found bad entries (it still
+/// imported everything else).
+const EXIT_BAD_ENTRIES: i32 = 3;
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {

@@ -211,13 +211,21 @@ impl RefStore {
 }
 
 fn open_db(path: &Path) -> Result<DB, RefStoreError> {
+    open_read_only(path, BLOCK_CACHE_BYTES)
+}
+
+/// Opens the LevelDB at `path` (the `db/` directory itself) through
+/// [`env::OverlayEnv`], never writing to it, with a block cache of
+/// `block_cache_bytes`: for a caller on its own thread (the importer),
+/// which asks with [`get_record`].
+pub fn open_read_only(path: &Path, block_cache_bytes: usize) -> Result<DB, RefStoreError> {
     let overlay = env::OverlayEnv::new();
     let seal = overlay.seal();
     let opt = Options {
         env: Rc::new(Box::new(overlay)),
         create_if_missing: false,
         paranoid_checks: true,
-        block_cache_capacity_bytes: BLOCK_CACHE_BYTES,
+        block_cache_capacity_bytes: block_cache_bytes,
         ..Options::default()
     };
     let db = DB::open(path, opt).map_err(|e| RefStoreError::Open {
@@ -233,7 +241,7 @@ fn run(mut db: DB, requests: mpsc::Receiver<Request>) {
     while let Ok(req) = requests.recv() {
         match req {
             Request::Contains(key, reply) => {
-                let _ = reply.send(get(&mut db, &key).map(|v| v.is_some()));
+                let _ = reply.send(get_record(&mut db, &key).map(|v| v.is_some()));
             }
             Request::Proof(msg, reply) => {
                 let _ = reply.send(proof(&mut Lookup(&mut db), &msg));
@@ -243,14 +251,42 @@ fn run(mut db: DB, requests: mpsc::Receiver<Request>) {
 }
 
 /// One key's record, with LevelDB's errors (`DB::get` would drop them).
-fn get(db: &mut DB, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
-    let snapshot = db.get_snapshot();
-    db.get_at(&snapshot, key)
-        .map(|v| v.map(|b| b.to_vec()))
-        .map_err(|e| RefStoreError::Read {
-            key: hex::encode(key),
-            message: e.to_string(),
-        })
+///
+/// rusty-leveldb 4.0.2 panics on some damage instead of failing (a table
+/// whose footer is gone trips an assertion when the table is opened): the
+/// panic is caught and is an error for this key, like any read error. The
+/// table is not cached after such a failure, so later lookups fail alike.
+pub fn get_record(db: &mut DB, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let snapshot = db.get_snapshot();
+        db.get_at(&snapshot, key)
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(|e| e.to_string())
+    }));
+    let message = match read {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(message)) => message,
+        Err(panic) => format!(
+            "LevelDB failed on a damaged table: {}",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned())
+                .replace('\n', "; ")
+        ),
+    };
+    Err(RefStoreError::Read {
+        key: hex::encode(key),
+        message,
+    })
+}
+
+/// Whether a panic comes from inside rusty-leveldb (one [`get_record`]
+/// turns into an error): a panic hook can leave such panics unprinted.
+pub fn is_leveldb_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    info.location()
+        .is_some_and(|l| l.file().contains("rusty-leveldb"))
 }
 
 /// Where node records come from: the store, or a map in tests.
@@ -263,7 +299,7 @@ struct Lookup<'a>(&'a mut DB);
 
 impl Records for Lookup<'_> {
     fn record(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
-        get(self.0, key)
+        get_record(self.0, key)
     }
 }
 

@@ -257,6 +257,13 @@ pub struct CompletedBatch {
     pub tail: Timestamp,
 }
 
+/// A batch checked and encoded for its transaction.
+struct EncodedBatch {
+    value: Vec<u8>,
+    levels: Vec<Vec<[u8; 32]>>,
+    keys: Vec<((u32, u64), u32)>,
+}
+
 /// The bytes a commitment is known by: a record without MAC (reference
 /// legacy) is the 36-byte commitment `time ‖ tip`.
 pub fn commitment_bytes(record: &Commitment) -> &[u8] {
@@ -349,6 +356,110 @@ impl Store {
     }
 
     fn add_batch_inner(&self, batch: CompletedBatch) -> Result<u64, StoreError> {
+        let ids = self.add_batches_inner(vec![batch], &[])?;
+        ids.first()
+            .copied()
+            .ok_or(StoreError::BadBatch("no batch was added"))
+    }
+
+    /// Adds the completed proofs of several batches and sets `meta` values
+    /// (a tool's progress, such as `import-reference`'s cursor) in one
+    /// transaction: one fsync for all, and after a crash either all of it
+    /// is in or none. Each batch is checked as by [`add_batch`]; the
+    /// store's own `"format"` key cannot be set. Returns the new batches'
+    /// ids, in order.
+    ///
+    /// [`add_batch`]: Store::add_batch
+    pub fn add_batches(
+        &self,
+        batches: Vec<CompletedBatch>,
+        meta: &[(&str, u64)],
+    ) -> Result<Vec<u64>, StoreError> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(StoreError::Unreadable {
+                path: self.path.clone(),
+                why: "redb panicked earlier: writes refused until restart".into(),
+            });
+        }
+        self.guarded("adding batches", || self.add_batches_inner(batches, meta))
+    }
+
+    /// A `meta` value set by [`add_batches`](Store::add_batches).
+    pub fn meta_value(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let op = "reading the meta table";
+        self.guarded(op, || {
+            let txn = self.db.begin_read().map_err(db(op))?;
+            let meta = txn.open_table(META).map_err(db(op))?;
+            let value = meta.get(key).map_err(db(op))?.map(|v| v.value());
+            Ok(value)
+        })
+    }
+
+    fn add_batches_inner(
+        &self,
+        batches: Vec<CompletedBatch>,
+        meta: &[(&str, u64)],
+    ) -> Result<Vec<u64>, StoreError> {
+        if meta.iter().any(|(k, _)| *k == FORMAT_KEY) {
+            return Err(StoreError::BadBatch("the format key is the store's own"));
+        }
+        let encoded = batches
+            .into_iter()
+            .map(|b| self.encode_batch(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let op = "adding a batch";
+        let txn = self.db.begin_write().map_err(db(op))?;
+        let mut ids = Vec::with_capacity(encoded.len());
+        {
+            let mut batches = txn.open_table(BATCHES).map_err(db(op))?;
+            let mut lv = txn.open_table(LEVELS).map_err(db(op))?;
+            let mut index = txn.open_table(INDEX).map_err(db(op))?;
+            let first = batches
+                .last()
+                .map_err(db(op))?
+                .map_or(0, |(k, _)| k.value() + 1);
+            for (id, encoded) in (first..).zip(encoded) {
+                let EncodedBatch {
+                    value,
+                    levels,
+                    keys,
+                } = encoded;
+                if id > u64::from(u32::MAX) {
+                    return Err(StoreError::BadBatch("too many batches"));
+                }
+                ids.push(id);
+                batches
+                    .insert(id, sealed(id, value).as_slice())
+                    .map_err(db(op))?;
+                for (k, level) in levels.iter().enumerate().skip(GROUP_BITS as usize) {
+                    if level.len() < 2 {
+                        break;
+                    }
+                    for (chunk, nodes) in level.chunks(LEVEL_CHUNK_NODES as usize).enumerate() {
+                        lv.insert((id, k as u8, chunk as u64), nodes.concat().as_slice())
+                            .map_err(db(op))?;
+                    }
+                }
+                for (key, p) in keys {
+                    index
+                        .insert(key, (id << 32) | u64::from(p))
+                        .map_err(db(op))?;
+                }
+            }
+            if !meta.is_empty() {
+                let mut table = txn.open_table(META).map_err(db(op))?;
+                for (k, v) in meta {
+                    table.insert(*k, *v).map_err(db(op))?;
+                }
+            }
+        }
+        txn.commit().map_err(db(op))?;
+        Ok(ids)
+    }
+
+    /// Checks a batch against the journal and its tail, and encodes its
+    /// record, tree levels and index keys (sorted).
+    fn encode_batch(&self, batch: CompletedBatch) -> Result<EncodedBatch, StoreError> {
         let n = batch.commitments.len();
         if n == 0 || n > u32::MAX as usize {
             return Err(StoreError::BadBatch("batch size out of range"));
@@ -396,47 +507,18 @@ impl Store {
             .serialize_into(&mut value)
             .map_err(|_| StoreError::BadBatch("tail cannot be serialized"))?;
 
-        let op = "adding a batch";
-        let txn = self.db.begin_write().map_err(db(op))?;
-        let id;
-        {
-            let mut batches = txn.open_table(BATCHES).map_err(db(op))?;
-            id = batches
-                .last()
-                .map_err(db(op))?
-                .map_or(0, |(k, _)| k.value() + 1);
-            if id > u64::from(u32::MAX) {
-                return Err(StoreError::BadBatch("too many batches"));
-            }
-            batches
-                .insert(id, sealed(id, value).as_slice())
-                .map_err(db(op))?;
-            let mut lv = txn.open_table(LEVELS).map_err(db(op))?;
-            for (k, level) in levels.iter().enumerate().skip(GROUP_BITS as usize) {
-                if level.len() < 2 {
-                    break;
-                }
-                for (chunk, nodes) in level.chunks(LEVEL_CHUNK_NODES as usize).enumerate() {
-                    lv.insert((id, k as u8, chunk as u64), nodes.concat().as_slice())
-                        .map_err(db(op))?;
-                }
-            }
-            let mut index = txn.open_table(INDEX).map_err(db(op))?;
-            let mut keys: Vec<((u32, u64), u32)> = batch
-                .commitments
-                .iter()
-                .enumerate()
-                .map(|(p, (_, c))| (index_key(c), p as u32))
-                .collect();
-            keys.sort_unstable();
-            for (key, p) in keys {
-                index
-                    .insert(key, (id << 32) | u64::from(p))
-                    .map_err(db(op))?;
-            }
-        }
-        txn.commit().map_err(db(op))?;
-        Ok(id)
+        let mut keys: Vec<((u32, u64), u32)> = batch
+            .commitments
+            .iter()
+            .enumerate()
+            .map(|(p, (_, c))| (index_key(c), p as u32))
+            .collect();
+        keys.sort_unstable();
+        Ok(EncodedBatch {
+            value,
+            levels,
+            keys,
+        })
     }
 
     /// Rewrites the database without free pages (redb keeps the pages freed
