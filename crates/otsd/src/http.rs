@@ -32,6 +32,8 @@ mod cache {
     /// As long as the server keeps a built page (`info::INFO_TTL`).
     pub const INFO: &str = "public, max-age=5";
     pub const NOT_FOUND: &str = "public, max-age=3600";
+    /// An incomplete proof through upstream calendars: it will grow.
+    pub const INCOMPLETE: &str = "public, max-age=30";
 }
 
 /// What the handlers share.
@@ -56,6 +58,9 @@ pub struct AppState {
     pub info_cache: Arc<InfoCache>,
     /// Limits.
     pub limits: Limits,
+    /// Upstream calendars (issue 12), whose replies and proofs are served
+    /// too.
+    pub upstream: Option<Arc<crate::upstream::Upstreams>>,
 }
 
 /// Every error a client can see.
@@ -231,6 +236,20 @@ async fn get_timestamp(
         (None, Some(r)) => reference_proof(r, &commitment).await?,
         (found, _) => found,
     };
+    // Issue 12: upstream replies (an incomplete proof, short-lived) and
+    // complete upstream proofs (merged with ours when both exist).
+    let (found, cache_control) = match &st.upstream {
+        None => (found, cache::FOREVER),
+        Some(up) => match up.serve(&commitment, found) {
+            Ok(Some((bytes, true))) => (Some(bytes), cache::FOREVER),
+            Ok(Some((bytes, false))) => (Some(bytes), cache::INCOMPLETE),
+            Ok(None) => (None, cache::FOREVER),
+            Err(e) => {
+                tracing::error!(commitment = %hex::encode(&commitment), error = %e, "upstream lookup failed");
+                return Err(ApiError::Internal);
+            }
+        },
+    };
     if let Some(bytes) = found {
         return Ok((
             [
@@ -240,7 +259,7 @@ async fn get_timestamp(
                 ),
                 (
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static(cache::FOREVER),
+                    HeaderValue::from_static(cache_control),
                 ),
             ],
             bytes,

@@ -16,7 +16,9 @@
 //! With a Bitcoin node configured, [`stamping`] is the runtime of
 //! `ots-stamper`'s pure state machine: it polls the node through narrow
 //! traits, reads the [`journal`], stores completed batches in the
-//! [`store`] and persists the stamper's state.
+//! [`store`] and persists the stamper's state. With `--upstream`,
+//! [`upstream`] submits each commitment to other calendars, keeps their
+//! replies and upgrades them (a private calendar).
 #![warn(missing_docs)]
 
 pub mod aggregator;
@@ -38,4 +40,5 @@ pub mod server;
 pub mod stamping;
 pub mod status;
 pub mod store;
+pub mod upstream;
 pub mod workers;

@@ -23,6 +23,7 @@ use super::view::{Pause, Shown, View};
 use crate::journal::JournalReader;
 use crate::status::PendingIndex;
 use crate::store::{Store, StoreError};
+use crate::upstream::{NoHold, StampHold};
 
 /// Recent blocks remembered for reorg detection (a day of blocks).
 pub const KNOWN_BLOCKS: usize = 144;
@@ -125,6 +126,8 @@ pub struct Runner<N> {
     saved: Vec<u8>,
     /// The warnings shown.
     pub(super) warned: Shown,
+    /// What is left to upstream calendars (issue 12).
+    hold: Arc<dyn StampHold>,
 }
 
 pub(super) fn now() -> u64 {
@@ -164,8 +167,15 @@ impl<N: ChainSource + Wallet> Runner<N> {
             paused: None,
             saved: Vec::new(),
             warned: Shown::default(),
+            hold: Arc::new(NoHold),
         };
         Ok((runner, view))
+    }
+
+    /// The same runner, leaving to upstream calendars what `hold` says.
+    pub fn with_hold(mut self, hold: Arc<dyn StampHold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Runs until `shutdown` completes.
@@ -225,7 +235,8 @@ impl<N: ChainSource + Wallet> Runner<N> {
             self.execute(actions).await?;
         }
         self.sync_chain().await?;
-        let actions = self.stamper.on_tick(now(), self.journal.durable_len());
+        let journal_len = self.hold.stampable_len(self.journal.durable_len());
+        let actions = self.stamper.on_tick(now(), journal_len);
         self.execute(actions).await?;
         self.refresh_view();
         Ok(())
@@ -323,14 +334,26 @@ impl<N: ChainSource + Wallet> Runner<N> {
         Ok(())
     }
 
+    async fn fund(&mut self, covered: Vec<std::ops::Range<u64>>) -> Result<Vec<Action>, StepError> {
+        match self.gather_funding(&covered).await {
+            Ok(offer) => Ok(self.stamper.on_funding(now(), covered, offer)),
+            Err(e) => {
+                self.stamper.on_funding_failed();
+                Err(e)
+            }
+        }
+    }
+
     async fn perform(&mut self, action: Action) -> Result<Vec<Action>, StepError> {
         match action {
-            Action::Fund(covered) => match self.gather_funding(&covered).await {
-                Ok(offer) => Ok(self.stamper.on_funding(now(), covered, offer)),
-                Err(e) => {
+            // Commitments an upstream completed are not stamped again
+            // (the cursor moves past them with the next round).
+            Action::Fund(covered) => match self.hold.without_completed(covered) {
+                covered if covered.is_empty() => {
                     self.stamper.on_funding_failed();
-                    Err(e)
+                    Ok(Vec::new())
                 }
+                covered => self.fund(covered).await,
             },
             Action::Bump(covered) => {
                 let tip = self.tip_of(&covered)?;
