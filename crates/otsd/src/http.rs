@@ -322,12 +322,16 @@ async fn info_page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     let page = st
         .info_cache
         .get(std::time::Instant::now(), || {
-            InfoPage::new(
+            let mut page = InfoPage::new(
                 &st.info,
                 st.pending.len() as u64,
                 st.stamper.tip(),
                 st.stamper.chain_info(),
-            )
+            );
+            if let Some(up) = &st.upstream {
+                page.upstreams = up.statuses();
+            }
+            page
         })
         .await;
     let json = headers

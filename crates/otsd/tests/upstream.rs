@@ -616,3 +616,40 @@ async fn kill_9_between_the_fsync_and_the_upstream_reply_resubmits_after_the_res
     mine_until_complete(&node, private.addr, &c).await;
     drop((up1, private));
 }
+
+/// With a wallet too: a commitment an upstream accepted is left to it
+/// until the deadline; the wallet sends nothing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commitment_an_upstream_accepted_is_not_stamped_by_the_wallet_before_the_deadline() {
+    let node = TestNode::start(Backend::Dev).await;
+    let (_fake, url) = Fake::start(Mode::Pending("https://slow.test".into())).await;
+    let server = TestServer::start(Settings {
+        aggregation_interval: Duration::from_millis(50),
+        backend: bitcoin_backend(&node),
+        upstream: UpstreamConfig {
+            urls: vec![url],
+            fallback_after: Duration::from_secs(3600),
+            timeout: Duration::from_millis(500),
+            poll: Duration::from_millis(100),
+            ..UpstreamConfig::default()
+        },
+        ..Settings::default()
+    })
+    .await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    until("the upstream's reply", || async {
+        (timestamp(server.addr, &c).await.status == 200).then_some(())
+    })
+    .await;
+    // Twenty stamper polls and more: a stamper that took it would have
+    // broadcast by now (it stamps at once: --btc-min-tx-interval 0).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        node.mempool().await.is_empty(),
+        "nothing stamped by the wallet"
+    );
+    let r = timestamp(server.addr, &c).await;
+    assert_eq!(r.header("cache-control"), Some(INCOMPLETE));
+    server.stop().await.unwrap();
+}

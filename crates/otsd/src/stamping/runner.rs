@@ -347,14 +347,23 @@ impl<N: ChainSource + Wallet> Runner<N> {
     async fn perform(&mut self, action: Action) -> Result<Vec<Action>, StepError> {
         match action {
             // Commitments an upstream completed are not stamped again
-            // (the cursor moves past them with the next round).
-            Action::Fund(covered) => match self.hold.without_completed(covered) {
-                covered if covered.is_empty() => {
-                    self.stamper.on_funding_failed();
-                    Ok(Vec::new())
+            // (the cursor moves past them with the next round), nor those
+            // still left to the upstreams.
+            Action::Fund(covered) => {
+                let mut covered = self.hold.stampable(covered);
+                if covered.is_empty() {
+                    // All of it was completed upstream: the round takes the
+                    // next ones (the cursor moves past all of them).
+                    let len = self.hold.stampable_len(self.journal.durable_len());
+                    let rest = self.hold.stampable(self.stamper.pending(len));
+                    covered = ots_stamper::ranges::take(&rest, self.config.stamper.max_pending);
                 }
-                covered => self.fund(covered).await,
-            },
+                if covered.is_empty() {
+                    self.stamper.on_funding_failed();
+                    return Ok(Vec::new());
+                }
+                self.fund(covered).await
+            }
             Action::Bump(covered) => {
                 let tip = self.tip_of(&covered)?;
                 let height = self.node.block_count().await?;

@@ -107,8 +107,10 @@ pub struct UpstreamStatus {
     pub url: String,
     /// Unix time of the last accepted answer (a reply or a completion).
     pub last_success: Option<u64>,
-    /// The last error, and its unix time.
-    pub last_error: Option<(u64, String)>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Unix time of the last error.
+    pub last_error_at: Option<u64>,
     /// Journal commitments this upstream has not accepted yet.
     pub backlog: u64,
     /// Commitments it accepted that are not complete yet.
@@ -196,7 +198,10 @@ impl Upstreams {
     }
 
     fn error(&self, idx: usize, message: String) {
-        self.update(idx, |s| s.last_error = Some((unix_now(), message)));
+        self.update(idx, |s| {
+            s.last_error = Some(message);
+            s.last_error_at = Some(unix_now());
+        });
     }
 
     fn give_up(&self, position: u64, idx: usize, on: bool) {
