@@ -116,6 +116,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)]
     fn the_stamper_gets_what_is_past_the_deadline_or_given_up_and_not_completed() {
         let dir = tempfile::tempdir().unwrap();
         let now = unix_now();
