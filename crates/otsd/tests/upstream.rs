@@ -625,6 +625,15 @@ async fn kill_9_between_the_fsync_and_the_upstream_reply_resubmits_after_the_res
     })
     .await;
     mine_until_complete(&node, private.addr, &c).await;
+    // Answered and complete: a restart sends nothing again.
+    let sent = fake.posts().len();
+    let mut old = private;
+    old.child.kill().await.unwrap();
+    let private = otsd(&private_dir, &args).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.posts().len(), sent, "nothing submitted twice");
+    let r = timestamp(private.addr, &c).await;
+    assert_eq!(r.header("cache-control"), Some(FOREVER));
     drop((up1, private));
 }
 
@@ -663,4 +672,146 @@ async fn a_commitment_an_upstream_accepted_is_not_stamped_by_the_wallet_before_t
     let r = timestamp(server.addr, &c).await;
     assert_eq!(r.header("cache-control"), Some(INCOMPLETE));
     server.stop().await.unwrap();
+}
+
+/// With a wallet and a working upstream both, a commitment past the
+/// deadline is stamped by both: `GET` serves both Bitcoin attestations,
+/// each matching the chain's header at its height.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commitment_stamped_by_the_wallet_and_an_upstream_is_served_with_both_attestations() {
+    let node = TestNode::start(Backend::Dev).await;
+    funded_wallet(&node, "up1").await;
+    let root = tempfile::tempdir().unwrap();
+    let up1 = upstream_calendar(root.path(), &node, "up1").await;
+    let server = TestServer::start(Settings {
+        aggregation_interval: Duration::from_millis(50),
+        backend: bitcoin_backend(&node),
+        upstream: UpstreamConfig {
+            urls: vec![up1.url()],
+            fallback_after: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(100),
+            ..UpstreamConfig::default()
+        },
+        ..Settings::default()
+    })
+    .await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    until("the upstream's reply", || async {
+        (timestamp(server.addr, &c).await.status == 200).then_some(())
+    })
+    .await;
+    // The upstream's transaction and, after the deadline, ours.
+    until("two timestamp transactions", || async {
+        (node.mempool().await.len() >= 2).then_some(())
+    })
+    .await;
+    let proof = until("both Bitcoin attestations", || async {
+        node.mine(1).await;
+        let r = timestamp(server.addr, &c).await;
+        if r.header("cache-control") != Some(FOREVER) {
+            return None;
+        }
+        let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+        let n = ts
+            .all_attestations()
+            .iter()
+            .filter(|(_, a)| matches!(a, Attestation::Bitcoin { .. }))
+            .count();
+        (n == 2).then_some(ts)
+    })
+    .await;
+    let rpc = node.node();
+    for (msg, a) in proof.all_attestations() {
+        let Attestation::Bitcoin { height } = a else {
+            panic!("only Bitcoin attestations in a complete proof: {a:?}");
+        };
+        let hash = rpc.block_hash(*height).await.unwrap().unwrap();
+        let header = rpc.block_header(&hash).await.unwrap().unwrap();
+        ots_proof::verify::verify_bitcoin_header(msg, &header).expect("matches the header");
+    }
+    server.stop().await.unwrap();
+    drop(up1);
+}
+
+/// A calendar served in this process on `dir` (kept across restarts).
+struct InProcess {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), otsd::server::ServeError>>,
+}
+
+impl InProcess {
+    async fn start(dir: PathBuf, settings: Settings) -> InProcess {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            otsd::server::serve(listener, &dir, settings, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        InProcess { addr, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("stops in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn pending(&self) -> Value {
+        let r = get(self.addr, "/", "Accept: application/json\r\n").await;
+        serde_json::from_slice::<Value>(&r.body).unwrap()["pending_commitments"].clone()
+    }
+}
+
+/// A commitment an upstream completed is neither pending nor lost at the
+/// next start-up: the wallet does not stamp it, even with the deadline
+/// long past, and its proof is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_completed_commitment_is_not_stamped_again_after_a_restart() {
+    let node = TestNode::start(Backend::Dev).await;
+    funded_wallet(&node, "up1").await;
+    let root = tempfile::tempdir().unwrap();
+    let up1 = upstream_calendar(root.path(), &node, "up1").await;
+    let dir = init_calendar(&root.path().join("private"));
+    let settings = |fallback_after| Settings {
+        aggregation_interval: Duration::from_millis(50),
+        backend: bitcoin_backend(&node),
+        upstream: UpstreamConfig {
+            urls: vec![up1.url()],
+            fallback_after,
+            timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(100),
+            ..UpstreamConfig::default()
+        },
+        ..Settings::default()
+    };
+    let private = InProcess::start(dir.clone(), settings(Duration::from_secs(3600))).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(private.addr, &digest).await.body);
+    mine_until_complete(&node, private.addr, &c).await;
+    assert_eq!(
+        private.pending().await,
+        0,
+        "completed upstream: not pending"
+    );
+    private.stop().await;
+    assert!(node.mempool().await.is_empty());
+    // Restarted with the deadline long past for it.
+    let private = InProcess::start(dir, settings(Duration::ZERO)).await;
+    assert_eq!(private.pending().await, 0, "not pending after the restart");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(node.mempool().await.is_empty(), "the wallet stamps nothing");
+    let r = timestamp(private.addr, &c).await;
+    assert_eq!(r.header("cache-control"), Some(FOREVER));
+    common::verify_on_node(&node.node(), &c, &r.body).await;
+    private.stop().await;
+    drop(up1);
 }
