@@ -60,39 +60,46 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(poll) => {}
         }
-        let rows = match up.db.open_replies(&url, 0, UPGRADE_BATCH) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(upstream = %url, error = %e, "upstream: reading open replies");
-                continue;
-            }
-        };
         let mut misses = 0;
-        for (position, leaf_bytes) in rows {
-            let now = Instant::now();
-            if waits.get(&position).is_some_and(|w| w.1 > now) {
-                continue;
-            }
-            let asked = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                a = ask(&up, &url, &calendar, node.as_deref(), &leaf_bytes) => a,
-            };
-            match asked {
-                Asked::Complete(bytes) => {
-                    waits.remove(&position);
-                    record(&up, idx, &pending, position, leaf_bytes, bytes).await;
+        let mut from = 0;
+        // A batch at a time, past the ones waiting out their backoff, so
+        // that commitments an upstream lost do not hide the later ones.
+        'pass: loop {
+            let rows = match up.db.open_replies(&url, from, UPGRADE_BATCH) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(upstream = %url, error = %e, "upstream: reading open replies");
+                    break;
                 }
-                Asked::NotYet | Asked::Failed(_) => {
-                    if let Asked::Failed(message) = asked {
-                        tracing::warn!(upstream = %url, position, error = %message, "upstream upgrade failed");
-                        up.error(idx, message);
+            };
+            let Some(&(last, _)) = rows.last() else { break };
+            from = last + 1;
+            for (position, leaf_bytes) in rows {
+                let now = Instant::now();
+                if waits.get(&position).is_some_and(|w| w.1 > now) {
+                    continue;
+                }
+                let asked = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    a = ask(&up, &url, &calendar, node.as_deref(), &leaf_bytes) => a,
+                };
+                match asked {
+                    Asked::Complete(bytes) => {
+                        waits.remove(&position);
+                        record(&up, idx, &pending, position, leaf_bytes, bytes).await;
                     }
-                    let w = waits.entry(position).or_insert((0, now));
-                    w.0 = w.0.saturating_add(1);
-                    w.1 = now + poll.saturating_mul(1u32 << w.0.min(20)).min(cap);
-                    misses += 1;
-                    if misses >= UPGRADE_MISSES_PER_PASS {
-                        break;
+                    Asked::NotYet | Asked::Failed(_) => {
+                        if let Asked::Failed(message) = asked {
+                            tracing::warn!(upstream = %url, position, error = %message, "upstream upgrade failed");
+                            up.error(idx, message);
+                        }
+                        let w = waits.entry(position).or_insert((0, now));
+                        w.0 = w.0.saturating_add(1);
+                        w.1 = now + poll.saturating_mul(1u32 << w.0.min(20)).min(cap);
+                        misses += 1;
+                        if misses >= UPGRADE_MISSES_PER_PASS {
+                            break 'pass;
+                        }
                     }
                 }
             }
