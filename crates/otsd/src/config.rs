@@ -19,6 +19,10 @@ use crate::limits::{
     DEFAULT_RECLAIM_AFTER, DEFAULT_WRITE_TIMEOUT,
 };
 use crate::status::StamperView;
+use crate::upstream::{
+    UpstreamConfig, DEFAULT_UPSTREAM_FALLBACK_AFTER, DEFAULT_UPSTREAM_MIN, DEFAULT_UPSTREAM_POLL,
+    DEFAULT_UPSTREAM_TIMEOUT,
+};
 
 /// Everything the server needs besides the calendar directory, resolved:
 /// no flag parsing or defaults are left to the server.
@@ -42,6 +46,8 @@ pub struct Settings {
     /// Where `GET /metrics` is served (`HOST:PORT`), apart from the public
     /// port; `None`: not served (the metrics are counted all the same).
     pub metrics_address: Option<String>,
+    /// Upstream calendars (`--upstream`); none: off.
+    pub upstream: UpstreamConfig,
 }
 
 impl Default for Settings {
@@ -55,6 +61,7 @@ impl Default for Settings {
             backend: Backend::None,
             http_threads: default_http_threads(),
             metrics_address: None,
+            upstream: UpstreamConfig::default(),
         }
     }
 }
@@ -272,6 +279,9 @@ pub struct ServerArgs {
     /// Bitcoin settings (used by the stamper).
     #[command(flatten)]
     pub bitcoin: BitcoinArgs,
+    /// Upstream calendars.
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 }
 
 impl ServerArgs {
@@ -289,6 +299,7 @@ impl ServerArgs {
                 .http_threads
                 .map_or_else(default_http_threads, usize::from),
             metrics_address: self.metrics_address.clone(),
+            upstream: self.upstream.config(),
         }
     }
 
@@ -489,6 +500,54 @@ impl BitcoinArgs {
     }
 }
 
+/// Upstream calendars: this calendar submits every commitment to them and
+/// serves their proofs (a private calendar; see docs/topologies.md).
+#[derive(Debug, Args)]
+pub struct UpstreamArgs {
+    /// An upstream calendar to submit every commitment to (repeatable).
+    #[arg(long = "upstream", value_name = "URL")]
+    pub upstream: Vec<String>,
+    /// Upstreams that must accept a commitment before our own wallet (with
+    /// a Bitcoin backend) stops counting on itself for it.
+    #[arg(long = "upstream-min", default_value_t = DEFAULT_UPSTREAM_MIN, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub upstream_min: usize,
+    /// Seconds after which a commitment not complete upstream is stamped
+    /// by our own wallet (with a Bitcoin backend) [default: a day].
+    #[arg(long = "upstream-fallback-after", value_name = "SECS", default_value_t = DEFAULT_UPSTREAM_FALLBACK_AFTER.as_secs())]
+    pub upstream_fallback_after_secs: u64,
+    /// Seconds each request to an upstream may take (fractions allowed).
+    #[arg(long = "upstream-timeout", value_name = "SECS", default_value_t = DEFAULT_UPSTREAM_TIMEOUT.as_secs_f64())]
+    pub upstream_timeout: f64,
+    /// Seconds between polls of an upstream for completed proofs
+    /// (fractions allowed; each pending proof backs off from there).
+    #[arg(long = "upstream-poll-interval", value_name = "SECS", default_value_t = DEFAULT_UPSTREAM_POLL.as_secs_f64())]
+    pub upstream_poll_interval: f64,
+}
+
+/// Shortest upstream timeout and poll interval accepted, seconds.
+pub const MIN_UPSTREAM_SECS: f64 = 0.05;
+
+impl UpstreamArgs {
+    /// As [`UpstreamConfig`]; `--upstream-min` is at most the number of
+    /// upstreams.
+    pub fn config(&self) -> UpstreamConfig {
+        let secs = |v: f64, default: Duration| {
+            if v.is_finite() {
+                Duration::from_secs_f64(v.clamp(MIN_UPSTREAM_SECS, 86_400.0))
+            } else {
+                default
+            }
+        };
+        UpstreamConfig {
+            urls: self.upstream.clone(),
+            min: self.upstream_min.clamp(1, self.upstream.len().max(1)),
+            fallback_after: Duration::from_secs(self.upstream_fallback_after_secs),
+            timeout: secs(self.upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT),
+            poll: secs(self.upstream_poll_interval, DEFAULT_UPSTREAM_POLL),
+        }
+    }
+}
+
 impl Cli {
     /// The calendar directory, defaulting to `~/.otsd/calendar`.
     pub fn calendar_dir(&self) -> PathBuf {
@@ -583,6 +642,37 @@ mod tests {
             explorer(&["--explorer-url", "https://x"]),
             Some("https://x".into())
         );
+    }
+
+    #[test]
+    fn upstream_flags_resolve() {
+        let cli = Cli::try_parse_from(["otsd"]).unwrap();
+        assert_eq!(
+            cli.server.settings(None).upstream,
+            UpstreamConfig::default()
+        );
+        let cli = Cli::try_parse_from([
+            "otsd",
+            "--no-bitcoin",
+            "--upstream",
+            "http://a/",
+            "--upstream",
+            "http://b/",
+            "--upstream-min",
+            "5",
+            "--upstream-fallback-after",
+            "7",
+            "--upstream-poll-interval",
+            "0.5",
+        ])
+        .unwrap();
+        let up = cli.server.settings(None).upstream;
+        assert_eq!(up.urls, ["http://a/", "http://b/"]);
+        assert_eq!(up.min, 2, "at most the number of upstreams");
+        assert_eq!(up.fallback_after, Duration::from_secs(7));
+        assert_eq!(up.poll, Duration::from_millis(500));
+        assert_eq!(up.timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert!(Cli::try_parse_from(["otsd", "--upstream-min", "0"]).is_err());
     }
 
     #[test]

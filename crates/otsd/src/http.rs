@@ -33,6 +33,8 @@ mod cache {
     /// As long as the server keeps a built page (`info::INFO_TTL`).
     pub const INFO: &str = "public, max-age=5";
     pub const NOT_FOUND: &str = "public, max-age=3600";
+    /// An incomplete proof through upstream calendars: it will grow.
+    pub const INCOMPLETE: &str = "public, max-age=30";
 }
 
 /// What the handlers share.
@@ -59,6 +61,9 @@ pub struct AppState {
     pub limits: Limits,
     /// What is counted (issue 17).
     pub metrics: Metrics,
+    /// Upstream calendars (issue 12), whose replies and proofs are served
+    /// too.
+    pub upstream: Option<Arc<crate::upstream::Upstreams>>,
 }
 
 /// Every error a client can see.
@@ -250,6 +255,20 @@ async fn get_timestamp(
         (None, Some(r)) => reference_proof(r, &commitment).await?,
         (found, _) => found,
     };
+    // Issue 12: upstream replies (an incomplete proof, short-lived) and
+    // complete upstream proofs (merged with ours when both exist).
+    let (found, cache_control) = match &st.upstream {
+        None => (found, cache::FOREVER),
+        Some(up) => match up.serve(&commitment, found) {
+            Ok(Some((bytes, true))) => (Some(bytes), cache::FOREVER),
+            Ok(Some((bytes, false))) => (Some(bytes), cache::INCOMPLETE),
+            Ok(None) => (None, cache::FOREVER),
+            Err(e) => {
+                tracing::error!(commitment = %hex::encode(&commitment), error = %e, "upstream lookup failed");
+                return Err(ApiError::Internal);
+            }
+        },
+    };
     if let Some(bytes) = found {
         return Ok((
             [
@@ -259,7 +278,7 @@ async fn get_timestamp(
                 ),
                 (
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static(cache::FOREVER),
+                    HeaderValue::from_static(cache_control),
                 ),
             ],
             bytes,
@@ -322,12 +341,16 @@ async fn info_page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     let page = st
         .info_cache
         .get(std::time::Instant::now(), || {
-            InfoPage::new(
+            let mut page = InfoPage::new(
                 &st.info,
                 st.pending.len() as u64,
                 st.stamper.tip(),
                 st.stamper.chain_info(),
-            )
+            );
+            if let Some(up) = &st.upstream {
+                page.upstreams = up.statuses();
+            }
+            page
         })
         .await;
     let json = headers

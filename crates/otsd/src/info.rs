@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::html::escape;
 use crate::qr;
 use crate::status::{ChainInfo, MinedTx};
+use crate::upstream::UpstreamStatus;
 
 /// Default block explorer for the info page's links, on mainnet only: on
 /// testnet and regtest (and `--dev`) the page links to an explorer only
@@ -66,6 +67,9 @@ pub struct InfoPage {
     /// QR code (inline SVG) of the invoice's `lightning:` URI.
     #[serde(skip)]
     pub lightning_qr: Option<String>,
+    /// Upstream calendars (`--upstream`; left out of the JSON when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamStatus>,
 }
 
 /// The invoice in `path`, trimmed; `None` if the file is missing, empty,
@@ -129,6 +133,7 @@ impl InfoPage {
                 .filter(|url| !url.is_empty()),
             donation_qr,
             lightning_qr,
+            upstreams: Vec::new(),
         }
     }
 
@@ -194,6 +199,7 @@ impl InfoPage {
                 link("address", &self.donation_address)
             )
         };
+        let upstreams = upstream_rows(&self.upstreams);
         let linked = |v: &Option<String>, path: &str| {
             v.as_deref().map_or("None".to_owned(), |v| link(path, v))
         };
@@ -215,6 +221,7 @@ impl InfoPage {
              <p>Average time between transactions in the last week: {between}<br>\n\
              Fees used in the last week: {fees}</p>\n\
              <p>Latest mined transactions:</p>\n<table>\n<tr><th>txid</th><th>fee (sats)</th><th>sat/vB</th><th>confs</th></tr>\n{rows}</table>\n\
+             {upstreams}\
              </body>\n</html>\n",
             version = e(self.version),
             pending = self.pending_commitments,
@@ -235,6 +242,29 @@ impl InfoPage {
             fees = sats(c.fees_in_last_week_sats),
         )
     }
+}
+
+/// The upstream calendars' table, or nothing without upstreams.
+fn upstream_rows(upstreams: &[UpstreamStatus]) -> String {
+    if upstreams.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for u in upstreams {
+        let when = |t: Option<u64>| t.map_or("never".to_owned(), |t| format!("{t} (unix time)"));
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:right\">{}</td><td style=\"text-align:right\">{}</td></tr>\n",
+            escape(&u.url),
+            when(u.last_success),
+            when(u.last_error_at),
+            u.last_error.as_deref().map_or(String::new(), escape),
+            u.backlog,
+            u.open,
+        ));
+    }
+    format!(
+        "<p>Upstream calendars:</p>\n<table>\n<tr><th>URL</th><th>last success</th><th>last error</th><th>error</th><th>backlog</th><th>awaiting completion</th></tr>\n{rows}</table>\n"
+    )
 }
 
 /// The info page in both renderings.
@@ -287,6 +317,37 @@ impl InfoCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstreams_are_shown_only_when_configured() {
+        let cfg = InfoConfig {
+            donation_addr: String::new(),
+            explorer_url: None,
+            lightning_invoice_file: None,
+        };
+        let mut page = InfoPage::new(&cfg, 0, None, ChainInfo::default());
+        let v: serde_json::Value = serde_json::from_str(&page.json()).unwrap();
+        assert!(v.get("upstreams").is_none());
+        assert!(!page.html().contains("Upstream calendars"));
+        page.upstreams = vec![UpstreamStatus {
+            url: "http://a/<x>".into(),
+            last_success: Some(17),
+            last_error: Some("calendar http://a/: timed out <b>".into()),
+            last_error_at: Some(18),
+            backlog: 3,
+            open: 2,
+            completed: 1,
+        }];
+        let v: serde_json::Value = serde_json::from_str(&page.json()).unwrap();
+        assert_eq!(v["upstreams"][0]["url"], "http://a/<x>");
+        assert_eq!(v["upstreams"][0]["last_success"], 17);
+        assert_eq!(v["upstreams"][0]["backlog"], 3);
+        assert_eq!(v["upstreams"][0]["last_error_at"], 18);
+        let html = page.html();
+        assert!(html.contains("Upstream calendars"));
+        assert!(html.contains("http://a/&lt;x&gt;") && !html.contains("<x>"));
+        assert!(html.contains("timed out &lt;b&gt;"));
+    }
 
     #[test]
     fn json_has_numbers_and_html_is_escaped() {

@@ -19,6 +19,9 @@
 //! [`store`] and persists the stamper's state.
 //! [`metrics`] counts what happens (Prometheus) and serves it on a
 //! listener of its own (`--metrics-address`).
+//! [`store`] and persists the stamper's state. With `--upstream`,
+//! [`upstream`] submits each commitment to other calendars, keeps their
+//! replies and upgrades them (a private calendar).
 #![warn(missing_docs)]
 
 pub mod aggregator;
@@ -42,4 +45,5 @@ pub mod server;
 pub mod stamping;
 pub mod status;
 pub mod store;
+pub mod upstream;
 pub mod workers;

@@ -23,6 +23,7 @@ use crate::refstore::{RefStore, RefStoreError};
 use crate::stamping::{self, StampingError};
 use crate::status::{key_of, NoStamper, PendingIndex, StamperView};
 use crate::store::{commitment_bytes, Store, StoreError};
+use crate::upstream::{NoHold, StampHold, UpstreamError, Upstreams};
 use crate::workers::Workers;
 
 pub use crate::stamping::STAMPER_STATE_FILE;
@@ -71,6 +72,9 @@ pub enum ServeError {
         /// Why it cannot be bound.
         source: std::io::Error,
     },
+    /// The upstream calendars' database or client (`--upstream`).
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -105,7 +109,18 @@ pub async fn serve(
         let elapsed_ms = opening.elapsed().as_millis() as u64;
         tracing::info!(path = %r.path().display(), elapsed_ms, "reference store open (read-only)");
     }
-    let (pending, without_proof) = pending_index(&reader, &store, refstore.as_ref())?;
+    // Issue 12: upstream calendars; their completed commitments have a
+    // proof (neither pending nor lost to the stamper).
+    let upstream = match settings.upstream.urls.is_empty() {
+        true => None,
+        false => Some(Arc::new(Upstreams::open(
+            dir,
+            settings.upstream.clone(),
+            reader.clone(),
+        )?)),
+    };
+    let (pending, without_proof) =
+        pending_index(&reader, &store, refstore.as_ref(), upstream.as_deref())?;
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));
     consistency::check_stamper(dir, records, &without_proof, stamping)?;
     let pending = Arc::new(pending);
@@ -114,7 +129,29 @@ pub async fn serve(
     tracing::info!("listening on {}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let backend = start_backend(&settings.backend, dir, &reader, &store, &pending, &stop_rx)?;
+    let hold: Arc<dyn StampHold> = match &upstream {
+        Some(u) => u.clone(),
+        None => Arc::new(NoHold),
+    };
+    let backend = start_backend(
+        &settings.backend,
+        dir,
+        &reader,
+        &store,
+        &pending,
+        &stop_rx,
+        hold,
+    )?;
+    let upstream_tasks = match &upstream {
+        Some(u) => {
+            let node = match &settings.backend {
+                Backend::Bitcoin(btc) => Some(btc.rpc.clone()),
+                _ => None,
+            };
+            u.start(node, pending.clone(), stop_rx.clone())?
+        }
+        None => Vec::new(),
+    };
     metrics.watch(metrics::Sources {
         dir: dir.to_path_buf(),
         pending: pending.clone(),
@@ -160,6 +197,7 @@ pub async fn serve(
         info_cache: Arc::new(InfoCache::new(INFO_TTL)),
         limits: settings.limits.clone(),
         metrics,
+        upstream,
     };
     let served = listener::run(listener, state, workers.clone(), async move {
         shutdown.await;
@@ -175,6 +213,11 @@ pub async fn serve(
     }
     if let Some(task) = backend.done {
         let _ = task.await;
+    }
+    // What they had not submitted is submitted after the restart (the
+    // journal and upstream.redb say what is missing).
+    for task in upstream_tasks {
+        task.abort();
     }
     if let Some(workers) = workers.and_then(Arc::into_inner) {
         // Quick: every connection has ended or was given up on.
@@ -199,6 +242,7 @@ fn pending_index(
     reader: &JournalReader,
     store: &Store,
     refstore: Option<&RefStore>,
+    upstream: Option<&Upstreams>,
 ) -> Result<(PendingIndex, Vec<Range<u64>>), ServeError> {
     let started = std::time::Instant::now();
     let pending = PendingIndex::new(reader.clone());
@@ -214,9 +258,11 @@ fn pending_index(
         keys.clear();
         for (i, rec) in recs.iter().enumerate() {
             let c = commitment_bytes(rec);
-            let proved = (completed_exist && store.contains(c)?) || in_refstore(refstore, c);
+            let position = start + i as u64;
+            let proved = (completed_exist && store.contains(c)?)
+                || in_refstore(refstore, c)
+                || upstream.is_some_and(|u| u.is_completed(position));
             if !proved {
-                let position = start + i as u64;
                 keys.push((key_of(rec), position));
                 match without_proof.last_mut() {
                     Some(r) if r.end == position => r.end += 1,
@@ -281,6 +327,7 @@ fn start_backend(
     store: &Arc<Store>,
     pending: &Arc<PendingIndex>,
     stop: &watch::Receiver<bool>,
+    hold: Arc<dyn StampHold>,
 ) -> Result<Started, ServeError> {
     match backend {
         Backend::None => Ok(Started {
@@ -292,7 +339,7 @@ fn start_backend(
             done: None,
         }),
         Backend::Bitcoin(btc) => {
-            let started = stamping::start(btc, dir, reader, store, pending, stop.clone())?;
+            let started = stamping::start(btc, dir, reader, store, pending, stop.clone(), hold)?;
             Ok(Started {
                 view: started.view,
                 done: Some(started.done),

@@ -19,6 +19,7 @@ use crate::config::Bitcoin;
 use crate::journal::JournalReader;
 use crate::status::{PendingIndex, StamperView};
 use crate::store::Store;
+use crate::upstream::StampHold;
 
 /// The stamper's state file in the calendar directory.
 pub const STAMPER_STATE_FILE: &str = "stamper.json";
@@ -69,7 +70,9 @@ pub struct Started {
 
 /// Starts stamping the calendar in `dir` on the node of `btc`: the state
 /// is loaded from (and saved to) `dir`'s [`STAMPER_STATE_FILE`], completed
-/// batches go to `store` and leave `pending`. Runs until `stop` turns true.
+/// batches go to `store` and leave `pending`; `hold` says which
+/// commitments are left to upstream calendars. Runs until `stop` turns
+/// true.
 pub fn start(
     btc: &Bitcoin,
     dir: &Path,
@@ -77,6 +80,7 @@ pub fn start(
     store: &Arc<Store>,
     pending: &Arc<PendingIndex>,
     mut stop: watch::Receiver<bool>,
+    hold: Arc<dyn StampHold>,
 ) -> Result<Started, StampingError> {
     let rpc = RpcClient::new(btc.rpc.clone())?;
     // Without credentials: the log must not carry the password.
@@ -93,6 +97,7 @@ pub fn start(
         store.clone(),
         pending.clone(),
     )?;
+    let runner = runner.with_hold(hold);
     // On a thread of its own: completing a batch (reading the journal, the
     // tree, the store's fsync) takes seconds for a million commitments and
     // must not hold up the aggregator or the HTTP threads.

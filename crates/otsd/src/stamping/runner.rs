@@ -23,6 +23,7 @@ use super::view::{Pause, Shown, View};
 use crate::journal::JournalReader;
 use crate::status::PendingIndex;
 use crate::store::{Store, StoreError};
+use crate::upstream::{NoHold, StampHold};
 
 /// Recent blocks remembered for reorg detection (a day of blocks), as
 /// deep as the stamper watches completed transactions.
@@ -126,6 +127,8 @@ pub struct Runner<N> {
     saved: Vec<u8>,
     /// The warnings shown.
     pub(super) warned: Shown,
+    /// What is left to upstream calendars (issue 12).
+    hold: Arc<dyn StampHold>,
 }
 
 pub(super) fn now() -> u64 {
@@ -166,8 +169,15 @@ impl<N: ChainSource + Wallet> Runner<N> {
             paused: None,
             saved: Vec::new(),
             warned: Shown::default(),
+            hold: Arc::new(NoHold),
         };
         Ok((runner, view))
+    }
+
+    /// The same runner, leaving to upstream calendars what `hold` says.
+    pub fn with_hold(mut self, hold: Arc<dyn StampHold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Runs until `shutdown` completes.
@@ -227,7 +237,8 @@ impl<N: ChainSource + Wallet> Runner<N> {
             self.execute(actions).await?;
         }
         self.sync_chain().await?;
-        let actions = self.stamper.on_tick(now(), self.journal.durable_len());
+        let journal_len = self.hold.stampable_len(self.journal.durable_len());
+        let actions = self.stamper.on_tick(now(), journal_len);
         self.execute(actions).await?;
         self.refresh_view();
         Ok(())
@@ -341,15 +352,36 @@ impl<N: ChainSource + Wallet> Runner<N> {
         Ok(())
     }
 
+    async fn fund(&mut self, covered: Vec<std::ops::Range<u64>>) -> Result<Vec<Action>, StepError> {
+        match self.gather_funding(&covered).await {
+            Ok(offer) => Ok(self.stamper.on_funding(now(), covered, offer)),
+            Err(e) => {
+                self.stamper.on_funding_failed();
+                Err(e)
+            }
+        }
+    }
+
     async fn perform(&mut self, action: Action) -> Result<Vec<Action>, StepError> {
         match action {
-            Action::Fund(covered) => match self.gather_funding(&covered).await {
-                Ok(offer) => Ok(self.stamper.on_funding(now(), covered, offer)),
-                Err(e) => {
-                    self.stamper.on_funding_failed();
-                    Err(e)
+            // Commitments an upstream completed are not stamped again
+            // (the cursor moves past them with the next round), nor those
+            // still left to the upstreams.
+            Action::Fund(covered) => {
+                let mut covered = self.hold.stampable(covered);
+                if covered.is_empty() {
+                    // All of it was completed upstream: the round takes the
+                    // next ones (the cursor moves past all of them).
+                    let len = self.hold.stampable_len(self.journal.durable_len());
+                    let rest = self.hold.stampable(self.stamper.pending(len));
+                    covered = ots_stamper::ranges::take(&rest, self.config.stamper.max_pending);
                 }
-            },
+                if covered.is_empty() {
+                    self.stamper.on_funding_failed();
+                    return Ok(Vec::new());
+                }
+                self.fund(covered).await
+            }
             Action::Bump(covered) => {
                 let tip = self.tip_of(&covered)?;
                 let height = self.node.block_count().await?;
