@@ -175,16 +175,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
+    run_router(listener, app(state), &limits, workers, shutdown).await
+}
+
+/// [`run`] for any router: the same accept loop, connection registry,
+/// limits and workers for another set of routes (the stateless
+/// aggregator's, `otsd aggregate`).
+pub async fn run_router(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &Limits,
+    workers: Option<Arc<Workers>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     // The sweep enforces the header read timeout; hyper's would also count
     // the idle time between requests, and answer it with a 408.
     http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let tracker = Arc::new(conns::Tracker::new(&limits, CONNECTION_AGE_GRACE));
+    let tracker = Arc::new(conns::Tracker::new(limits, CONNECTION_AGE_GRACE));
     let _sweep = tracker.clone().start_sweep()?;
     let server = Arc::new(Server {
         http,
-        service: hyper_util::service::TowerToHyperService::new(app(state)),
+        service: hyper_util::service::TowerToHyperService::new(router),
         workers,
         tracker: tracker.clone(),
     });
