@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::aggregate::{
+    AggregateSettings, DEFAULT_INTERVAL as DEFAULT_AGGREGATE_INTERVAL, DEFAULT_UPSTREAM_GRACE,
+    DEFAULT_UPSTREAM_MIN, DEFAULT_UPSTREAM_TIMEOUT,
+};
 use crate::aggregator::DEFAULT_AGGREGATION_INTERVAL;
 use crate::info::DEFAULT_EXPLORER_URL;
 use crate::journal::Verify;
@@ -187,6 +191,9 @@ pub enum Command {
         #[arg(long = "donation-addr", default_value = "")]
         donation_addr: String,
     },
+    /// Run a stateless aggregator in front of upstream calendars instead
+    /// of a calendar: no calendar directory, key, wallet or journal.
+    Aggregate(AggregateArgs),
 }
 
 /// Flags of the server proper.
@@ -317,6 +324,63 @@ impl LimitArgs {
             write_timeout: Duration::from_secs(self.write_timeout_secs.max(1)),
             max_connection_age: Duration::from_secs(self.max_connection_age_secs.max(1)),
             reclaim_after: Duration::from_secs(self.reclaim_after_secs.max(1)),
+        }
+    }
+}
+
+/// Flags of `otsd aggregate`.
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// An upstream calendar's URL, http or https (repeatable, at least
+    /// one): each round's tip is submitted to every one.
+    #[arg(long = "upstream", value_name = "URL", required = true)]
+    pub upstreams: Vec<String>,
+    /// How many upstreams must answer a round for its clients to get a
+    /// proof (at most the number of upstreams); fewer: 503.
+    #[arg(long = "upstream-min", value_name = "N", default_value_t = DEFAULT_UPSTREAM_MIN as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_min: u64,
+    /// Bound on an upstream's answer to a round, milliseconds.
+    #[arg(long = "upstream-timeout", value_name = "MS", default_value_t = DEFAULT_UPSTREAM_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_ms: u64,
+    /// Once `--upstream-min` upstreams have answered, how much longer the
+    /// others get, milliseconds.
+    #[arg(long = "upstream-grace", value_name = "MS", default_value_t = DEFAULT_UPSTREAM_GRACE.as_millis() as u64)]
+    pub upstream_grace_ms: u64,
+    /// Round interval, milliseconds.
+    #[arg(long = "interval", value_name = "MS", default_value_t = DEFAULT_AGGREGATE_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_ms: u64,
+    /// A PEM file of CA certificates trusted for https upstreams beside
+    /// the system's roots.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long = "rpc-address", default_value = DEFAULT_RPC_ADDRESS)]
+    pub rpc_address: String,
+    /// Port to listen on (0: any free port, printed at start-up).
+    #[arg(long = "rpc-port", default_value_t = DEFAULT_RPC_PORT)]
+    pub rpc_port: u16,
+    /// Threads serving HTTP connections [default: one per CPU but one].
+    #[arg(long = "http-threads", value_parser = clap::value_parser!(u16).range(1..))]
+    pub http_threads: Option<u16>,
+    /// Hostile-client limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl AggregateArgs {
+    /// The aggregator's settings from these flags.
+    pub fn settings(&self) -> AggregateSettings {
+        AggregateSettings {
+            upstreams: self.upstreams.clone(),
+            upstream_min: usize::try_from(self.upstream_min).unwrap_or(usize::MAX),
+            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            upstream_grace: Duration::from_millis(self.upstream_grace_ms),
+            interval: Duration::from_millis(self.interval_ms),
+            limits: self.limits.limits(),
+            http_threads: self
+                .http_threads
+                .map_or_else(default_http_threads, usize::from),
+            ca_file: self.ca_file.clone(),
         }
     }
 }

@@ -17,8 +17,11 @@
 //! `ots-stamper`'s pure state machine: it polls the node through narrow
 //! traits, reads the [`journal`], stores completed batches in the
 //! [`store`] and persists the stamper's state.
+//! [`aggregate`] is `otsd aggregate`, a stateless aggregator in front of
+//! upstream calendars, on the same [`listener`] and [`workers`].
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod aggregator;
 pub mod backup;
 pub mod calendar;

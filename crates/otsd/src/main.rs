@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use otsd::calendar::Calendar;
-use otsd::config::{Cli, Command, LogFormat};
+use otsd::config::{AggregateArgs, Cli, Command, LogFormat};
 use otsd::server::run;
 use std::io::IsTerminal;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -30,6 +30,13 @@ fn main() -> anyhow::Result<()> {
         println!("calendar initialised in {}", dir.display());
         return Ok(());
     }
+    if let Some(Command::Aggregate(args)) = &cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        return runtime.block_on(aggregate(args, shutdown_signal()));
+    }
     // The accept loop, the aggregator and (with --dev) devchain; HTTP
     // connections are served on their own threads (`--http-threads`) and
     // the stamper on another.
@@ -38,6 +45,21 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(run(&cli.server, &dir, || {}, shutdown_signal()))
+}
+
+/// `otsd aggregate`: binds the flags' address and runs the stateless
+/// aggregator (the rounds and upstream submissions on this runtime, HTTP
+/// connections on their own threads) until `shutdown` resolves.
+async fn aggregate(
+    args: &AggregateArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = otsd::listener::bind(&args.rpc_address, args.rpc_port)
+        .await
+        .with_context(|| format!("binding {}:{}", args.rpc_address, args.rpc_port))?;
+    otsd::aggregate::serve(listener, args.settings(), shutdown)
+        .await
+        .context("aggregator")
 }
 
 /// Resolves on SIGINT or SIGTERM.

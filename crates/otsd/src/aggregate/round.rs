@@ -1,0 +1,288 @@
+//! The aggregator's rounds: the digests submitted during one interval are
+//! nonced and make one Merkle tree (as the calendar's rounds do, with the
+//! calendar's own code, [`crate::aggregator`]); the tip goes to the
+//! upstreams ([`super::upstream`]) while the next round collects, and each
+//! waiting request gets its path to the tip followed by the merged
+//! replies, or the round's 503.
+//!
+//! Rounds overlap: a round waiting for its upstreams (up to the timeout)
+//! never delays the next one. Replies are handed to each HTTP worker in
+//! one task, woken in arrival order, as the calendar does (see
+//! [`crate::workers`]).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ots_proof::merkle::NONCE_LEN;
+use ots_proof::MerkleTree;
+use rand::RngCore;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use super::upstream::Upstreams;
+use crate::aggregator::{nonced_leaves, proof_bytes, MAX_DIGEST_LEN};
+use crate::workers::{self, Workers};
+
+/// Why a digest got no proof: the text of the 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub Arc<str>);
+
+/// A round's answer to one request.
+pub type Reply = Result<Vec<u8>, Unavailable>;
+
+/// The 503 text once the aggregator is shutting down.
+const SHUTTING_DOWN: &str = "aggregator shutting down";
+
+/// The longest proof path from a digest to the tip of a round of `n`
+/// digests: `append(nonce) sha256`, then `append|prepend(32 bytes)
+/// sha256` per level above the leaves.
+pub fn max_path_len(levels: usize) -> usize {
+    2 + NONCE_LEN + 1 + 35 * levels.saturating_sub(1)
+}
+
+struct Submission {
+    digest: Vec<u8>,
+    reply: oneshot::Sender<Reply>,
+    /// The worker thread the request is served on, if any.
+    home: Option<(u64, usize)>,
+}
+
+/// Where the HTTP layer submits digests; cheap to clone. Unbounded: every
+/// queued digest is a request holding a connection, and connections are
+/// capped by the listener.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Submission>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission").finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Submits `digest` (at most [`MAX_DIGEST_LEN`] bytes, which the HTTP
+    /// layer checks first); resolves to the serialized proof, rooted at
+    /// `digest` and ending in the upstreams' replies, once its round is
+    /// answered.
+    pub async fn submit(&self, digest: Vec<u8>) -> Reply {
+        debug_assert!(digest.len() <= MAX_DIGEST_LEN);
+        let (reply, rx) = oneshot::channel();
+        let unavailable = || Unavailable(SHUTTING_DOWN.into());
+        self.tx
+            .send(Submission {
+                digest,
+                reply,
+                home: workers::current(),
+            })
+            .map_err(|_| unavailable())?;
+        rx.await.unwrap_or_else(|_| Err(unavailable()))
+    }
+}
+
+/// The rounds' figures, for the info page.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Rounds with at least one digest.
+    pub rounds: AtomicU64,
+    /// Rounds answered 503.
+    pub rounds_unavailable: AtomicU64,
+    /// Digests answered with a proof.
+    pub digests: AtomicU64,
+    /// Digests of the last round answered.
+    pub last_round_digests: AtomicU64,
+}
+
+/// Starts the round loop: a round every `interval` until `shutdown` turns
+/// true; then the digests already queued make a last round, and the task
+/// ends once every round under way is answered.
+pub fn spawn(
+    interval: Duration,
+    workers: Option<Arc<Workers>>,
+    upstreams: Arc<Upstreams>,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Submission>();
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut under_way = JoinSet::new();
+        let start = |batch: Vec<Submission>, under_way: &mut JoinSet<()>| {
+            if let Some(round) = Round::build(batch) {
+                let (upstreams, workers, stats) = (upstreams.clone(), workers.clone(), stats.clone());
+                under_way.spawn(async move { round.finish(&upstreams, workers.as_deref(), &stats).await });
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            let mut batch = Vec::new();
+            while let Ok(s) = rx.try_recv() {
+                batch.push(s);
+            }
+            start(batch, &mut under_way);
+            while under_way.try_join_next().is_some() {}
+        }
+        rx.close();
+        let mut batch = Vec::new();
+        while let Some(s) = rx.recv().await {
+            batch.push(s);
+        }
+        start(batch, &mut under_way);
+        while under_way.join_next().await.is_some() {}
+    });
+    (Handle { tx }, task)
+}
+
+/// One round's tree, waiting for its upstreams.
+struct Round {
+    batch: Vec<Submission>,
+    nonces: Vec<u8>,
+    /// Every level of the tree, leaves first.
+    levels: Vec<Vec<[u8; 32]>>,
+}
+
+impl Round {
+    /// The tree of `batch`'s digests (of the requests still waiting);
+    /// `None` if there are none.
+    fn build(batch: Vec<Submission>) -> Option<Round> {
+        let batch: Vec<Submission> = batch.into_iter().filter(|s| !s.reply.is_closed()).collect();
+        if batch.is_empty() {
+            return None;
+        }
+        let mut nonces = vec![0u8; NONCE_LEN * batch.len()];
+        rand::rngs::OsRng.fill_bytes(&mut nonces);
+        let leaves = nonced_leaves(batch.iter().map(|s| s.digest.as_slice()), &nonces);
+        let levels = MerkleTree::new(leaves)?.into_levels();
+        Some(Round {
+            batch,
+            nonces,
+            levels,
+        })
+    }
+
+    fn tip(&self) -> [u8; 32] {
+        self.levels[self.levels.len() - 1][0]
+    }
+
+    /// Submits the tip upstream and answers every request.
+    async fn finish(self, upstreams: &Upstreams, workers: Option<&Workers>, stats: &Stats) {
+        let tip = self.tip();
+        let budget = ots_calendar::MAX_REPLY_LEN - max_path_len(self.levels.len());
+        let started = std::time::Instant::now();
+        let outcome = upstreams.submit(tip, budget).await;
+        let digests = self.batch.len();
+        stats.rounds.fetch_add(1, Relaxed);
+        match &outcome {
+            Ok(tail) => {
+                stats.digests.fetch_add(digests as u64, Relaxed);
+                stats.last_round_digests.store(digests as u64, Relaxed);
+                tracing::info!(
+                    digests,
+                    tip = %hex::encode(tip),
+                    tail_bytes = tail.len(),
+                    upstream_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "aggregated"
+                );
+            }
+            Err(body) => {
+                stats.rounds_unavailable.fetch_add(1, Relaxed);
+                tracing::warn!(digests, tip = %hex::encode(tip), "round refused: {}", body.trim_end());
+            }
+        }
+        let outcome = outcome.map_err(|body| Unavailable(body.into()));
+        let mut by_worker: Vec<Vec<(oneshot::Sender<Reply>, Reply)>> = (0..workers
+            .map_or(0, Workers::len))
+            .map(|_| Vec::new())
+            .collect();
+        for (i, (s, nonce)) in self
+            .batch
+            .into_iter()
+            .zip(self.nonces.chunks_exact(NONCE_LEN))
+            .enumerate()
+        {
+            let reply = match &outcome {
+                Ok(tail) => Ok(proof_bytes(nonce, &self.levels, i, tail)),
+                Err(e) => Err(e.clone()),
+            };
+            match workers.and_then(|w| w.index_of(s.home)) {
+                Some(w) => by_worker[w].push((s.reply, reply)),
+                None => {
+                    let _ = s.reply.send(reply);
+                }
+            }
+        }
+        if let Some(workers) = workers {
+            for (w, replies) in by_worker.into_iter().enumerate() {
+                if replies.is_empty() {
+                    continue;
+                }
+                workers.spawn(w, async move {
+                    for (reply, proof) in replies {
+                        let _ = reply.send(proof);
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ots_proof::{Attestation, Op, Timestamp};
+
+    /// Every client's proof is its path to the tip then the merged tail:
+    /// it decodes rooted at the digest, reaches every upstream's
+    /// attestation, and fits the path bound.
+    #[test]
+    fn proofs_are_paths_to_the_tip_then_the_merged_replies() {
+        for n in [1usize, 2, 3, 7, 64, 100] {
+            let (txs, _rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| oneshot::channel()).unzip();
+            let batch: Vec<Submission> = txs
+                .into_iter()
+                .enumerate()
+                .map(|(i, reply)| Submission {
+                    digest: vec![i as u8; 1 + i % MAX_DIGEST_LEN],
+                    reply,
+                    home: None,
+                })
+                .collect();
+            let digests: Vec<Vec<u8>> = batch.iter().map(|s| s.digest.clone()).collect();
+            let round = Round::build(batch).unwrap();
+            let tip = round.tip();
+            let mut merged = Timestamp::new(tip.to_vec()).unwrap();
+            for (t, uri) in [(1u32, "http://a.test"), (2, "http://b.test")] {
+                let mut reply = Timestamp::new(tip.to_vec()).unwrap();
+                reply
+                    .add_path([Op::Prepend(t.to_be_bytes().to_vec()), Op::Append(vec![t as u8; 8])])
+                    .unwrap()
+                    .add_attestation(Attestation::pending(uri).unwrap());
+                merged.merge(reply).unwrap();
+            }
+            let tail = merged.serialize().unwrap();
+            for (i, d) in digests.iter().enumerate() {
+                let nonce = &round.nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN];
+                let bytes = proof_bytes(nonce, &round.levels, i, &tail);
+                assert!(bytes.len() - tail.len() <= max_path_len(round.levels.len()));
+                let ts = Timestamp::deserialize(&bytes, d).unwrap();
+                let atts = ts.all_attestations();
+                assert_eq!(atts.len(), 2, "n={n} i={i}");
+                // Both under the tip: the path leads there first.
+                let mut node = &ts;
+                while node.msg() != tip {
+                    assert_eq!(node.ops().len(), 1, "a linear path to the tip");
+                    node = node.ops().next().unwrap().1;
+                }
+                assert_eq!(node, &merged);
+            }
+        }
+    }
+}
