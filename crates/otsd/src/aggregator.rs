@@ -275,7 +275,12 @@ fn commitment_tail(t: u32, commitment: &Commitment, attestation: &Attestation) -
 /// `Timestamp::serialize` of the same proof built with `ots_proof`. The
 /// stateless aggregator (`otsd aggregate`) ends its proofs in the
 /// upstream calendars' merged replies instead.
-pub(crate) fn proof_bytes(nonce: &[u8], levels: &[Vec<[u8; 32]>], mut i: usize, tail: &[u8]) -> Vec<u8> {
+pub(crate) fn proof_bytes(
+    nonce: &[u8],
+    levels: &[Vec<[u8; 32]>],
+    mut i: usize,
+    tail: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + NONCE_LEN + 1 + 35 * levels.len() + tail.len());
     out.extend_from_slice(&[TAG_APPEND, NONCE_LEN as u8]);
     out.extend_from_slice(nonce);

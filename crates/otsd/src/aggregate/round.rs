@@ -114,8 +114,11 @@ pub fn spawn(
         let mut under_way = JoinSet::new();
         let start = |batch: Vec<Submission>, under_way: &mut JoinSet<()>| {
             if let Some(round) = Round::build(batch) {
-                let (upstreams, workers, stats) = (upstreams.clone(), workers.clone(), stats.clone());
-                under_way.spawn(async move { round.finish(&upstreams, workers.as_deref(), &stats).await });
+                let (upstreams, workers, stats) =
+                    (upstreams.clone(), workers.clone(), stats.clone());
+                under_way.spawn(async move {
+                    round.finish(&upstreams, workers.as_deref(), &stats).await
+                });
             }
         };
         loop {
@@ -262,7 +265,10 @@ mod tests {
             for (t, uri) in [(1u32, "http://a.test"), (2, "http://b.test")] {
                 let mut reply = Timestamp::new(tip.to_vec()).unwrap();
                 reply
-                    .add_path([Op::Prepend(t.to_be_bytes().to_vec()), Op::Append(vec![t as u8; 8])])
+                    .add_path([
+                        Op::Prepend(t.to_be_bytes().to_vec()),
+                        Op::Append(vec![t as u8; 8]),
+                    ])
                     .unwrap()
                     .add_attestation(Attestation::pending(uri).unwrap());
                 merged.merge(reply).unwrap();

@@ -186,7 +186,10 @@ async fn info(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
-            (header::CACHE_CONTROL, HeaderValue::from_static(INFO_MAX_AGE)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(INFO_MAX_AGE),
+            ),
             (header::VARY, HeaderValue::from_static("Accept")),
         ],
         body,

@@ -6,8 +6,9 @@
 //! for the info page.
 //!
 //! A reply is kept only if it decodes as a timestamp of the tip within the
-//! protocol's limits (done by the client), reaches at least one
-//! attestation, and, merged with the replies kept before it, still leaves
+//! protocol's limits (done by the client: every op's limits, the depth,
+//! the attestations' payloads; and every leaf of a decoded tree is an
+//! attestation), and, merged with the replies kept before it, still leaves
 //! every client's proof within the 10,000 bytes a client reads. Anything
 //! else is logged and dropped, and counts as that upstream's failure.
 
@@ -37,12 +38,6 @@ pub enum Refused {
         url: String,
         /// How long it had.
         waited: Duration,
-    },
-    /// The reply decodes but reaches no attestation: nothing to upgrade.
-    #[error("calendar {url}: the reply holds no attestation")]
-    NoAttestation {
-        /// The calendar.
-        url: String,
     },
     /// Merged with the replies kept before it, the clients' proofs would
     /// exceed what a client reads.
@@ -179,15 +174,7 @@ impl Upstreams {
             };
             let Some((i, reply)) = received else { break };
             done += 1;
-            let reply = reply.map_err(Refused::from).and_then(|ts| {
-                if ts.all_attestations().is_empty() {
-                    Err(Refused::NoAttestation {
-                        url: self.list[i].calendar.url().to_string(),
-                    })
-                } else {
-                    Ok(ts)
-                }
-            });
+            let reply = reply.map_err(Refused::from);
             if reply.is_ok() {
                 answered += 1;
                 if answered == self.min {
