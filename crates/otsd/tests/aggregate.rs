@@ -28,6 +28,9 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// The aggregator's round in these tests, milliseconds.
 const INTERVAL_MS: &str = "200";
+/// The aggregator's upstream timeout in these tests (but those of the
+/// timeout), milliseconds.
+const UPSTREAM_TIMEOUT_MS: &str = "20000";
 
 async fn until<T, F, Fut>(what: &str, mut f: F) -> T
 where
@@ -84,9 +87,24 @@ async fn aggregator(upstreams: &[String], extra: &[&str]) -> Proc {
         args.push("--upstream".into());
         args.push(u.clone());
     }
+    // Generous unless the test is about the timeout: the machine running
+    // the tests may be loaded, and a slow answer is not the point.
+    if !extra.contains(&"--upstream-timeout") {
+        args.extend(["--upstream-timeout".into(), UPSTREAM_TIMEOUT_MS.into()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let (child, addr, log) = spawn_otsd_logged(args).await;
     Proc { child, addr, log }
+}
+
+/// Our client as `ots stamp` sets it up, with a timeout over the
+/// aggregator's upstream timeout.
+fn client() -> ots_calendar::Client {
+    ots_calendar::Client::new(&ots_calendar::ClientConfig {
+        timeout: Duration::from_secs(60),
+        ..ots_calendar::ClientConfig::default()
+    })
+    .unwrap()
 }
 
 /// A calendar process in `dir` (initialised with `uri`); with `node`, it
@@ -133,8 +151,7 @@ fn dead_url() -> String {
 
 /// Our calendar client (the one `ots stamp` uses) submitting `digest`.
 async fn submit(aggregator: &Proc, digest: &[u8]) -> Timestamp {
-    let client = ots_calendar::Client::new(&ots_calendar::ClientConfig::default()).unwrap();
-    client
+    client()
         .calendar(&aggregator.url())
         .unwrap()
         .submit(digest)
@@ -380,11 +397,7 @@ async fn futures_join(agg: &Proc, digests: &[Vec<u8>]) -> Vec<Timestamp> {
         .cloned()
         .map(|d| {
             let url = url.clone();
-            tokio::spawn(async move {
-                let client =
-                    ots_calendar::Client::new(&ots_calendar::ClientConfig::default()).unwrap();
-                client.calendar(&url).unwrap().submit(&d).await
-            })
+            tokio::spawn(async move { client().calendar(&url).unwrap().submit(&d).await })
         })
         .collect();
     let mut out = Vec::new();
@@ -643,7 +656,7 @@ async fn an_upstream_that_never_answers_times_out() {
     bad_upstream(
         Fake::Hang,
         "no answer within",
-        &["--upstream-timeout", "1000", "--upstream-grace", "300"],
+        &["--upstream-timeout", "5000", "--upstream-grace", "300"],
     )
     .await;
 }
