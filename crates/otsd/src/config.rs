@@ -629,4 +629,66 @@ mod tests {
         assert_eq!(b.stamper.min_tx_interval_secs, DEV_TX_INTERVAL_SECS);
         assert_eq!(b.poll, DEV_POLL);
     }
+    #[test]
+    fn aggregate_flags_resolve_to_settings() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["otsd", "aggregate"].iter().chain(args).copied());
+        let Some(Command::Aggregate(a)) = parse(&["--upstream", "http://a"]).unwrap().command
+        else {
+            panic!("the aggregate subcommand");
+        };
+        let s = a.settings();
+        assert_eq!(s.upstreams, ["http://a"]);
+        assert_eq!(s.upstream_min, crate::aggregate::DEFAULT_UPSTREAM_MIN);
+        assert_eq!(s.upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert_eq!(s.upstream_grace, DEFAULT_UPSTREAM_GRACE);
+        assert_eq!(s.interval, DEFAULT_AGGREGATE_INTERVAL);
+        assert_eq!(s.http_threads, default_http_threads());
+        assert_eq!(a.rpc_port, DEFAULT_RPC_PORT);
+        assert_eq!(s.limits.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let Some(Command::Aggregate(a)) = parse(&[
+            "--upstream",
+            "http://a",
+            "--upstream",
+            "https://b",
+            "--upstream-min",
+            "2",
+            "--upstream-timeout",
+            "250",
+            "--upstream-grace",
+            "0",
+            "--interval",
+            "100",
+            "--ca-file",
+            "/tmp/ca.pem",
+            "--rpc-port",
+            "0",
+            "--max-connections",
+            "20000",
+            "--http-threads",
+            "2",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("the aggregate subcommand");
+        };
+        let s = a.settings();
+        assert_eq!(s.upstreams, ["http://a", "https://b"]);
+        assert_eq!(s.upstream_min, 2);
+        assert_eq!(s.upstream_timeout, Duration::from_millis(250));
+        assert_eq!(s.upstream_grace, Duration::ZERO);
+        assert_eq!(s.interval, Duration::from_millis(100));
+        assert_eq!(s.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(s.limits.max_connections, 20000);
+        assert_eq!(s.http_threads, 2);
+        // At least one upstream; no zero minimum, timeout or interval.
+        assert!(parse(&[]).is_err());
+        for bad in ["--upstream-min", "--upstream-timeout", "--interval"] {
+            assert!(
+                parse(&["--upstream", "http://a", bad, "0"]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
