@@ -629,6 +629,7 @@ mod tests {
         assert_eq!(b.stamper.min_tx_interval_secs, DEV_TX_INTERVAL_SECS);
         assert_eq!(b.poll, DEV_POLL);
     }
+
     #[test]
     fn aggregate_flags_resolve_to_settings() {
         let parse =

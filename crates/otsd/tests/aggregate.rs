@@ -745,3 +745,67 @@ async fn impossible_flags_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only http and https are supported"), "{err}");
 }
+
+/// An https upstream: trusted with `--ca-file`, refused (a TLS failure,
+/// in the 503) without it.
+#[tokio::test]
+async fn https_upstreams_with_and_without_the_ca_file() {
+    let (good, _) = fake(Fake::Good).await;
+    let addr: SocketAddr = good.trim_start_matches("http://").parse().unwrap();
+    let proxy = test_support::tls::TlsProxy::start(addr).unwrap();
+    let ca = proxy.ca_file().display().to_string();
+    let agg = aggregator(&[proxy.url()], &["--ca-file", &ca]).await;
+    let d = random_digest();
+    let ts = submit(&agg, &d).await;
+    assert_eq!(pendings(&ts)[0].0, fake_uri(Fake::Good));
+    agg.stop().await;
+    let agg = aggregator(&[proxy.url()], &[]).await;
+    let r = post_digest(agg.addr, &random_digest()).await;
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains(": TLS: "), "{}", r.text());
+    agg.stop().await;
+}
+
+/// SIGTERM while a round waits for its upstreams: the round is answered
+/// (with the upstream that did answer) and the process exits cleanly.
+#[tokio::test]
+async fn sigterm_answers_the_round_under_way() {
+    let (good, good_hits) = fake(Fake::Good).await;
+    let (hang, _) = fake(Fake::Hang).await;
+    // The hung upstream holds the round for the grace after the good one.
+    let mut agg = aggregator(&[good, hang], &["--upstream-grace", "3000"]).await;
+    let addr = agg.addr;
+    let d = random_digest();
+    let pending = tokio::spawn({
+        let d = d.clone();
+        async move { post_digest(addr, &d).await }
+    });
+    // Until the round is under way: the good upstream has been asked
+    // (and the hung one holds the round for the grace).
+    until("the round to start", || {
+        let hits = good_hits.clone();
+        async move { (hits.load(Ordering::SeqCst) > 0).then_some(()) }
+    })
+    .await;
+    let pid = agg.child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ts = Timestamp::deserialize(&r.body, &d).unwrap();
+    assert_eq!(pendings(&ts).len(), 1);
+    let status = tokio::time::timeout(Duration::from_secs(60), agg.child.wait())
+        .await
+        .expect("the aggregator exits")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(agg
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("shutting down: answering the rounds under way")));
+}
