@@ -503,6 +503,9 @@ enum Fake {
     OtherRoot,
     /// Never answers.
     Hang,
+    /// A valid timestamp of the digest just under 10,000 bytes: no room
+    /// left for the client's path.
+    Bulky,
 }
 
 /// The URI a fake's attestations name.
@@ -519,6 +522,25 @@ fn oversized(msg: &[u8]) -> Vec<u8> {
     }
     let bytes = ts.serialize().unwrap();
     assert!(bytes.len() > ots_calendar::MAX_REPLY_LEN);
+    bytes
+}
+
+/// A timestamp of `msg` of 9,995 bytes: within a client's 10,000, but
+/// not with a Merkle path before it.
+fn bulky(msg: &[u8]) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    let uri = |i: usize, len: usize| {
+        let head = format!("http://{i}.test/");
+        format!("{head}{}", "x".repeat(len - head.len()))
+    };
+    for i in 0..9 {
+        ts.add_attestation(Attestation::pending(uri(i, 1000)).unwrap());
+    }
+    // One more item: a 0xff, 0x00, the tag, two 2-byte lengths, the URI.
+    let len = 9995 - ts.serialize().unwrap().len() - 14;
+    ts.add_attestation(Attestation::pending(uri(9, len)).unwrap());
+    let bytes = ts.serialize().unwrap();
+    assert_eq!(bytes.len(), 9995);
     bytes
 }
 
@@ -562,6 +584,7 @@ async fn fake(kind: Fake) -> (String, Arc<AtomicUsize>) {
                     Fake::Oversized => oversized(&body),
                     Fake::OtherRoot => other_root(),
                     Fake::Hang => std::future::pending().await,
+                    Fake::Bulky => bulky(&body),
                 }
             }
         }),
@@ -647,6 +670,11 @@ async fn an_oversized_upstream_reply_is_dropped() {
 #[tokio::test]
 async fn a_proof_rooted_at_another_message_is_dropped() {
     bad_upstream(Fake::OtherRoot, "malformed reply", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_leaving_no_room_for_the_path_is_dropped() {
+    bad_upstream(Fake::Bulky, "leaves no room in a 10000-byte proof", &[]).await;
 }
 
 #[tokio::test]
