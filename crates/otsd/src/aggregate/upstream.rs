@@ -23,6 +23,9 @@ use tokio::task::JoinSet;
 
 use super::AggregateSettings;
 
+/// How much longer than the round's deadline the client itself waits.
+const CLIENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Why an upstream's answer to a round was not used.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
@@ -102,7 +105,9 @@ impl Upstreams {
     /// connection pool, the system's roots plus `ca_file`).
     pub fn new(settings: &AggregateSettings) -> Result<Upstreams, CalendarError> {
         let client = Client::new(&ClientConfig {
-            timeout: settings.upstream_timeout,
+            // A backstop only: the round's own deadline ends the wait
+            // first, so that a silent upstream is always reported as one.
+            timeout: settings.upstream_timeout + CLIENT_TIMEOUT_MARGIN,
             ca_file: settings.ca_file.clone(),
             user_agent: concat!("otsd-aggregate/", env!("CARGO_PKG_VERSION")).to_string(),
             ..ClientConfig::default()
@@ -152,18 +157,24 @@ impl Upstreams {
     /// than `min` were kept, the text of the 503 naming every failure.
     pub async fn submit(&self, tip: [u8; 32], budget: usize) -> Result<Vec<u8>, String> {
         let n = self.list.len();
+        let started = tokio::time::Instant::now();
         let (tx, mut rx) = mpsc::channel(n);
         // Dropped on return: an upstream still running is abandoned.
         let mut tasks = JoinSet::new();
         for (i, up) in self.list.iter().enumerate() {
             let (calendar, tx) = (up.calendar.clone(), tx.clone());
             tasks.spawn(async move {
-                let reply = calendar.submit(&tip).await;
+                let mut reply = calendar.submit(&tip).await;
+                // Once more on a transport failure: the calendar may have
+                // closed the kept-alive connection just as it was reused
+                // (the round's deadline still bounds the whole).
+                if matches!(reply, Err(CalendarError::Unreachable { .. })) {
+                    reply = calendar.submit(&tip).await;
+                }
                 let _ = tx.send((i, reply)).await;
             });
         }
         drop(tx);
-        let started = tokio::time::Instant::now();
         let mut deadline = started + self.timeout;
         let mut answers: Vec<Option<Result<Timestamp, Refused>>> = (0..n).map(|_| None).collect();
         let (mut done, mut answered) = (0, 0);
