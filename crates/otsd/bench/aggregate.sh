@@ -19,7 +19,8 @@
 # (target 15 us), its RSS every 10 s, and each calendar's commitments per
 # aggregator round (target exactly 1). A last run at the first connection
 # count lasts RSS_RUN_SECONDS (default 300; 0 skips it) and samples RSS
-# (target: flat). A bench, not a test: nothing asserts.
+# (target: flat). At the end: the upstreams' wait per round (must stay
+# under the interval; see there). A bench, not a test: nothing asserts.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 DUR=${1:-30}
@@ -139,3 +140,10 @@ if [ "$RSS_DUR" -gt 0 ]; then
   run "$first" "$RSS_DUR" "rss-c$first"
 fi
 grep -c "round refused" "$WORK/agg.log" | sed 's/^/rounds refused (503) in the log: /' || true
+# How long the upstreams took per round (the "aggregated" lines): a client
+# is answered once per round only while this stays under the interval (a
+# round's clients resubmit in time for the next round); past it they miss
+# a round, and req/s drops towards half the bound.
+grep -o 'upstream_ms=[0-9.]*' "$WORK/agg.log" | cut -d= -f2 |
+  awk '{ s += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 }
+       END { if (NR > 0) printf "upstream wait per round: min %.1f ms, mean %.1f ms, max %.1f ms (%d rounds)\n", lo, s / NR, hi, NR }'

@@ -9,6 +9,19 @@
 //! never delays the next one. Replies are handed to each HTTP worker in
 //! one task, woken in arrival order, as the calendar does (see
 //! [`crate::workers`]).
+//!
+//! The rounds follow the upstreams' phase. A client answered at the end
+//! of round k submits again at once and is in round k+1 only if its
+//! answer came before round k+1's tick; the answer comes once the
+//! upstreams' own rounds have passed, so if they tick late in ours (the
+//! wait close to a whole interval, plus the time to send thousands of
+//! replies), every client misses a round and waits two intervals. So when
+//! the upstreams' wait is over half the interval, the next tick is
+//! delayed once by what puts their ticks a [`PHASE_LEAD_DIVISOR`]th of an
+//! interval after ours ([`phase_shift`]); then no more than once per
+//! [`PHASE_SHIFT_EVERY`] rounds, and no more at all after
+//! [`PHASE_SHIFTS_MAX`] shifts that did not bring the wait down (until a
+//! short wait is seen again).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -31,6 +44,32 @@ pub struct Unavailable(pub Arc<str>);
 
 /// A round's answer to one request.
 pub type Reply = Result<Vec<u8>, Unavailable>;
+
+/// After a phase shift the upstreams' ticks come a fifth of an interval
+/// after ours: time to build the tree and reach them before they tick.
+pub const PHASE_LEAD_DIVISOR: u32 = 5;
+/// Rounds between phase shifts: the rounds under way at a shift report
+/// waits of the old phase.
+pub const PHASE_SHIFT_EVERY: u64 = 10;
+
+/// Shifts in a row that may leave the wait over half the interval (two
+/// upstreams may need two) before the aggregator stops following.
+pub const PHASE_SHIFTS_MAX: u32 = 3;
+
+/// How much to delay the next tick, given the upstreams' wait `wait`
+/// (from a tick to the last reply kept), so that their ticks come
+/// `interval / PHASE_LEAD_DIVISOR` after ours; `None` while the wait is at
+/// most half the interval. A wait over an interval (the tip missed their
+/// tick) counts modulo the interval.
+pub fn phase_shift(wait: Duration, interval: Duration) -> Option<Duration> {
+    if interval.is_zero() || wait <= interval / 2 {
+        return None;
+    }
+    let i = interval.as_nanos();
+    let lead = (interval / PHASE_LEAD_DIVISOR).as_nanos();
+    let shift = (wait.as_nanos() % i + i - lead) % i;
+    (shift > 0).then(|| Duration::from_nanos(u64::try_from(shift).unwrap_or(u64::MAX)))
+}
 
 /// The 503 text once the aggregator is shutting down.
 const SHUTTING_DOWN: &str = "aggregator shutting down";
@@ -112,33 +151,64 @@ pub fn spawn(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut under_way = JoinSet::new();
-        let start = |batch: Vec<Submission>, under_way: &mut JoinSet<()>| {
-            if let Some(round) = Round::build(batch) {
+        // Each answered round's upstream wait, for the phase.
+        let (waits_tx, mut waits) = mpsc::unbounded_channel::<Duration>();
+        let start = |batch: Vec<Submission>, ticked, under_way: &mut JoinSet<()>| {
+            if let Some(round) = Round::build(batch, ticked) {
                 let (upstreams, workers, stats) =
                     (upstreams.clone(), workers.clone(), stats.clone());
+                let waits = waits_tx.clone();
                 under_way.spawn(async move {
-                    round.finish(&upstreams, workers.as_deref(), &stats).await
+                    if let Some(wait) = round.finish(&upstreams, workers.as_deref(), &stats).await {
+                        let _ = waits.send(wait);
+                    }
                 });
             }
         };
+        let mut since_shift = PHASE_SHIFT_EVERY;
+        // Shifts not followed by a short wait (upstreams slow whatever the
+        // phase, or on another interval): no more after a few.
+        let mut futile = 0;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
+            let ticked = tokio::select! {
+                t = ticker.tick() => t,
                 _ = shutdown.wait_for(|s| *s) => break,
-            }
+            };
             let mut batch = Vec::new();
             while let Ok(s) = rx.try_recv() {
                 batch.push(s);
             }
-            start(batch, &mut under_way);
+            start(batch, ticked, &mut under_way);
             while under_way.try_join_next().is_some() {}
+            let mut latest = None;
+            while let Ok(w) = waits.try_recv() {
+                latest = Some(w);
+            }
+            since_shift = since_shift.saturating_add(1);
+            let Some(wait) = latest.filter(|_| since_shift >= PHASE_SHIFT_EVERY) else {
+                continue;
+            };
+            let Some(shift) = phase_shift(wait, interval) else {
+                futile = 0;
+                continue;
+            };
+            if futile < PHASE_SHIFTS_MAX {
+                futile += 1;
+                tracing::info!(
+                    upstream_wait_ms = wait.as_millis() as u64,
+                    shift_ms = shift.as_millis() as u64,
+                    "following the upstreams' rounds: next round delayed once"
+                );
+                ticker.reset_at(ticked + interval + shift);
+                since_shift = 0;
+            }
         }
         rx.close();
         let mut batch = Vec::new();
         while let Some(s) = rx.recv().await {
             batch.push(s);
         }
-        start(batch, &mut under_way);
+        start(batch, tokio::time::Instant::now(), &mut under_way);
         while under_way.join_next().await.is_some() {}
     });
     (Handle { tx }, task)
@@ -146,6 +216,8 @@ pub fn spawn(
 
 /// One round's tree, waiting for its upstreams.
 struct Round {
+    /// When the round's tick came.
+    ticked: tokio::time::Instant,
     batch: Vec<Submission>,
     nonces: Vec<u8>,
     /// Every level of the tree, leaves first.
@@ -155,7 +227,7 @@ struct Round {
 impl Round {
     /// The tree of `batch`'s digests (of the requests still waiting);
     /// `None` if there are none.
-    fn build(batch: Vec<Submission>) -> Option<Round> {
+    fn build(batch: Vec<Submission>, ticked: tokio::time::Instant) -> Option<Round> {
         let batch: Vec<Submission> = batch.into_iter().filter(|s| !s.reply.is_closed()).collect();
         if batch.is_empty() {
             return None;
@@ -165,6 +237,7 @@ impl Round {
         let leaves = nonced_leaves(batch.iter().map(|s| s.digest.as_slice()), &nonces);
         let levels = MerkleTree::new(leaves)?.into_levels();
         Some(Round {
+            ticked,
             batch,
             nonces,
             levels,
@@ -175,16 +248,23 @@ impl Round {
         self.levels[self.levels.len() - 1][0]
     }
 
-    /// Submits the tip upstream and answers every request.
-    async fn finish(self, upstreams: &Upstreams, workers: Option<&Workers>, stats: &Stats) {
+    /// Submits the tip upstream and answers every request; returns the
+    /// upstreams' wait from the tick to the last reply kept, if the round
+    /// was answered with proofs.
+    async fn finish(
+        self,
+        upstreams: &Upstreams,
+        workers: Option<&Workers>,
+        stats: &Stats,
+    ) -> Option<Duration> {
         let tip = self.tip();
         let budget = ots_calendar::MAX_REPLY_LEN - max_path_len(self.levels.len());
         let started = std::time::Instant::now();
         let outcome = upstreams.submit(tip, budget).await;
         let digests = self.batch.len();
         stats.rounds.fetch_add(1, Relaxed);
-        match &outcome {
-            Ok(tail) => {
+        let wait = match &outcome {
+            Ok((tail, last_kept)) => {
                 stats.digests.fetch_add(digests as u64, Relaxed);
                 stats.last_round_digests.store(digests as u64, Relaxed);
                 tracing::info!(
@@ -194,13 +274,17 @@ impl Round {
                     upstream_ms = started.elapsed().as_secs_f64() * 1e3,
                     "aggregated"
                 );
+                Some(last_kept.saturating_duration_since(self.ticked))
             }
             Err(body) => {
                 stats.rounds_unavailable.fetch_add(1, Relaxed);
                 tracing::warn!(digests, tip = %hex::encode(tip), "round refused: {}", body.trim_end());
+                None
             }
-        }
-        let outcome = outcome.map_err(|body| Unavailable(body.into()));
+        };
+        let outcome = outcome
+            .map(|(tail, _)| tail)
+            .map_err(|body| Unavailable(body.into()));
         let mut by_worker: Vec<Vec<(oneshot::Sender<Reply>, Reply)>> = (0..workers
             .map_or(0, Workers::len))
             .map(|_| Vec::new())
@@ -234,6 +318,7 @@ impl Round {
                 });
             }
         }
+        wait
     }
 }
 
@@ -259,7 +344,7 @@ mod tests {
                 })
                 .collect();
             let digests: Vec<Vec<u8>> = batch.iter().map(|s| s.digest.clone()).collect();
-            let round = Round::build(batch).unwrap();
+            let round = Round::build(batch, tokio::time::Instant::now()).unwrap();
             let tip = round.tip();
             let mut merged = Timestamp::new(tip.to_vec()).unwrap();
             for (t, uri) in [(1u32, "http://a.test"), (2, "http://b.test")] {
@@ -289,6 +374,31 @@ mod tests {
                 }
                 assert_eq!(node, &merged);
             }
+        }
+    }
+
+    #[test]
+    fn the_phase_shift_puts_the_upstreams_ticks_a_fifth_of_an_interval_after_ours() {
+        let ms = Duration::from_millis;
+        let i = ms(1000);
+        // Early enough: left alone.
+        assert_eq!(phase_shift(ms(0), i), None);
+        assert_eq!(phase_shift(ms(500), i), None);
+        // Late in our interval: delayed so that they come 200 ms after.
+        assert_eq!(phase_shift(ms(930), i), Some(ms(730)));
+        assert_eq!(phase_shift(ms(501), i), Some(ms(301)));
+        // Past a whole interval (the tip missed their tick): modulo.
+        assert_eq!(phase_shift(ms(1100), i), Some(ms(900)));
+        assert_eq!(phase_shift(ms(1600), i), Some(ms(400)));
+        // Exactly on the lead already.
+        assert_eq!(phase_shift(ms(1200), i), None);
+        assert_eq!(phase_shift(ms(5), Duration::ZERO), None);
+        // After the shift the wait is the lead, which needs no other.
+        for w in [501, 700, 930, 999, 1001, 1500, 2999] {
+            let shift = phase_shift(ms(w), i).unwrap();
+            let after = (ms(w).as_millis() + 1000 - shift.as_millis()) % 1000;
+            assert_eq!(after, 200, "wait {w} ms");
+            assert_eq!(phase_shift(ms(after as u64), i), None);
         }
     }
 }

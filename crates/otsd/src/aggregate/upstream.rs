@@ -153,9 +153,14 @@ impl Upstreams {
     /// Submits `tip` to every upstream at once and waits until all have
     /// answered, or the timeout has passed, or `min` have answered and the
     /// others have had the grace time. Returns the kept replies merged
-    /// under the tip, serialized (at most `budget` bytes), or, when fewer
-    /// than `min` were kept, the text of the 503 naming every failure.
-    pub async fn submit(&self, tip: [u8; 32], budget: usize) -> Result<Vec<u8>, String> {
+    /// under the tip, serialized (at most `budget` bytes), with when the
+    /// last of them arrived; or, when fewer than `min` were kept, the text
+    /// of the 503 naming every failure.
+    pub async fn submit(
+        &self,
+        tip: [u8; 32],
+        budget: usize,
+    ) -> Result<(Vec<u8>, tokio::time::Instant), String> {
         let n = self.list.len();
         let started = tokio::time::Instant::now();
         let (tx, mut rx) = mpsc::channel(n);
@@ -177,6 +182,7 @@ impl Upstreams {
         drop(tx);
         let mut deadline = started + self.timeout;
         let mut answers: Vec<Option<Result<Timestamp, Refused>>> = (0..n).map(|_| None).collect();
+        let mut arrived = vec![started; n];
         let (mut done, mut answered) = (0, 0);
         while done < n {
             let received = tokio::select! {
@@ -193,13 +199,15 @@ impl Upstreams {
                 }
             }
             answers[i] = Some(reply);
+            arrived[i] = tokio::time::Instant::now();
         }
         let waited = started.elapsed();
         let mut merged = Timestamp::new(tip.to_vec()).expect("a 32-byte message");
         let mut tail = Vec::new();
         let mut kept = 0;
+        let mut last_kept = started;
         let mut failures = Vec::new();
-        for (up, answer) in self.list.iter().zip(answers) {
+        for ((up, answer), arrived) in self.list.iter().zip(answers).zip(arrived) {
             let url = up.calendar.url().to_string();
             let answer = answer.unwrap_or(Err(Refused::Timeout {
                 url: url.clone(),
@@ -225,6 +233,7 @@ impl Upstreams {
                     merged = candidate;
                     tail = bytes;
                     kept += 1;
+                    last_kept = last_kept.max(arrived);
                     if status.last_error_at.is_some() && status.last_error_at >= status.last_success
                     {
                         tracing::info!(upstream = %url, "upstream answering again");
@@ -251,7 +260,7 @@ impl Upstreams {
             }
         }
         if kept >= self.min {
-            return Ok(tail);
+            return Ok((tail, last_kept));
         }
         let mut body = format!(
             "upstream calendars unavailable: {kept} of {n} answered, at least {} needed\n",
