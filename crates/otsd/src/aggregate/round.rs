@@ -73,6 +73,9 @@ pub fn phase_shift(wait: Duration, interval: Duration) -> Option<Duration> {
 
 /// The 503 text once the aggregator is shutting down.
 const SHUTTING_DOWN: &str = "aggregator shutting down";
+/// The refusal of a digest over [`MAX_DIGEST_LEN`] (the HTTP layer answers
+/// those with a 400 before they get here).
+const TOO_LONG: &str = "digest too long";
 
 /// The longest proof path from a digest to the tip of a round of `n`
 /// digests: `append(nonce) sha256`, then `append|prepend(32 bytes)
@@ -104,11 +107,13 @@ impl std::fmt::Debug for Submission {
 
 impl Handle {
     /// Submits `digest` (at most [`MAX_DIGEST_LEN`] bytes, which the HTTP
-    /// layer checks first); resolves to the serialized proof, rooted at
-    /// `digest` and ending in the upstreams' replies, once its round is
-    /// answered.
+    /// layer checks first: a longer one is refused here too); resolves to
+    /// the serialized proof, rooted at `digest` and ending in the
+    /// upstreams' replies, once its round is answered.
     pub async fn submit(&self, digest: Vec<u8>) -> Reply {
-        debug_assert!(digest.len() <= MAX_DIGEST_LEN);
+        if digest.len() > MAX_DIGEST_LEN {
+            return Err(Unavailable(TOO_LONG.into()));
+        }
         let (reply, rx) = oneshot::channel();
         let unavailable = || Unavailable(SHUTTING_DOWN.into());
         self.tx
@@ -400,5 +405,16 @@ mod tests {
             assert_eq!(after, 200, "wait {w} ms");
             assert_eq!(phase_shift(ms(after as u64), i), None);
         }
+    }
+
+    #[tokio::test]
+    async fn submissions_are_refused_when_too_long_or_shutting_down() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        let handle = Handle { tx };
+        let refused = handle.submit(vec![0; MAX_DIGEST_LEN + 1]).await;
+        assert_eq!(refused, Err(Unavailable(TOO_LONG.into())));
+        let refused = handle.submit(vec![0; 32]).await;
+        assert_eq!(refused, Err(Unavailable(SHUTTING_DOWN.into())));
     }
 }
