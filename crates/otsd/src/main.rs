@@ -31,6 +31,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(Command::Aggregate(args)) = &cli.command {
+        if cli.calendar.is_some() {
+            anyhow::bail!("otsd aggregate keeps no calendar directory: drop -c/--calendar");
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

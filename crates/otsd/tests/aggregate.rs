@@ -790,6 +790,10 @@ async fn impossible_flags_are_refused() {
     let out = run(&[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream"));
+    let out = run(&["--upstream", "http://127.0.0.1:1", "-c", "/tmp/nowhere"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keeps no calendar directory"), "{err}");
     let out = run(&["--upstream", "ftp://x"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
