@@ -34,13 +34,21 @@ pub enum Refused {
     /// tip.
     #[error("{0}")]
     Calendar(#[from] CalendarError),
-    /// No answer before the round's deadline.
-    #[error("calendar {url}: no answer within {}ms", waited.as_millis())]
+    /// No answer within `--upstream-timeout`.
+    #[error("calendar {url}: no answer within {}ms (--upstream-timeout)", bound.as_millis())]
     Timeout {
         /// The calendar.
         url: String,
-        /// How long it had.
-        waited: Duration,
+        /// The timeout.
+        bound: Duration,
+    },
+    /// No answer within `--upstream-grace` of the others' answers.
+    #[error("calendar {url}: no answer within {}ms of the others' (--upstream-grace)", bound.as_millis())]
+    Late {
+        /// The calendar.
+        url: String,
+        /// The grace.
+        bound: Duration,
     },
     /// Merged with the replies kept before it, the clients' proofs would
     /// exceed what a client reads.
@@ -181,6 +189,8 @@ impl Upstreams {
         }
         drop(tx);
         let mut deadline = started + self.timeout;
+        // Whether the grace, not the timeout, ends the wait.
+        let mut by_grace = false;
         let mut answers: Vec<Option<Result<Timestamp, Refused>>> = (0..n).map(|_| None).collect();
         let mut arrived = vec![started; n];
         let (mut done, mut answered) = (0, 0);
@@ -194,14 +204,15 @@ impl Upstreams {
             let reply = reply.map_err(Refused::from);
             if reply.is_ok() {
                 answered += 1;
-                if answered == self.min {
-                    deadline = deadline.min(tokio::time::Instant::now() + self.grace);
+                let graced = tokio::time::Instant::now() + self.grace;
+                if answered == self.min && graced < deadline {
+                    deadline = graced;
+                    by_grace = true;
                 }
             }
             answers[i] = Some(reply);
             arrived[i] = tokio::time::Instant::now();
         }
-        let waited = started.elapsed();
         let mut merged = Timestamp::new(tip.to_vec()).expect("a 32-byte message");
         let mut tail = Vec::new();
         let mut kept = 0;
@@ -209,10 +220,18 @@ impl Upstreams {
         let mut failures = Vec::new();
         for ((up, answer), arrived) in self.list.iter().zip(answers).zip(arrived) {
             let url = up.calendar.url().to_string();
-            let answer = answer.unwrap_or(Err(Refused::Timeout {
-                url: url.clone(),
-                waited,
-            }));
+            let answer = answer.unwrap_or_else(|| {
+                Err(match by_grace {
+                    true => Refused::Late {
+                        url: url.clone(),
+                        bound: self.grace,
+                    },
+                    false => Refused::Timeout {
+                        url: url.clone(),
+                        bound: self.timeout,
+                    },
+                })
+            });
             let result = answer.and_then(|ts| {
                 let mut candidate = merged.clone();
                 let len = ts.serialize().map_or(0, |b| b.len());
@@ -243,8 +262,9 @@ impl Upstreams {
                 }
                 Err(e) => {
                     let message = e.to_string();
-                    // Logged at warn when it starts or changes, so that a
-                    // calendar down for hours is not a line per round.
+                    // Logged at warn when it starts or changes (the texts
+                    // are stable), so that a calendar down for hours is
+                    // not a line per round.
                     if status.last_error.as_deref() != Some(&message)
                         || status.last_success > status.last_error_at
                     {
