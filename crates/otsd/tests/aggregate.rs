@@ -472,6 +472,16 @@ async fn one_upstream_down_the_other_answers() {
     assert!(err.contains("unreachable"), "{err}");
     assert!(ups[0]["last_success"].is_null());
     assert_eq!(ups[1]["answered"].as_u64().unwrap() as usize, rounds);
+    // Warned about once, not every round.
+    let warned = agg
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("upstream reply not used"))
+        .count();
+    assert!(rounds >= 2);
+    assert_eq!(warned, 1, "the same failure is warned about once");
     assert!(ups[1]["last_success"].is_u64());
     // The HTML page names both upstreams.
     let html = get(agg.addr, "/", "").await;
