@@ -15,13 +15,14 @@
 //! answer came before round k+1's tick; the answer comes once the
 //! upstreams' own rounds have passed, so if they tick late in ours (the
 //! wait close to a whole interval, plus the time to send thousands of
-//! replies), every client misses a round and waits two intervals. So when
-//! the upstreams' wait is over half the interval, the next tick is
-//! delayed once by what puts their ticks a [`PHASE_LEAD_DIVISOR`]th of an
-//! interval after ours ([`phase_shift`]); then no more than once per
-//! [`PHASE_SHIFT_EVERY`] rounds, and no more at all after
-//! [`PHASE_SHIFTS_MAX`] shifts that did not bring the wait down (until a
-//! short wait is seen again).
+//! replies), every client misses a round and waits two intervals. So the
+//! next tick is delayed once, when that shortens the longest wait by more
+//! than a [`PHASE_MIN_GAIN_DIVISOR`]th of an interval, to where the
+//! upstreams' ticks come as early after ours as they can all be, the
+//! first of them a [`PHASE_LEAD_DIVISOR`]th of an interval after
+//! ([`phase_shift`]); then no more than once per [`PHASE_SHIFT_EVERY`]
+//! rounds, and no more at all after [`PHASE_SHIFTS_MAX`] shifts that
+//! did not bring the wait down (until a short wait is seen again).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -45,29 +46,50 @@ pub struct Unavailable(pub Arc<str>);
 /// A round's answer to one request.
 pub type Reply = Result<Vec<u8>, Unavailable>;
 
-/// After a phase shift the upstreams' ticks come a fifth of an interval
-/// after ours: time to build the tree and reach them before they tick.
+/// After a phase shift the first upstream ticks a fifth of an interval
+/// after the aggregator: time to build the tree and reach it first.
 pub const PHASE_LEAD_DIVISOR: u32 = 5;
+/// A shift must shorten the longest wait by more than a fifth of an
+/// interval: each one costs a delayed round.
+pub const PHASE_MIN_GAIN_DIVISOR: u32 = 5;
 /// Rounds between phase shifts: the rounds under way at a shift report
 /// waits of the old phase.
 pub const PHASE_SHIFT_EVERY: u64 = 10;
-
-/// Shifts in a row that may leave the wait over half the interval (two
-/// upstreams may need two) before the aggregator stops following.
+/// Shifts in a row that left the longest wait long before the aggregator
+/// stops following (upstreams slow whatever the phase, or on another
+/// interval).
 pub const PHASE_SHIFTS_MAX: u32 = 3;
 
-/// How much to delay the next tick, given the upstreams' wait `wait`
-/// (from a tick to the last reply kept), so that their ticks come
-/// `interval / PHASE_LEAD_DIVISOR` after ours; `None` while the wait is at
-/// most half the interval. A wait over an interval (the tip missed their
-/// tick) counts modulo the interval.
-pub fn phase_shift(wait: Duration, interval: Duration) -> Option<Duration> {
-    if interval.is_zero() || wait <= interval / 2 {
+/// How much to delay the next tick, given each kept upstream's wait in a
+/// round (from its tick to the reply; modulo the interval, where the tip
+/// missed an upstream's tick), so that the longest wait is as short as it
+/// can be: the aggregator ticks a lead (`interval / PHASE_LEAD_DIVISOR`)
+/// before the upstream that follows the largest gap between their ticks.
+/// `None` unless that shortens the longest wait by more than
+/// `interval / PHASE_MIN_GAIN_DIVISOR`.
+pub fn phase_shift(waits: &[Duration], interval: Duration) -> Option<Duration> {
+    let i = interval.as_nanos();
+    if i == 0 || waits.is_empty() {
         return None;
     }
-    let i = interval.as_nanos();
     let lead = (interval / PHASE_LEAD_DIVISOR).as_nanos();
-    let shift = (wait.as_nanos() % i + i - lead) % i;
+    let gain = (interval / PHASE_MIN_GAIN_DIVISOR).as_nanos();
+    let longest = waits.iter().map(Duration::as_nanos).max().unwrap_or(0);
+    let mut phases: Vec<u128> = waits.iter().map(|w| w.as_nanos() % i).collect();
+    phases.sort_unstable();
+    // The largest gap between consecutive ticks, round the circle, and
+    // the tick after it.
+    let (mut gap, mut after) = (phases[0] + i - phases[phases.len() - 1], phases[0]);
+    for pair in phases.windows(2) {
+        if pair[1] - pair[0] > gap {
+            (gap, after) = (pair[1] - pair[0], pair[1]);
+        }
+    }
+    let shortest_longest = i - gap + lead;
+    if longest <= shortest_longest + gain {
+        return None;
+    }
+    let shift = (after + i - lead) % i;
     (shift > 0).then(|| Duration::from_nanos(u64::try_from(shift).unwrap_or(u64::MAX)))
 }
 
@@ -156,8 +178,8 @@ pub fn spawn(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut under_way = JoinSet::new();
-        // Each answered round's upstream wait, for the phase.
-        let (waits_tx, mut waits) = mpsc::unbounded_channel::<Duration>();
+        // Each answered round's upstream waits, for the phase.
+        let (waits_tx, mut waits) = mpsc::unbounded_channel::<Vec<Duration>>();
         let start = |batch: Vec<Submission>, ticked, under_way: &mut JoinSet<()>| {
             if let Some(round) = Round::build(batch, ticked) {
                 let (upstreams, workers, stats) =
@@ -193,14 +215,15 @@ pub fn spawn(
             let Some(wait) = latest.filter(|_| since_shift >= PHASE_SHIFT_EVERY) else {
                 continue;
             };
-            let Some(shift) = phase_shift(wait, interval) else {
+            let Some(shift) = phase_shift(&wait, interval) else {
                 futile = 0;
                 continue;
             };
             if futile < PHASE_SHIFTS_MAX {
                 futile += 1;
                 tracing::info!(
-                    upstream_wait_ms = wait.as_millis() as u64,
+                    upstream_wait_ms =
+                        wait.iter().max().unwrap_or(&Duration::ZERO).as_millis() as u64,
                     shift_ms = shift.as_millis() as u64,
                     "following the upstreams' rounds: next round delayed once"
                 );
@@ -253,15 +276,15 @@ impl Round {
         self.levels[self.levels.len() - 1][0]
     }
 
-    /// Submits the tip upstream and answers every request; returns the
-    /// upstreams' wait from the tick to the last reply kept, if the round
-    /// was answered with proofs.
+    /// Submits the tip upstream and answers every request; returns each
+    /// kept reply's wait from the tick, if the round was answered with
+    /// proofs.
     async fn finish(
         self,
         upstreams: &Upstreams,
         workers: Option<&Workers>,
         stats: &Stats,
-    ) -> Option<Duration> {
+    ) -> Option<Vec<Duration>> {
         let tip = self.tip();
         let budget = ots_calendar::MAX_REPLY_LEN - max_path_len(self.levels.len());
         let started = std::time::Instant::now();
@@ -269,7 +292,7 @@ impl Round {
         let digests = self.batch.len();
         stats.rounds.fetch_add(1, Relaxed);
         let wait = match &outcome {
-            Ok((tail, last_kept)) => {
+            Ok((tail, kept_at)) => {
                 stats.digests.fetch_add(digests as u64, Relaxed);
                 stats.last_round_digests.store(digests as u64, Relaxed);
                 tracing::info!(
@@ -279,7 +302,12 @@ impl Round {
                     upstream_ms = started.elapsed().as_secs_f64() * 1e3,
                     "aggregated"
                 );
-                Some(last_kept.saturating_duration_since(self.ticked))
+                Some(
+                    kept_at
+                        .iter()
+                        .map(|t| t.saturating_duration_since(self.ticked))
+                        .collect(),
+                )
             }
             Err(body) => {
                 stats.rounds_unavailable.fetch_add(1, Relaxed);
@@ -383,27 +411,38 @@ mod tests {
     }
 
     #[test]
-    fn the_phase_shift_puts_the_upstreams_ticks_a_fifth_of_an_interval_after_ours() {
+    fn the_phase_shift_makes_the_longest_upstream_wait_as_short_as_it_can_be() {
         let ms = Duration::from_millis;
         let i = ms(1000);
-        // Early enough: left alone.
-        assert_eq!(phase_shift(ms(0), i), None);
-        assert_eq!(phase_shift(ms(500), i), None);
-        // Late in our interval: delayed so that they come 200 ms after.
-        assert_eq!(phase_shift(ms(930), i), Some(ms(730)));
-        assert_eq!(phase_shift(ms(501), i), Some(ms(301)));
-        // Past a whole interval (the tip missed their tick): modulo.
-        assert_eq!(phase_shift(ms(1100), i), Some(ms(900)));
-        assert_eq!(phase_shift(ms(1600), i), Some(ms(400)));
-        // Exactly on the lead already.
-        assert_eq!(phase_shift(ms(1200), i), None);
-        assert_eq!(phase_shift(ms(5), Duration::ZERO), None);
-        // After the shift the wait is the lead, which needs no other.
-        for w in [501, 700, 930, 999, 1001, 1500, 2999] {
-            let shift = phase_shift(ms(w), i).unwrap();
-            let after = (ms(w).as_millis() + 1000 - shift.as_millis()) % 1000;
-            assert_eq!(after, 200, "wait {w} ms");
-            assert_eq!(phase_shift(ms(after as u64), i), None);
+        let shift = |waits: &[u64]| {
+            let waits: Vec<Duration> = waits.iter().map(|w| ms(*w)).collect();
+            phase_shift(&waits, i).map(|d| d.as_millis() as u64)
+        };
+        // One upstream: early enough, left alone; late, delayed so that
+        // it ticks 200 ms after us.
+        assert_eq!(shift(&[0]), None);
+        assert_eq!(shift(&[400]), None);
+        assert_eq!(shift(&[930]), Some(730));
+        assert_eq!(shift(&[650]), Some(450));
+        // Past a whole interval (the tip missed its tick): modulo.
+        assert_eq!(shift(&[1100]), Some(900));
+        assert_eq!(shift(&[1200]), None);
+        // Two upstreams 300 ms apart: ticks placed 200 ms before the
+        // first after the large gap, whichever order they come in.
+        assert_eq!(shift(&[600, 900]), Some(400));
+        assert_eq!(shift(&[900, 600]), Some(400));
+        assert_eq!(shift(&[100, 950]), Some(750));
+        // Half an interval apart: 700 ms is the best; 800 ms is near it.
+        assert_eq!(shift(&[300, 800]), None);
+        assert_eq!(shift(&[450, 950]), Some(250));
+        assert_eq!(shift(&[]), None);
+        assert_eq!(phase_shift(&[ms(5)], Duration::ZERO), None);
+        // After the shift, nothing more to gain.
+        for waits in [[930u64, 930], [600, 900], [100, 950], [450, 950], [20, 990]] {
+            let Some(s) = shift(&waits) else { continue };
+            let after: Vec<u64> = waits.iter().map(|w| (w + 1000 - s) % 1000).collect();
+            assert_eq!(after.iter().min(), Some(&200), "{waits:?}");
+            assert_eq!(shift(&after), None, "{waits:?} then {after:?}");
         }
     }
 

@@ -161,14 +161,14 @@ impl Upstreams {
     /// Submits `tip` to every upstream at once and waits until all have
     /// answered, or the timeout has passed, or `min` have answered and the
     /// others have had the grace time. Returns the kept replies merged
-    /// under the tip, serialized (at most `budget` bytes), with when the
-    /// last of them arrived; or, when fewer than `min` were kept, the text
-    /// of the 503 naming every failure.
+    /// under the tip, serialized (at most `budget` bytes), with when each
+    /// of them arrived; or, when fewer than `min` were kept, the text of
+    /// the 503 naming every failure.
     pub async fn submit(
         &self,
         tip: [u8; 32],
         budget: usize,
-    ) -> Result<(Vec<u8>, tokio::time::Instant), String> {
+    ) -> Result<(Vec<u8>, Vec<tokio::time::Instant>), String> {
         let n = self.list.len();
         let started = tokio::time::Instant::now();
         let (tx, mut rx) = mpsc::channel(n);
@@ -216,7 +216,7 @@ impl Upstreams {
         let mut merged = Timestamp::new(tip.to_vec()).expect("a 32-byte message");
         let mut tail = Vec::new();
         let mut kept = 0;
-        let mut last_kept = started;
+        let mut kept_at = Vec::with_capacity(n);
         let mut failures = Vec::new();
         for ((up, answer), arrived) in self.list.iter().zip(answers).zip(arrived) {
             let url = up.calendar.url().to_string();
@@ -252,7 +252,7 @@ impl Upstreams {
                     merged = candidate;
                     tail = bytes;
                     kept += 1;
-                    last_kept = last_kept.max(arrived);
+                    kept_at.push(arrived);
                     if status.last_error_at.is_some() && status.last_error_at >= status.last_success
                     {
                         tracing::info!(upstream = %url, "upstream answering again");
@@ -280,7 +280,7 @@ impl Upstreams {
             }
         }
         if kept >= self.min {
-            return Ok((tail, last_kept));
+            return Ok((tail, kept_at));
         }
         let mut body = format!(
             "upstream calendars unavailable: {kept} of {n} answered, at least {} needed\n",
