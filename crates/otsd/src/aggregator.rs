@@ -171,17 +171,7 @@ impl Round {
         let digests = batch.len();
         let mut nonces = vec![0u8; NONCE_LEN * batch.len()];
         rand::rngs::OsRng.fill_bytes(&mut nonces);
-        let mut buf = [0u8; MAX_DIGEST_LEN + NONCE_LEN];
-        let leaves: Vec<[u8; 32]> = batch
-            .iter()
-            .zip(nonces.chunks_exact(NONCE_LEN))
-            .map(|(s, n)| {
-                let len = s.digest.len();
-                buf[..len].copy_from_slice(&s.digest);
-                buf[len..len + NONCE_LEN].copy_from_slice(n);
-                sha256(&buf[..len + NONCE_LEN])
-            })
-            .collect();
+        let leaves = nonced_leaves(batch.iter().map(|s| s.digest.as_slice()), &nonces);
         // Every level, leaves first, as ots_proof::MerkleTree builds them.
         let levels = MerkleTree::new(leaves)
             .expect("a round has digests")
@@ -253,6 +243,25 @@ impl Round {
     }
 }
 
+/// A round's leaves: `sha256(digest || nonce)` for each digest (at most
+/// [`MAX_DIGEST_LEN`] bytes) with its [`NONCE_LEN`]-byte nonce, in order.
+/// Shared with the stateless aggregator (`otsd aggregate`).
+pub(crate) fn nonced_leaves<'a>(
+    digests: impl Iterator<Item = &'a [u8]>,
+    nonces: &[u8],
+) -> Vec<[u8; 32]> {
+    let mut buf = [0u8; MAX_DIGEST_LEN + NONCE_LEN];
+    digests
+        .zip(nonces.chunks_exact(NONCE_LEN))
+        .map(|(d, n)| {
+            let len = d.len();
+            buf[..len].copy_from_slice(d);
+            buf[len..len + NONCE_LEN].copy_from_slice(n);
+            sha256(&buf[..len + NONCE_LEN])
+        })
+        .collect()
+}
+
 /// The serialized steps shared by every proof of a round: prepend the
 /// time, append the MAC, then the pending attestation.
 fn commitment_tail(t: u32, commitment: &Commitment, attestation: &Attestation) -> Vec<u8> {
@@ -270,8 +279,15 @@ fn commitment_tail(t: u32, commitment: &Commitment, attestation: &Attestation) -
 /// `sha256`, per level; an odd last element rises unchanged), then `tail`.
 /// Written straight into one buffer: a chain has one item per node, so
 /// the format's `0xff` separators never appear. Tests check it against
-/// `Timestamp::serialize` of the same proof built with `ots_proof`.
-fn proof_bytes(nonce: &[u8], levels: &[Vec<[u8; 32]>], mut i: usize, tail: &[u8]) -> Vec<u8> {
+/// `Timestamp::serialize` of the same proof built with `ots_proof`. The
+/// stateless aggregator (`otsd aggregate`) ends its proofs in the
+/// upstream calendars' merged replies instead.
+pub(crate) fn proof_bytes(
+    nonce: &[u8],
+    levels: &[Vec<[u8; 32]>],
+    mut i: usize,
+    tail: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + NONCE_LEN + 1 + 35 * levels.len() + tail.len());
     out.extend_from_slice(&[TAG_APPEND, NONCE_LEN as u8]);
     out.extend_from_slice(nonce);

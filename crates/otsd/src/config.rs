@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::aggregate::{
+    AggregateSettings, DEFAULT_INTERVAL as DEFAULT_AGGREGATE_INTERVAL, DEFAULT_UPSTREAM_GRACE,
+    DEFAULT_UPSTREAM_MIN as DEFAULT_AGGREGATE_UPSTREAM_MIN,
+    DEFAULT_UPSTREAM_TIMEOUT as DEFAULT_AGGREGATE_UPSTREAM_TIMEOUT,
+};
 use crate::aggregator::DEFAULT_AGGREGATION_INTERVAL;
 use crate::info::DEFAULT_EXPLORER_URL;
 use crate::journal::Verify;
@@ -202,6 +207,9 @@ pub enum Command {
     /// into our store, checking each; resumable (run it again after a
     /// crash or Ctrl-C). Stop otsd first. `db/` is never written.
     ImportReference(ImportArgs),
+    /// Run a stateless aggregator in front of upstream calendars instead
+    /// of a calendar: no calendar directory, key, wallet or journal.
+    Aggregate(AggregateArgs),
 }
 
 /// `otsd import-reference`'s flags.
@@ -375,6 +383,63 @@ impl LimitArgs {
             write_timeout: Duration::from_secs(self.write_timeout_secs.max(1)),
             max_connection_age: Duration::from_secs(self.max_connection_age_secs.max(1)),
             reclaim_after: Duration::from_secs(self.reclaim_after_secs.max(1)),
+        }
+    }
+}
+
+/// Flags of `otsd aggregate`.
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// An upstream calendar's URL, http or https (repeatable, at least
+    /// one): each round's tip is submitted to every one.
+    #[arg(long = "upstream", value_name = "URL", required = true)]
+    pub upstreams: Vec<String>,
+    /// How many upstreams must answer a round for its clients to get a
+    /// proof (at most the number of upstreams); fewer: 503.
+    #[arg(long = "upstream-min", value_name = "N", default_value_t = DEFAULT_AGGREGATE_UPSTREAM_MIN as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_min: u64,
+    /// Bound on an upstream's answer to a round, milliseconds.
+    #[arg(long = "upstream-timeout", value_name = "MS", default_value_t = DEFAULT_AGGREGATE_UPSTREAM_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_ms: u64,
+    /// Once `--upstream-min` upstreams have answered, how much longer the
+    /// others get, milliseconds.
+    #[arg(long = "upstream-grace", value_name = "MS", default_value_t = DEFAULT_UPSTREAM_GRACE.as_millis() as u64)]
+    pub upstream_grace_ms: u64,
+    /// Round interval, milliseconds.
+    #[arg(long = "interval", value_name = "MS", default_value_t = DEFAULT_AGGREGATE_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_ms: u64,
+    /// A PEM file of CA certificates trusted for https upstreams beside
+    /// the system's roots.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long = "rpc-address", default_value = DEFAULT_RPC_ADDRESS)]
+    pub rpc_address: String,
+    /// Port to listen on (0: any free port, printed at start-up).
+    #[arg(long = "rpc-port", default_value_t = DEFAULT_RPC_PORT)]
+    pub rpc_port: u16,
+    /// Threads serving HTTP connections [default: one per CPU but one].
+    #[arg(long = "http-threads", value_parser = clap::value_parser!(u16).range(1..))]
+    pub http_threads: Option<u16>,
+    /// Hostile-client limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl AggregateArgs {
+    /// The aggregator's settings from these flags.
+    pub fn settings(&self) -> AggregateSettings {
+        AggregateSettings {
+            upstreams: self.upstreams.clone(),
+            upstream_min: usize::try_from(self.upstream_min).unwrap_or(usize::MAX),
+            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            upstream_grace: Duration::from_millis(self.upstream_grace_ms),
+            interval: Duration::from_millis(self.interval_ms),
+            limits: self.limits.limits(),
+            http_threads: self
+                .http_threads
+                .map_or_else(default_http_threads, usize::from),
+            ca_file: self.ca_file.clone(),
         }
     }
 }
@@ -710,5 +775,68 @@ mod tests {
         assert_eq!(b.stamper.min_confirmations, DEV_CONFIRMATIONS);
         assert_eq!(b.stamper.min_tx_interval_secs, DEV_TX_INTERVAL_SECS);
         assert_eq!(b.poll, DEV_POLL);
+    }
+
+    #[test]
+    fn aggregate_flags_resolve_to_settings() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["otsd", "aggregate"].iter().chain(args).copied());
+        let Some(Command::Aggregate(a)) = parse(&["--upstream", "http://a"]).unwrap().command
+        else {
+            panic!("the aggregate subcommand");
+        };
+        let s = a.settings();
+        assert_eq!(s.upstreams, ["http://a"]);
+        assert_eq!(s.upstream_min, crate::aggregate::DEFAULT_UPSTREAM_MIN);
+        assert_eq!(s.upstream_timeout, DEFAULT_AGGREGATE_UPSTREAM_TIMEOUT);
+        assert_eq!(s.upstream_grace, DEFAULT_UPSTREAM_GRACE);
+        assert_eq!(s.interval, DEFAULT_AGGREGATE_INTERVAL);
+        assert_eq!(s.http_threads, default_http_threads());
+        assert_eq!(a.rpc_port, DEFAULT_RPC_PORT);
+        assert_eq!(s.limits.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let Some(Command::Aggregate(a)) = parse(&[
+            "--upstream",
+            "http://a",
+            "--upstream",
+            "https://b",
+            "--upstream-min",
+            "2",
+            "--upstream-timeout",
+            "250",
+            "--upstream-grace",
+            "0",
+            "--interval",
+            "100",
+            "--ca-file",
+            "/tmp/ca.pem",
+            "--rpc-port",
+            "0",
+            "--max-connections",
+            "20000",
+            "--http-threads",
+            "2",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("the aggregate subcommand");
+        };
+        let s = a.settings();
+        assert_eq!(s.upstreams, ["http://a", "https://b"]);
+        assert_eq!(s.upstream_min, 2);
+        assert_eq!(s.upstream_timeout, Duration::from_millis(250));
+        assert_eq!(s.upstream_grace, Duration::ZERO);
+        assert_eq!(s.interval, Duration::from_millis(100));
+        assert_eq!(s.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(s.limits.max_connections, 20000);
+        assert_eq!(s.http_threads, 2);
+        // At least one upstream; no zero minimum, timeout or interval.
+        assert!(parse(&[]).is_err());
+        for bad in ["--upstream-min", "--upstream-timeout", "--interval"] {
+            assert!(
+                parse(&["--upstream", "http://a", bad, "0"]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -22,8 +22,11 @@
 //! [`store`] and persists the stamper's state. With `--upstream`,
 //! [`upstream`] submits each commitment to other calendars, keeps their
 //! replies and upgrades them (a private calendar).
+//! [`aggregate`] is `otsd aggregate`, a stateless aggregator in front of
+//! upstream calendars, on the same [`listener`] and [`workers`].
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod aggregator;
 pub mod backup;
 pub mod calendar;

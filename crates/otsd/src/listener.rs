@@ -175,18 +175,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
+    let open = Some(state.metrics.open_connections());
+    run_router(listener, app(state), &limits, open, workers, shutdown).await
+}
+
+/// [`run`] for any router: the same accept loop, connection registry,
+/// limits and workers for another set of routes (the stateless
+/// aggregator's, `otsd aggregate`); `open_connections`, when given,
+/// follows the number of open connections (a metric).
+pub async fn run_router(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &Limits,
+    open_connections: Option<prometheus_client::metrics::gauge::Gauge>,
+    workers: Option<Arc<Workers>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     // The sweep enforces the header read timeout; hyper's would also count
     // the idle time between requests, and answer it with a 408.
     http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let mut tracker = conns::Tracker::new(&limits, CONNECTION_AGE_GRACE);
-    tracker.count_in(state.metrics.open_connections());
+    let mut tracker = conns::Tracker::new(limits, CONNECTION_AGE_GRACE);
+    if let Some(gauge) = open_connections {
+        tracker.count_in(gauge);
+    }
     let tracker = Arc::new(tracker);
     let _sweep = tracker.clone().start_sweep()?;
     let server = Arc::new(Server {
         http,
-        service: hyper_util::service::TowerToHyperService::new(app(state)),
+        service: hyper_util::service::TowerToHyperService::new(router),
         workers,
         tracker: tracker.clone(),
     });

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use otsd::calendar::Calendar;
-use otsd::config::{Cli, Command, LogFormat};
+use otsd::config::{AggregateArgs, Cli, Command, LogFormat};
 use otsd::server::run;
 use std::io::IsTerminal;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -32,6 +32,16 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Command::ImportReference(args)) = &cli.command {
         return import_reference(args, &dir);
+    }
+    if let Some(Command::Aggregate(args)) = &cli.command {
+        if cli.calendar.is_some() {
+            anyhow::bail!("otsd aggregate keeps no calendar directory: drop -c/--calendar");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        return runtime.block_on(aggregate(args, shutdown_signal()));
     }
     // The accept loop, the aggregator and (with --dev) devchain; HTTP
     // connections are served on their own threads (`--http-threads`) and
@@ -90,6 +100,21 @@ fn import_reference(args: &otsd::config::ImportArgs, dir: &std::path::Path) -> a
 /// `import-reference`'s exit status when it found bad entries (it still
 /// imported everything else).
 const EXIT_BAD_ENTRIES: i32 = 3;
+
+/// `otsd aggregate`: binds the flags' address and runs the stateless
+/// aggregator (the rounds and upstream submissions on this runtime, HTTP
+/// connections on their own threads) until `shutdown` resolves.
+async fn aggregate(
+    args: &AggregateArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = otsd::listener::bind(&args.rpc_address, args.rpc_port)
+        .await
+        .with_context(|| format!("binding {}:{}", args.rpc_address, args.rpc_port))?;
+    otsd::aggregate::serve(listener, args.settings(), shutdown)
+        .await
+        .context("aggregator")
+}
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
