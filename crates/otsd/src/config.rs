@@ -39,6 +39,8 @@ pub struct Settings {
     /// Threads serving HTTP connections, each with a single-threaded
     /// runtime ([`crate::workers`]); 0 serves them on the caller's runtime.
     pub http_threads: usize,
+    /// Other calendars to mirror beside this one (`--mirror`, issue 14).
+    pub mirror: Option<crate::mirror::sync::MirrorConfig>,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             journal_verify: Verify::All,
             backend: Backend::None,
             http_threads: default_http_threads(),
+            mirror: None,
         }
     }
 }
@@ -187,6 +190,10 @@ pub enum Command {
         #[arg(long = "donation-addr", default_value = "")]
         donation_addr: String,
     },
+    /// Mirror calendars from their backup chunks and serve their proofs
+    /// (`otsd mirror -c URL …`; must be the first argument: see
+    /// `otsd mirror --help`).
+    Mirror,
 }
 
 /// Flags of the server proper.
@@ -226,12 +233,23 @@ pub struct ServerArgs {
     /// Bitcoin settings (used by the stamper).
     #[command(flatten)]
     pub bitcoin: BitcoinArgs,
+    /// Mirror this calendar's backup chunks too and serve its proofs after
+    /// our own (repeatable; issue 14). Stored in `mirror.redb` in the
+    /// calendar directory; Bitcoin attestations are checked against the
+    /// calendar's node.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirror: Vec<String>,
+    /// `--mirror`: longest wait between polls once caught up, and between
+    /// retries after errors, seconds (fractions allowed).
+    #[arg(long = "mirror-poll-interval", default_value_t = crate::mirror::sync::DEFAULT_POLL_INTERVAL.as_secs_f64())]
+    pub mirror_poll_interval: f64,
 }
 
 impl ServerArgs {
     /// The server's settings from these flags; `dev` is the running
     /// devchain with `--dev` (whose address is known only once it runs).
     pub fn settings(&self, dev: Option<DevNode>) -> Settings {
+        let dev_rpc = dev.as_ref().map(|d| d.rpc.clone());
         Settings {
             aggregation_interval: Duration::from_millis(self.aggregation_interval_ms),
             limits: self.limits.limits(),
@@ -242,7 +260,29 @@ impl ServerArgs {
             http_threads: self
                 .http_threads
                 .map_or_else(default_http_threads, usize::from),
+            mirror: self.mirror_config(dev_rpc),
         }
+    }
+
+    /// `--mirror`'s settings: the calendars, checked against the
+    /// calendar's own node (none with `--no-bitcoin`).
+    fn mirror_config(
+        &self,
+        dev: Option<ots_bitcoin::RpcConfig>,
+    ) -> Option<crate::mirror::sync::MirrorConfig> {
+        if self.mirror.is_empty() {
+            return None;
+        }
+        let bitcoin = match dev {
+            Some(rpc) => Some(rpc),
+            None => self.bitcoin.settings().map(|b| b.rpc),
+        };
+        Some(crate::mirror::sync::MirrorConfig {
+            calendars: self.mirror.clone(),
+            poll_interval: seconds(self.mirror_poll_interval),
+            bitcoin,
+            ..Default::default()
+        })
     }
 
     /// The explorer the info page links to: the flag's, or on mainnet
@@ -444,6 +484,126 @@ impl Cli {
                 DEFAULT_CALENDAR_DIR
             })
         })
+    }
+}
+
+/// Seconds as a duration: fractions allowed, clamped to
+/// [`MIN_SECONDS_FLAG`]..=1 day, a non-finite value read as the minimum.
+pub fn seconds(v: f64) -> Duration {
+    let v = if v.is_finite() { v } else { MIN_SECONDS_FLAG };
+    Duration::from_secs_f64(v.clamp(MIN_SECONDS_FLAG, 86_400.0))
+}
+
+/// The shortest duration a seconds flag takes.
+pub const MIN_SECONDS_FLAG: f64 = 0.05;
+
+/// `otsd mirror`'s default directory, under `$HOME` (the reference's).
+pub const DEFAULT_MIRROR_DIR: &str = ".otsd/backups";
+/// `otsd mirror`'s default HTTP port (the reference's `otsd-backup.py`).
+pub const DEFAULT_MIRROR_RPC_PORT: u16 = 14799;
+
+/// `otsd mirror`: the reference mirror's flags (`otsd-backup.py`) where
+/// they exist, and this mirror's limits. Parsed on its own, as the first
+/// argument, since its `-c` is a calendar URL, not a directory.
+#[derive(Debug, Parser)]
+#[command(
+    name = "otsd mirror",
+    version,
+    about = "Mirror OpenTimestamps calendars from their backup chunks and serve their proofs."
+)]
+pub struct MirrorCli {
+    /// More logging (repeatable).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less logging (repeatable).
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Also write debug-level logs to this file.
+    #[arg(long = "debug-file")]
+    pub debug_file: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The mirror's directory (holds `mirror.redb`) [default:
+    /// ~/.otsd/backups].
+    #[arg(short = 'p', long = "path")]
+    pub path: Option<PathBuf>,
+    /// A calendar URL to mirror (repeatable).
+    #[arg(short = 'c', long = "calendar", value_name = "URL", required = true)]
+    pub calendars: Vec<String>,
+    /// Address to listen on.
+    #[arg(long = "rpc-address", default_value = DEFAULT_RPC_ADDRESS)]
+    pub rpc_address: String,
+    /// Port to listen on (0: any free port, printed at start-up).
+    #[arg(long = "rpc-port", default_value_t = DEFAULT_MIRROR_RPC_PORT)]
+    pub rpc_port: u16,
+    /// Use Bitcoin testnet.
+    #[arg(long = "btc-testnet", conflicts_with = "btc_regtest")]
+    pub btc_testnet: bool,
+    /// Use Bitcoin regtest.
+    #[arg(long = "btc-regtest")]
+    pub btc_regtest: bool,
+    /// Bitcoin Core JSON-RPC URL (`http://user:pass@host:port/`) that checks
+    /// each Bitcoin attestation against its block header; default: the
+    /// local node of the chosen network.
+    #[arg(long = "bitcoin-node", value_name = "URL")]
+    pub bitcoin_node: Option<String>,
+    /// Do not check Bitcoin attestations against a node (the chunks' other
+    /// checks still apply).
+    #[arg(long = "no-bitcoin", conflicts_with = "bitcoin_node")]
+    pub no_bitcoin: bool,
+    /// Chunks fetched at once per calendar.
+    #[arg(long = "in-flight", default_value_t = crate::mirror::sync::DEFAULT_IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..256))]
+    pub in_flight: u16,
+    /// Seconds a chunk request may take (fractions allowed).
+    #[arg(long = "fetch-timeout", default_value_t = crate::mirror::fetch::DEFAULT_FETCH_TIMEOUT.as_secs_f64())]
+    pub fetch_timeout: f64,
+    /// Largest chunk accepted, bytes.
+    #[arg(long = "max-chunk-bytes", default_value_t = crate::mirror::fetch::DEFAULT_MAX_CHUNK_BYTES)]
+    pub max_chunk_bytes: usize,
+    /// Longest wait between polls once caught up, and between retries
+    /// after errors, seconds (fractions allowed).
+    #[arg(long = "poll-interval", default_value_t = crate::mirror::sync::DEFAULT_POLL_INTERVAL.as_secs_f64())]
+    pub poll_interval: f64,
+}
+
+impl MirrorCli {
+    /// The mirror's directory, defaulting to `~/.otsd/backups`.
+    pub fn dir(&self) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(DEFAULT_MIRROR_DIR)
+        })
+    }
+
+    /// The mirroring settings of these flags.
+    pub fn config(&self) -> crate::mirror::sync::MirrorConfig {
+        let chain = if self.btc_testnet {
+            ots_bitcoin::Chain::Testnet
+        } else if self.btc_regtest {
+            ots_bitcoin::Chain::Regtest
+        } else {
+            ots_bitcoin::Chain::Main
+        };
+        let bitcoin = match (&self.bitcoin_node, self.no_bitcoin) {
+            (_, true) => None,
+            (Some(url), _) => Some(ots_bitcoin::RpcConfig::new(
+                url.clone(),
+                ots_bitcoin::Auth::None,
+            )),
+            (None, _) => Some(ots_bitcoin::network::local_node(
+                chain,
+                &ots_bitcoin::network::default_datadir(),
+            )),
+        };
+        crate::mirror::sync::MirrorConfig {
+            calendars: self.calendars.clone(),
+            in_flight: usize::from(self.in_flight),
+            fetch_timeout: seconds(self.fetch_timeout),
+            max_chunk_bytes: self.max_chunk_bytes,
+            poll_interval: seconds(self.poll_interval),
+            bitcoin,
+        }
     }
 }
 

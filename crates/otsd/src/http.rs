@@ -25,7 +25,7 @@ use crate::store::Store;
 use crate::limits::Limits;
 
 /// Cache lifetimes of PROTOCOL §2 and the reference.
-mod cache {
+pub(crate) mod cache {
     pub const FOREVER: &str = "public, max-age=31536000";
     pub const PENDING: &str = "public, max-age=60";
     pub const TIP: &str = "public, max-age=10";
@@ -56,6 +56,9 @@ pub struct AppState {
     pub info_cache: Arc<InfoCache>,
     /// Limits.
     pub limits: Limits,
+    /// Other calendars' proofs, mirrored with `--mirror` (issue 14), asked
+    /// after `store` and `refstore`.
+    pub mirror: Option<crate::mirror::sync::Mirror>,
 }
 
 /// Every error a client can see.
@@ -231,6 +234,10 @@ async fn get_timestamp(
         (None, Some(r)) => reference_proof(r, &commitment).await?,
         (found, _) => found,
     };
+    let found = match (found, &st.mirror) {
+        (None, Some(m)) => mirrored_proof(&m.store, &commitment)?,
+        (found, _) => found,
+    };
     if let Some(bytes) = found {
         return Ok((
             [
@@ -260,6 +267,18 @@ async fn reference_proof(r: &RefStore, commitment: &[u8]) -> Result<Option<Vec<u
             true => Ok(None),
             false => Err(ApiError::Internal),
         }
+    })
+}
+
+/// Issue 14: the proof in the mirror's store. Damage is logged naming the
+/// commitment and answered 500, never a proof.
+pub(crate) fn mirrored_proof(
+    store: &crate::mirror::db::MirrorStore,
+    commitment: &[u8],
+) -> Result<Option<Vec<u8>>, ApiError> {
+    store.proof_serialized(commitment).map_err(|e| {
+        tracing::error!(commitment = %hex::encode(commitment), error = %e, "mirror store lookup failed");
+        ApiError::Internal
     })
 }
 
@@ -303,12 +322,16 @@ async fn info_page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     let page = st
         .info_cache
         .get(std::time::Instant::now(), || {
-            InfoPage::new(
+            let mut page = InfoPage::new(
                 &st.info,
                 st.pending.len() as u64,
                 st.stamper.tip(),
                 st.stamper.chain_info(),
-            )
+            );
+            if let Some(m) = &st.mirror {
+                page.mirrors = m.statuses();
+            }
+            page
         })
         .await;
     let json = headers

@@ -62,6 +62,12 @@ pub enum ServeError {
     /// The reference calendar's `db/` will not open (issue 13).
     #[error(transparent)]
     RefStore(#[from] RefStoreError),
+    /// `--mirror`'s store or client (issue 14).
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::sync::MirrorError),
+    /// `--mirror`'s store will not open (issue 14).
+    #[error(transparent)]
+    MirrorStore(#[from] crate::mirror::db::MirrorStoreError),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -96,10 +102,15 @@ pub async fn serve(
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));
     consistency::check_stamper(dir, records, &without_proof, stamping)?;
     let pending = Arc::new(pending);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Issue 14: other calendars mirrored beside ours.
+    let mirror = match &settings.mirror {
+        Some(config) => Some(start_mirror(dir, config, &stop_rx)?),
+        None => None,
+    };
     // Logged once the calendar is ready: scripts and tests wait for it.
     tracing::info!("listening on {}", listener.local_addr()?);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let backend = start_backend(&settings.backend, dir, &reader, &store, &pending, &stop_rx)?;
     let workers = match settings.http_threads {
         0 => None,
@@ -130,6 +141,7 @@ pub async fn serve(
         }),
         info_cache: Arc::new(InfoCache::new(INFO_TTL)),
         limits: settings.limits.clone(),
+        mirror,
     };
     let served = listener::run(listener, state, workers.clone(), async move {
         shutdown.await;
@@ -206,6 +218,18 @@ fn in_refstore(refstore: Option<&RefStore>, c: &[u8]) -> bool {
         tracing::error!(commitment = %hex::encode(c), error = %e, "reference store lookup failed at start-up: counted as pending");
         false
     })
+}
+
+/// `--mirror`: opens `mirror.redb` in the calendar directory and follows
+/// the calendars until the stop signal.
+fn start_mirror(
+    dir: &Path,
+    config: &crate::mirror::sync::MirrorConfig,
+    stop: &watch::Receiver<bool>,
+) -> Result<crate::mirror::sync::Mirror, ServeError> {
+    let store = Arc::new(crate::mirror::db::MirrorStore::open(dir)?);
+    let (mirror, _tasks) = crate::mirror::sync::start(store, config, stop.clone())?;
+    Ok(mirror)
 }
 
 /// Opens the store; one that will not open is refused with the way on.
