@@ -500,3 +500,158 @@ async fn kill_9_during_chunks_then_every_chunk_is_held_exactly_once() {
     }
     child.kill().await.unwrap();
 }
+
+/// Posts `n` digests to the calendar at `addr`, one after the other: with
+/// a short aggregation interval each gets a round, so a commitment, of its
+/// own (a round's digests share one). Returns the commitments, distinct.
+async fn post_many(addr: SocketAddr, n: usize) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..n {
+        let digest = common::random_digest();
+        let reply = common::post_digest(addr, &digest).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let c = common::check_proof(&digest, &reply.body);
+        if out.last() != Some(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A calendar on devchain with more than 2,000 completed commitments (in
+/// three rounds of posting and mining, a commitment per digest), a mirror of it, a mirror of that
+/// mirror (both checking every Bitcoin attestation against devchain's
+/// headers), and a second calendar mirroring the first with `--mirror`:
+/// every commitment of the two complete chunks gets the same bytes from
+/// all four, the others none from the mirrors; the mirrors' chunks are the
+/// calendar's byte for byte; the second calendar's info page shows what it
+/// mirrors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_its_mirror_and_a_mirror_of_that_serve_identical_proofs() {
+    use common::node::{Backend, TestNode, WALLET};
+    let node = TestNode::start(Backend::Dev).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cal_dir = common::init_calendar(dir.path());
+    let calendar_args = |cal_dir: &Path| -> Vec<String> {
+        let mut a: Vec<String> = vec!["-c".into(), cal_dir.display().to_string()];
+        a.extend(
+            ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+                .into_iter()
+                .chain(["--aggregation-interval", "2", "--btc-regtest"])
+                .chain(["--btc-wallet", WALLET, "--btc-min-confirmations", "2"])
+                .chain(["--btc-min-tx-interval", "0", "--btc-poll-interval", "0.1"])
+                .map(String::from),
+        );
+        a.push("--bitcoin-node".into());
+        a.push(node.url());
+        a
+    };
+    let (mut cal, cal_addr, _cal_log) = common::spawn_otsd_logged(calendar_args(&cal_dir)).await;
+    let mut all = Vec::new();
+    for _round in 0..3 {
+        let round = post_many(cal_addr, 750).await;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let mut done = true;
+            for c in [&round[0], &round[round.len() / 2], &round[round.len() - 1]] {
+                if timestamp(cal_addr, c).await.status != 200 {
+                    done = false;
+                }
+            }
+            if done {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the round did not complete");
+            node.mine(1).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        all.extend(round);
+    }
+    all.sort();
+    all.dedup();
+    assert!(all.len() > 2000, "{} commitments", all.len());
+    // Every commitment complete, each checked against the node.
+    let mut proofs = Vec::new();
+    for c in &all {
+        let body = until("a complete proof", || async {
+            let r = timestamp(cal_addr, c).await;
+            (r.status == 200).then_some(r.body)
+        })
+        .await;
+        common::verify_on_node(&node.node(), c, &body).await;
+        proofs.push(body);
+    }
+    for n in 0..2 {
+        let r = get(cal_addr, &format!("/experimental/backup/{n}"), "").await;
+        assert_eq!(r.status, 200, "calendar chunk {n}: {}", r.text());
+    }
+    let check = vec!["--bitcoin-node".to_string(), node.url()];
+    let m1_dir = tempfile::tempdir().unwrap();
+    let (mut m1, m1_addr, _m1_log) = spawn_mirror(m1_dir.path(), &url(cal_addr), &check).await;
+    let m2_dir = tempfile::tempdir().unwrap();
+    let (mut m2, m2_addr, _m2_log) = spawn_mirror(m2_dir.path(), &url(m1_addr), &check).await;
+    // A second calendar mirroring the first beside its own proofs.
+    let cal2_dir = common::init_calendar(&dir.path().join("second"));
+    let mut args = calendar_args(&cal2_dir);
+    args.extend([
+        "--mirror".into(),
+        url(cal_addr),
+        "--mirror-poll-interval".into(),
+        "0.3".into(),
+    ]);
+    let (mut cal2, cal2_addr, _cal2_log) = common::spawn_otsd_logged(args).await;
+    until_held(m1_addr, &url(cal_addr), 2).await;
+    until_held(m2_addr, &url(m1_addr), 2).await;
+    let i = until("the second calendar to mirror two chunks", || async {
+        let r = get(cal2_addr, "/", "Accept: application/json\r\n").await;
+        let i: Value = serde_json::from_slice(&r.body).unwrap();
+        (i["mirrors"][0]["chunks_held"] == 2).then_some(i)
+    })
+    .await;
+    assert_eq!(i["mirrors"][0]["url"], url(cal_addr));
+    assert_eq!(i["mirrors"][0]["last_chunk"], 1);
+    assert!(i["mirrors"][0]["last_error"].is_null(), "{i}");
+    assert!(get(cal2_addr, "/", "")
+        .await
+        .text()
+        .contains("Mirrored calendars"));
+    let mut mirrored = 0;
+    for (c, want) in all.iter().zip(&proofs) {
+        let r1 = timestamp(m1_addr, c).await;
+        if r1.status == 404 {
+            assert_eq!(timestamp(m2_addr, c).await.status, 404);
+            assert_eq!(timestamp(cal2_addr, c).await.status, 404);
+            continue;
+        }
+        mirrored += 1;
+        assert_eq!(r1.status, 200);
+        assert!(r1.body == *want, "the mirror's proof is the calendar's");
+        let r2 = timestamp(m2_addr, c).await;
+        assert!(
+            r2.status == 200 && r2.body == *want,
+            "the mirror of the mirror's too"
+        );
+        let r3 = timestamp(cal2_addr, c).await;
+        assert!(r3.status == 200 && r3.body == *want, "--mirror's too");
+        assert_eq!(r3.header("cache-control"), Some("public, max-age=31536000"));
+    }
+    assert_eq!(mirrored, 2000, "the two complete chunks, every commitment");
+    assert!(
+        all.len() > mirrored,
+        "commitments past the last complete chunk"
+    );
+    for n in 0..2 {
+        let want = get(cal_addr, &format!("/experimental/backup/{n}"), "")
+            .await
+            .body;
+        for m in [m1_addr, m2_addr] {
+            assert!(
+                get(m, &format!("/experimental/backup/{n}"), "").await.body == want,
+                "chunk {n}, byte for byte"
+            );
+        }
+    }
+    for child in [&mut m2, &mut m1, &mut cal2, &mut cal] {
+        child.kill().await.unwrap();
+    }
+}

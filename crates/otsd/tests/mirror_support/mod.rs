@@ -35,7 +35,7 @@ pub enum Reply {
 }
 
 /// Makes chunk `n` on demand (`None`: 404).
-pub type Generator = Box<dyn Fn(u64) -> Option<Vec<u8>> + Send + Sync>;
+pub type Generator = Arc<dyn Fn(u64) -> Option<Vec<u8>> + Send + Sync>;
 
 /// The fake calendar and node.
 #[derive(Default)]
@@ -89,7 +89,9 @@ async fn chunk(State(f): State<Arc<Fake>>, Path(n): Path<u64>) -> Response {
     let reply = match set {
         Some(r) => r,
         None => {
-            let made = f.generator.lock().unwrap().as_ref().and_then(|g| g(n));
+            // Called outside the lock: chunks are made in parallel.
+            let generator = f.generator.lock().unwrap().clone();
+            let made = generator.and_then(|g| g(n));
             match made {
                 Some(b) => Reply::Bytes(Arc::new(b)),
                 None => Reply::Status(404),
