@@ -133,7 +133,10 @@ async fn main() {
         // Drained so the mirror never blocks on a full pipe; only its
         // warnings and errors are shown.
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("WARN") || line.contains("ERROR") {
+            if line.contains("WARN")
+                || line.contains("ERROR")
+                || std::env::var_os("MIRROR_BENCH_LOG").is_some()
+            {
                 eprintln!("mirror: {line}");
             }
         }

@@ -725,4 +725,53 @@ mod tests {
         assert_eq!(b.stamper.min_tx_interval_secs, DEV_TX_INTERVAL_SECS);
         assert_eq!(b.poll, DEV_POLL);
     }
+
+    #[test]
+    fn mirror_flags_are_the_reference_mirrors() {
+        let m = MirrorCli::try_parse_from(["otsd mirror", "-c", "https://a", "-c", "https://b/"])
+            .unwrap();
+        assert_eq!(m.rpc_port, DEFAULT_MIRROR_RPC_PORT);
+        assert!(m.dir().ends_with(DEFAULT_MIRROR_DIR));
+        let c = m.config();
+        assert_eq!(c.calendars, vec!["https://a", "https://b/"]);
+        assert_eq!(c.in_flight, crate::mirror::sync::DEFAULT_IN_FLIGHT);
+        assert_eq!(c.poll_interval, crate::mirror::sync::DEFAULT_POLL_INTERVAL);
+        assert!(c.bitcoin.is_some(), "the local node by default");
+        let m = MirrorCli::try_parse_from([
+            "otsd mirror",
+            "-p",
+            "/tmp/m",
+            "-c",
+            "http://x",
+            "--no-bitcoin",
+            "--fetch-timeout",
+            "0.5",
+        ])
+        .unwrap();
+        assert!(m.config().bitcoin.is_none());
+        assert_eq!(m.config().fetch_timeout, Duration::from_millis(500));
+        assert!(
+            MirrorCli::try_parse_from(["otsd mirror"]).is_err(),
+            "a calendar is required"
+        );
+        let cli = Cli::try_parse_from([
+            "otsd",
+            "--mirror",
+            "http://a",
+            "--mirror",
+            "http://b",
+            "--no-bitcoin",
+        ])
+        .unwrap();
+        let s = cli.server.settings(None);
+        let m = s.mirror.unwrap();
+        assert_eq!(m.calendars.len(), 2);
+        assert!(m.bitcoin.is_none());
+        assert!(Cli::try_parse_from(["otsd"])
+            .unwrap()
+            .server
+            .settings(None)
+            .mirror
+            .is_none());
+    }
 }

@@ -288,6 +288,23 @@ impl InfoCache {
     }
 }
 
+/// The table of mirrored calendars (issue 14): chunks held, last chunk,
+/// last error; the calendar's page and the mirror's own show it.
+pub fn mirrors_html(statuses: &[crate::mirror::sync::CalendarStatus]) -> String {
+    let mut html = String::from("<h2>Mirrored calendars</h2>\n<table>\n<tr><th>Calendar</th><th>Chunks held</th><th>Last chunk</th><th>Last error</th></tr>\n");
+    for s in statuses {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&s.url),
+            s.chunks_held,
+            s.last_chunk.map_or("none".to_owned(), |n| n.to_string()),
+            escape(s.last_error.as_deref().unwrap_or("none")),
+        ));
+    }
+    html.push_str("</table>\n");
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,21 +550,4 @@ mod tests {
             .unwrap()
             .contains("Pending commitments: 2"));
     }
-}
-
-/// The table of mirrored calendars (issue 14): chunks held, last chunk,
-/// last error; the calendar's page and the mirror's own show it.
-pub fn mirrors_html(statuses: &[crate::mirror::sync::CalendarStatus]) -> String {
-    let mut html = String::from("<h2>Mirrored calendars</h2>\n<table>\n<tr><th>Calendar</th><th>Chunks held</th><th>Last chunk</th><th>Last error</th></tr>\n");
-    for s in statuses {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&s.url),
-            s.chunks_held,
-            s.last_chunk.map_or("none".to_owned(), |n| n.to_string()),
-            escape(s.last_error.as_deref().unwrap_or("none")),
-        ));
-    }
-    html.push_str("</table>\n");
-    html
 }

@@ -308,65 +308,84 @@ impl MirrorStore {
     /// Stores checked chunk `n` of calendar `cal` with its progress, in
     /// one durable transaction; only the next chunk wanted is taken.
     pub fn store_chunk(&self, cal: u32, n: u64, chunk: &Chunk) -> Result<Stored, MirrorStoreError> {
+        let stored = self.store_chunks(cal, n, std::slice::from_ref(chunk))?;
+        Ok(stored[0])
+    }
+
+    /// Stores checked chunks `first..` of calendar `cal`, each with its
+    /// progress, in one durable transaction (one fsync for several chunks
+    /// that arrived together): each is taken only if it is the next one
+    /// wanted, and all or none of them are stored.
+    pub fn store_chunks(
+        &self,
+        cal: u32,
+        first: u64,
+        chunks: &[Chunk],
+    ) -> Result<Vec<Stored>, MirrorStoreError> {
         let txn = self.db.begin_write().map_err(db("storing a chunk"))?;
-        let seq = {
+        let mut out = Vec::with_capacity(chunks.len());
+        {
             let mut progress = txn.open_table(PROGRESS).map_err(db("storing a chunk"))?;
-            let expected = read_progress(&progress, cal)?;
-            if n < expected {
-                return Ok(Stored::AlreadyHeld);
-            }
-            if n > expected {
-                return Err(MirrorStoreError::OutOfOrder {
-                    calendar: cal,
-                    expected,
-                    got: n,
-                });
-            }
             let mut nodes = txn.open_table(NODES).map_err(db("storing a chunk"))?;
-            for (msg, record) in &chunk.nodes {
-                let v = seal("nodes", &node_key(cal, n, msg), record);
-                nodes
-                    .insert((cal, n, msg.as_slice()), v.as_slice())
-                    .map_err(db("storing a node"))?;
-            }
             let mut index = txn.open_table(INDEX).map_err(db("storing a chunk"))?;
-            let mut r = [0u8; REF_LEN];
-            r[..4].copy_from_slice(&cal.to_be_bytes());
-            r[4..].copy_from_slice(&n.to_be_bytes());
-            for root in &chunk.roots {
-                let mut refs = match index
-                    .get(root.as_slice())
-                    .map_err(db("reading the index"))?
-                {
-                    Some(v) => unseal("index", root, v.value())?.to_vec(),
-                    None => Vec::new(),
-                };
-                if refs.chunks(REF_LEN).any(|x| x == r) {
+            let mut sequence = txn.open_table(SEQUENCE).map_err(db("storing a chunk"))?;
+            for (k, chunk) in chunks.iter().enumerate() {
+                let n = first + k as u64;
+                let expected = read_progress(&progress, cal)?;
+                if n < expected {
+                    out.push(Stored::AlreadyHeld);
                     continue;
                 }
-                refs.extend_from_slice(&r);
-                let v = seal("index", root, &refs);
-                index
-                    .insert(root.as_slice(), v.as_slice())
-                    .map_err(db("storing the index"))?;
+                if n > expected {
+                    return Err(MirrorStoreError::OutOfOrder {
+                        calendar: cal,
+                        expected,
+                        got: n,
+                    });
+                }
+                for (msg, record) in &chunk.nodes {
+                    let v = seal("nodes", &node_key(cal, n, msg), record);
+                    nodes
+                        .insert((cal, n, msg.as_slice()), v.as_slice())
+                        .map_err(db("storing a node"))?;
+                }
+                let mut r = [0u8; REF_LEN];
+                r[..4].copy_from_slice(&cal.to_be_bytes());
+                r[4..].copy_from_slice(&n.to_be_bytes());
+                for root in &chunk.roots {
+                    let mut refs = match index
+                        .get(root.as_slice())
+                        .map_err(db("reading the index"))?
+                    {
+                        Some(v) => unseal("index", root, v.value())?.to_vec(),
+                        None => Vec::new(),
+                    };
+                    if refs.chunks(REF_LEN).any(|x| x == r) {
+                        continue;
+                    }
+                    refs.extend_from_slice(&r);
+                    let v = seal("index", root, &refs);
+                    index
+                        .insert(root.as_slice(), v.as_slice())
+                        .map_err(db("storing the index"))?;
+                }
+                let seq = match sequence.last().map_err(db("reading the sequence"))? {
+                    Some((k, _)) => k.value() + 1,
+                    None => 0,
+                };
+                let v = seal("sequence", &seq.to_be_bytes(), &r);
+                sequence
+                    .insert(seq, v.as_slice())
+                    .map_err(db("storing the sequence"))?;
+                let v = seal("progress", &cal.to_be_bytes(), &(n + 1).to_be_bytes());
+                progress
+                    .insert(cal, v.as_slice())
+                    .map_err(db("storing progress"))?;
+                out.push(Stored::New { seq });
             }
-            let mut sequence = txn.open_table(SEQUENCE).map_err(db("storing a chunk"))?;
-            let seq = match sequence.last().map_err(db("reading the sequence"))? {
-                Some((k, _)) => k.value() + 1,
-                None => 0,
-            };
-            let v = seal("sequence", &seq.to_be_bytes(), &r);
-            sequence
-                .insert(seq, v.as_slice())
-                .map_err(db("storing the sequence"))?;
-            let v = seal("progress", &cal.to_be_bytes(), &(n + 1).to_be_bytes());
-            progress
-                .insert(cal, v.as_slice())
-                .map_err(db("storing progress"))?;
-            seq
-        };
-        txn.commit().map_err(db("committing a chunk"))?;
-        Ok(Stored::New { seq })
+        }
+        txn.commit().map_err(db("committing chunks"))?;
+        Ok(out)
     }
 
     /// How many chunks this mirror holds (its own sequence's length).
@@ -528,4 +547,94 @@ fn fill(
         fill(nodes, cal, n, child, depth + 1, budget)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::chunk;
+    use ots_proof::codec::write_varbytes;
+    use ots_proof::Op;
+
+    /// A one-commitment chunk attested at `height`.
+    fn one(c: &[u8], height: u64) -> (Chunk, Vec<u8>) {
+        let leaf = sha256(c).to_vec();
+        let mut bytes = Vec::new();
+        let mut put = |k: &[u8], rec: node::NodeRecord| {
+            write_varbytes(&mut bytes, k);
+            write_varbytes(&mut bytes, &rec.encode());
+        };
+        let (a, b) = if c < leaf.as_slice() {
+            ((c, true), (leaf.as_slice(), false))
+        } else {
+            ((leaf.as_slice(), false), (c, true))
+        };
+        for (k, is_root) in [a, b] {
+            put(
+                k,
+                match is_root {
+                    true => node::NodeRecord {
+                        attestations: vec![],
+                        ops: vec![Op::Sha256],
+                    },
+                    false => node::NodeRecord {
+                        attestations: vec![Attestation::Bitcoin { height }],
+                        ops: vec![],
+                    },
+                },
+            );
+        }
+        (chunk::parse(&bytes).unwrap(), bytes)
+    }
+
+    #[test]
+    fn a_chunk_is_stored_once_in_order_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c0, b0) = one(b"first commitment", 1);
+        let (c1, _) = one(b"second commitment", 2);
+        {
+            let s = MirrorStore::open(dir.path()).unwrap();
+            let cal = s.calendar_id("http://a").unwrap();
+            assert_eq!(s.calendar_id("http://b").unwrap(), cal + 1);
+            assert!(matches!(
+                s.store_chunk(cal, 1, &c1),
+                Err(MirrorStoreError::OutOfOrder {
+                    expected: 0,
+                    got: 1,
+                    ..
+                })
+            ));
+            assert_eq!(s.store_chunk(cal, 0, &c0).unwrap(), Stored::New { seq: 0 });
+            assert_eq!(s.store_chunk(cal, 0, &c0).unwrap(), Stored::AlreadyHeld);
+            assert_eq!(s.next_chunk(cal).unwrap(), 1);
+        }
+        let s = MirrorStore::open(dir.path()).unwrap();
+        let cal = s.calendar_id("http://a").unwrap();
+        assert_eq!(cal, 0);
+        assert_eq!(s.next_chunk(cal).unwrap(), 1);
+        assert_eq!(s.own_chunks().unwrap(), 1);
+        assert_eq!(s.own_chunk(0).unwrap(), Some(b0));
+        assert_eq!(s.own_chunk(1).unwrap(), None);
+        let ts = s.proof(b"first commitment").unwrap().unwrap();
+        assert_eq!(
+            ts.all_attestations()[0].1,
+            &Attestation::Bitcoin { height: 1 }
+        );
+        assert!(s.proof(b"second commitment").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_value_failing_its_checksum_is_corrupt() {
+        let sealed = seal("nodes", b"key", b"record");
+        assert_eq!(unseal("nodes", b"key", &sealed).unwrap(), b"record");
+        assert!(unseal("nodes", b"other key", &sealed).is_err());
+        assert!(unseal("index", b"key", &sealed).is_err());
+        let mut flipped = sealed.clone();
+        flipped[0] ^= 1;
+        assert!(matches!(
+            unseal("nodes", b"key", &flipped),
+            Err(MirrorStoreError::Corrupt(_))
+        ));
+        assert!(unseal("nodes", b"key", &sealed[..3]).is_err());
+    }
 }

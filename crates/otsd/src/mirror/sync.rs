@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -24,6 +24,9 @@ pub const DEFAULT_IN_FLIGHT: usize = 4;
 /// Default longest wait between polls once caught up, and between retries
 /// after errors (the reference polls every 60 s).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Most chunks stored in one transaction (those already checked when the
+/// first of them is stored).
+pub const MAX_CHUNKS_PER_TRANSACTION: usize = 16;
 /// The first wait after a 404 or an error; doubled each time up to the
 /// poll interval.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -170,6 +173,13 @@ pub fn start(
     Ok((Mirror { store, statuses }, tasks))
 }
 
+/// A chunk that passed its checks, with what they took.
+struct Checked {
+    chunk: Chunk,
+    fetch_ms: u64,
+    check_ms: u64,
+}
+
 /// One calendar being followed.
 struct Follow {
     url: String,
@@ -188,18 +198,24 @@ impl Follow {
     }
 
     /// Fetches and checks chunk `n`, off the caller's task.
-    fn spawn_fetch(&self, n: u64) -> JoinHandle<Result<Chunk, Refusal>> {
+    fn spawn_fetch(&self, n: u64) -> JoinHandle<Result<Checked, Refusal>> {
         let (fetcher, url, headers) =
             (self.fetcher.clone(), self.url.clone(), self.headers.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             let bytes = fetcher.chunk(&url, n).await?;
+            let fetched = started.elapsed();
             let chunk = tokio::task::spawn_blocking(move || chunk::parse(&bytes))
                 .await
                 .map_err(|_| Refusal::Task)??;
             if let Some(h) = headers {
                 h.check(&chunk.bitcoin).await?;
             }
-            Ok(chunk)
+            Ok(Checked {
+                chunk,
+                fetch_ms: fetched.as_millis() as u64,
+                check_ms: (started.elapsed() - fetched).as_millis() as u64,
+            })
         })
     }
 
@@ -218,33 +234,51 @@ impl Follow {
                     continue;
                 }
             };
-            let mut pipeline: VecDeque<(u64, JoinHandle<Result<Chunk, Refusal>>)> = (0..width)
+            let mut pipeline: VecDeque<(u64, JoinHandle<Result<Checked, Refusal>>)> = (0..width)
                 .map(|i| (next + i as u64, self.spawn_fetch(next + i as u64)))
                 .collect();
             let failure = loop {
                 let Some((n, task)) = pipeline.pop_front() else {
                     break None;
                 };
-                let result = match task.await {
-                    Ok(r) => r,
-                    Err(_) => Err(Refusal::Task),
-                };
-                let stored = match result {
-                    Ok(chunk) => self.store_chunk(n, chunk).await,
-                    Err(e) => Err(e),
-                };
-                match stored {
-                    Ok(()) => {
-                        next = n + 1;
-                        backoff = MIN_BACKOFF;
-                        width = (width * 2).min(self.in_flight);
-                        let mut ahead = pipeline.back().map_or(next, |(m, _)| m + 1);
-                        while pipeline.len() < width {
-                            pipeline.push_back((ahead, self.spawn_fetch(ahead)));
-                            ahead += 1;
-                        }
+                // The front chunk, and those behind it already checked:
+                // stored together, one transaction.
+                let mut ready = Vec::new();
+                let mut failed = None;
+                match task.await {
+                    Ok(Ok(c)) => ready.push(c),
+                    Ok(Err(e)) => failed = Some((n, e)),
+                    Err(_) => failed = Some((n, Refusal::Task)),
+                }
+                while failed.is_none()
+                    && ready.len() < MAX_CHUNKS_PER_TRANSACTION
+                    && pipeline.front().is_some_and(|(_, t)| t.is_finished())
+                {
+                    let Some((m, t)) = pipeline.pop_front() else {
+                        break;
+                    };
+                    match t.await {
+                        Ok(Ok(c)) => ready.push(c),
+                        Ok(Err(e)) => failed = Some((m, e)),
+                        Err(_) => failed = Some((m, Refusal::Task)),
                     }
-                    Err(e) => break Some((n, e)),
+                }
+                if !ready.is_empty() {
+                    let count = ready.len() as u64;
+                    if let Err(e) = self.store_chunks(n, ready).await {
+                        break Some((n, e));
+                    }
+                    next = n + count;
+                    backoff = MIN_BACKOFF;
+                    width = (width * 2).min(self.in_flight);
+                }
+                if failed.is_some() {
+                    break failed;
+                }
+                let mut ahead = pipeline.back().map_or(next, |(m, _)| m + 1);
+                while pipeline.len() < width {
+                    pipeline.push_back((ahead, self.spawn_fetch(ahead)));
+                    ahead += 1;
                 }
             };
             for (_, task) in pipeline {
@@ -267,18 +301,27 @@ impl Follow {
         }
     }
 
-    /// Stores chunk `n` off the runtime (one durable transaction).
-    async fn store_chunk(&self, n: u64, chunk: Chunk) -> Result<(), Refusal> {
+    /// Stores chunks `first..` off the runtime (one durable transaction).
+    async fn store_chunks(&self, first: u64, checked: Vec<Checked>) -> Result<(), Refusal> {
         let (store, id) = (self.store.clone(), self.id);
-        let nodes = chunk.nodes.len();
-        let stored = tokio::task::spawn_blocking(move || store.store_chunk(id, n, &chunk))
+        let timings: Vec<(usize, u64, u64)> = checked
+            .iter()
+            .map(|c| (c.chunk.nodes.len(), c.fetch_ms, c.check_ms))
+            .collect();
+        let chunks: Vec<Chunk> = checked.into_iter().map(|c| c.chunk).collect();
+        let count = chunks.len() as u64;
+        let started = Instant::now();
+        let stored = tokio::task::spawn_blocking(move || store.store_chunks(id, first, &chunks))
             .await
             .map_err(|_| Refusal::Task)??;
-        if let Stored::New { seq } = stored {
-            tracing::info!(calendar = %self.url, chunk = n, nodes, own_chunk = seq, "chunk stored");
+        let store_ms = started.elapsed().as_millis() as u64;
+        for (k, (s, (nodes, fetch_ms, check_ms))) in stored.iter().zip(timings).enumerate() {
+            if let Stored::New { seq } = s {
+                tracing::info!(calendar = %self.url, chunk = first + k as u64, nodes, own_chunk = seq, fetch_ms, check_ms, store_ms, together = count, "chunk stored");
+            }
         }
         let mut s = self.status();
-        s.chunks_held = s.chunks_held.max(n + 1);
+        s.chunks_held = s.chunks_held.max(first + count);
         s.last_chunk = Some(s.chunks_held - 1);
         Ok(())
     }
