@@ -21,6 +21,10 @@ use ots_proof::{Attestation, Op, Timestamp};
 use otsd::mirror::sync::MirrorConfig;
 use serde_json::Value;
 
+/// The two tests that run processes for minutes take turns: side by side
+/// on a loaded machine they starve each other's calendar and mirror.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Polls every 100 ms, at most three minutes.
 async fn until<T, F, Fut>(what: &str, mut f: F) -> T
 where
@@ -454,6 +458,7 @@ async fn spawn_mirror(
 async fn kill_9_during_chunks_then_every_chunk_is_held_exactly_once() {
     const CHUNKS: u64 = 24;
     const PER_CHUNK: u64 = 1000;
+    let _turn = HEAVY.lock().await;
     let fake = Arc::new(Fake::default());
     let addr = mirror_support::serve(fake.clone()).await;
     let mut chunks = Vec::new();
@@ -501,6 +506,21 @@ async fn kill_9_during_chunks_then_every_chunk_is_held_exactly_once() {
     child.kill().await.unwrap();
 }
 
+/// Prints a child's log if the test fails.
+struct DumpOnPanic(Log);
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lines = self.0.lock().unwrap();
+            eprintln!("--- calendar log (last 200 lines) ---");
+            for l in lines.iter().rev().take(200).rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 /// Posts `n` digests to the calendar at `addr`, one after the other: with
 /// a short aggregation interval each gets a round, so a commitment, of its
 /// own (a round's digests share one). Returns the commitments, distinct.
@@ -529,6 +549,7 @@ async fn post_many(addr: SocketAddr, n: usize) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calendar_its_mirror_and_a_mirror_of_that_serve_identical_proofs() {
     use common::node::{Backend, TestNode, WALLET};
+    let _turn = HEAVY.lock().await;
     let node = TestNode::start(Backend::Dev).await;
     let dir = tempfile::tempdir().unwrap();
     let cal_dir = common::init_calendar(dir.path());
@@ -546,11 +567,12 @@ async fn a_calendar_its_mirror_and_a_mirror_of_that_serve_identical_proofs() {
         a.push(node.url());
         a
     };
-    let (mut cal, cal_addr, _cal_log) = common::spawn_otsd_logged(calendar_args(&cal_dir)).await;
+    let (mut cal, cal_addr, cal_log) = common::spawn_otsd_logged(calendar_args(&cal_dir)).await;
+    let _dump = DumpOnPanic(cal_log);
     let mut all = Vec::new();
     for _round in 0..3 {
         let round = post_many(cal_addr, 750).await;
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let mut done = true;
             for c in [&round[0], &round[round.len() / 2], &round[round.len() - 1]] {
