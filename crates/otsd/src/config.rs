@@ -53,6 +53,8 @@ pub struct Settings {
     pub metrics_address: Option<String>,
     /// Upstream calendars (`--upstream`); none: off.
     pub upstream: UpstreamConfig,
+    /// Other calendars to mirror beside this one (`--mirror`, issue 14).
+    pub mirror: Option<crate::mirror::sync::MirrorConfig>,
 }
 
 impl Default for Settings {
@@ -67,6 +69,7 @@ impl Default for Settings {
             http_threads: default_http_threads(),
             metrics_address: None,
             upstream: UpstreamConfig::default(),
+            mirror: None,
         }
     }
 }
@@ -210,6 +213,10 @@ pub enum Command {
     /// Run a stateless aggregator in front of upstream calendars instead
     /// of a calendar: no calendar directory, key, wallet or journal.
     Aggregate(AggregateArgs),
+    /// Mirror calendars from their backup chunks and serve their proofs
+    /// (`otsd mirror -c URL …`; must be the first argument: see
+    /// `otsd mirror --help`).
+    Mirror,
 }
 
 /// `otsd import-reference`'s flags.
@@ -290,12 +297,23 @@ pub struct ServerArgs {
     /// Upstream calendars.
     #[command(flatten)]
     pub upstream: UpstreamArgs,
+    /// Mirror this calendar's backup chunks too and serve its proofs after
+    /// our own (repeatable; issue 14). Stored in `mirror.redb` in the
+    /// calendar directory; Bitcoin attestations are checked against the
+    /// calendar's node.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirror: Vec<String>,
+    /// `--mirror`: longest wait between polls once caught up, and between
+    /// retries after errors, seconds (fractions allowed).
+    #[arg(long = "mirror-poll-interval", default_value_t = crate::mirror::sync::DEFAULT_POLL_INTERVAL.as_secs_f64())]
+    pub mirror_poll_interval: f64,
 }
 
 impl ServerArgs {
     /// The server's settings from these flags; `dev` is the running
     /// devchain with `--dev` (whose address is known only once it runs).
     pub fn settings(&self, dev: Option<DevNode>) -> Settings {
+        let dev_rpc = dev.as_ref().map(|d| d.rpc.clone());
         Settings {
             aggregation_interval: Duration::from_millis(self.aggregation_interval_ms),
             limits: self.limits.limits(),
@@ -308,7 +326,29 @@ impl ServerArgs {
                 .map_or_else(default_http_threads, usize::from),
             metrics_address: self.metrics_address.clone(),
             upstream: self.upstream.config(),
+            mirror: self.mirror_config(dev_rpc),
         }
+    }
+
+    /// `--mirror`'s settings: the calendars, checked against the
+    /// calendar's own node (none with `--no-bitcoin`).
+    fn mirror_config(
+        &self,
+        dev: Option<ots_bitcoin::RpcConfig>,
+    ) -> Option<crate::mirror::sync::MirrorConfig> {
+        if self.mirror.is_empty() {
+            return None;
+        }
+        let bitcoin = match dev {
+            Some(rpc) => Some(rpc),
+            None => self.bitcoin.settings().map(|b| b.rpc),
+        };
+        Some(crate::mirror::sync::MirrorConfig {
+            calendars: self.mirror.clone(),
+            poll_interval: seconds(self.mirror_poll_interval),
+            bitcoin,
+            ..Default::default()
+        })
     }
 
     /// The explorer the info page links to: the flag's, or on mainnet
@@ -627,6 +667,126 @@ impl Cli {
     }
 }
 
+/// Seconds as a duration: fractions allowed, clamped to
+/// [`MIN_SECONDS_FLAG`]..=1 day, a non-finite value read as the minimum.
+pub fn seconds(v: f64) -> Duration {
+    let v = if v.is_finite() { v } else { MIN_SECONDS_FLAG };
+    Duration::from_secs_f64(v.clamp(MIN_SECONDS_FLAG, 86_400.0))
+}
+
+/// The shortest duration a seconds flag takes.
+pub const MIN_SECONDS_FLAG: f64 = 0.05;
+
+/// `otsd mirror`'s default directory, under `$HOME` (the reference's).
+pub const DEFAULT_MIRROR_DIR: &str = ".otsd/backups";
+/// `otsd mirror`'s default HTTP port (the reference's `otsd-backup.py`).
+pub const DEFAULT_MIRROR_RPC_PORT: u16 = 14799;
+
+/// `otsd mirror`: the reference mirror's flags (`otsd-backup.py`) where
+/// they exist, and this mirror's limits. Parsed on its own, as the first
+/// argument, since its `-c` is a calendar URL, not a directory.
+#[derive(Debug, Parser)]
+#[command(
+    name = "otsd mirror",
+    version,
+    about = "Mirror OpenTimestamps calendars from their backup chunks and serve their proofs."
+)]
+pub struct MirrorCli {
+    /// More logging (repeatable).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less logging (repeatable).
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Also write debug-level logs to this file.
+    #[arg(long = "debug-file")]
+    pub debug_file: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The mirror's directory (holds `mirror.redb`) [default:
+    /// ~/.otsd/backups].
+    #[arg(short = 'p', long = "path")]
+    pub path: Option<PathBuf>,
+    /// A calendar URL to mirror (repeatable).
+    #[arg(short = 'c', long = "calendar", value_name = "URL", required = true)]
+    pub calendars: Vec<String>,
+    /// Address to listen on.
+    #[arg(long = "rpc-address", default_value = DEFAULT_RPC_ADDRESS)]
+    pub rpc_address: String,
+    /// Port to listen on (0: any free port, printed at start-up).
+    #[arg(long = "rpc-port", default_value_t = DEFAULT_MIRROR_RPC_PORT)]
+    pub rpc_port: u16,
+    /// Use Bitcoin testnet.
+    #[arg(long = "btc-testnet", conflicts_with = "btc_regtest")]
+    pub btc_testnet: bool,
+    /// Use Bitcoin regtest.
+    #[arg(long = "btc-regtest")]
+    pub btc_regtest: bool,
+    /// Bitcoin Core JSON-RPC URL (`http://user:pass@host:port/`) that checks
+    /// each Bitcoin attestation against its block header; default: the
+    /// local node of the chosen network.
+    #[arg(long = "bitcoin-node", value_name = "URL")]
+    pub bitcoin_node: Option<String>,
+    /// Do not check Bitcoin attestations against a node (the chunks' other
+    /// checks still apply).
+    #[arg(long = "no-bitcoin", conflicts_with = "bitcoin_node")]
+    pub no_bitcoin: bool,
+    /// Chunks fetched at once per calendar.
+    #[arg(long = "in-flight", default_value_t = crate::mirror::sync::DEFAULT_IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..256))]
+    pub in_flight: u16,
+    /// Seconds a chunk request may take (fractions allowed).
+    #[arg(long = "fetch-timeout", default_value_t = crate::mirror::fetch::DEFAULT_FETCH_TIMEOUT.as_secs_f64())]
+    pub fetch_timeout: f64,
+    /// Largest chunk accepted, bytes.
+    #[arg(long = "max-chunk-bytes", default_value_t = crate::mirror::fetch::DEFAULT_MAX_CHUNK_BYTES)]
+    pub max_chunk_bytes: usize,
+    /// Longest wait between polls once caught up, and between retries
+    /// after errors, seconds (fractions allowed).
+    #[arg(long = "poll-interval", default_value_t = crate::mirror::sync::DEFAULT_POLL_INTERVAL.as_secs_f64())]
+    pub poll_interval: f64,
+}
+
+impl MirrorCli {
+    /// The mirror's directory, defaulting to `~/.otsd/backups`.
+    pub fn dir(&self) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(DEFAULT_MIRROR_DIR)
+        })
+    }
+
+    /// The mirroring settings of these flags.
+    pub fn config(&self) -> crate::mirror::sync::MirrorConfig {
+        let chain = if self.btc_testnet {
+            ots_bitcoin::Chain::Testnet
+        } else if self.btc_regtest {
+            ots_bitcoin::Chain::Regtest
+        } else {
+            ots_bitcoin::Chain::Main
+        };
+        let bitcoin = match (&self.bitcoin_node, self.no_bitcoin) {
+            (_, true) => None,
+            (Some(url), _) => Some(ots_bitcoin::RpcConfig::new(
+                url.clone(),
+                ots_bitcoin::Auth::None,
+            )),
+            (None, _) => Some(ots_bitcoin::network::local_node(
+                chain,
+                &ots_bitcoin::network::default_datadir(),
+            )),
+        };
+        crate::mirror::sync::MirrorConfig {
+            calendars: self.calendars.clone(),
+            in_flight: usize::from(self.in_flight),
+            fetch_timeout: seconds(self.fetch_timeout),
+            max_chunk_bytes: self.max_chunk_bytes,
+            poll_interval: seconds(self.poll_interval),
+            bitcoin,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,5 +998,54 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn mirror_flags_are_the_reference_mirrors() {
+        let m = MirrorCli::try_parse_from(["otsd mirror", "-c", "https://a", "-c", "https://b/"])
+            .unwrap();
+        assert_eq!(m.rpc_port, DEFAULT_MIRROR_RPC_PORT);
+        assert!(m.dir().ends_with(DEFAULT_MIRROR_DIR));
+        let c = m.config();
+        assert_eq!(c.calendars, vec!["https://a", "https://b/"]);
+        assert_eq!(c.in_flight, crate::mirror::sync::DEFAULT_IN_FLIGHT);
+        assert_eq!(c.poll_interval, crate::mirror::sync::DEFAULT_POLL_INTERVAL);
+        assert!(c.bitcoin.is_some(), "the local node by default");
+        let m = MirrorCli::try_parse_from([
+            "otsd mirror",
+            "-p",
+            "/tmp/m",
+            "-c",
+            "http://x",
+            "--no-bitcoin",
+            "--fetch-timeout",
+            "0.5",
+        ])
+        .unwrap();
+        assert!(m.config().bitcoin.is_none());
+        assert_eq!(m.config().fetch_timeout, Duration::from_millis(500));
+        assert!(
+            MirrorCli::try_parse_from(["otsd mirror"]).is_err(),
+            "a calendar is required"
+        );
+        let cli = Cli::try_parse_from([
+            "otsd",
+            "--mirror",
+            "http://a",
+            "--mirror",
+            "http://b",
+            "--no-bitcoin",
+        ])
+        .unwrap();
+        let s = cli.server.settings(None);
+        let m = s.mirror.unwrap();
+        assert_eq!(m.calendars.len(), 2);
+        assert!(m.bitcoin.is_none());
+        assert!(Cli::try_parse_from(["otsd"])
+            .unwrap()
+            .server
+            .settings(None)
+            .mirror
+            .is_none());
     }
 }

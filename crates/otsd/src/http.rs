@@ -26,7 +26,7 @@ use crate::limits::Limits;
 use crate::metrics::{Metrics, Refusal, Route};
 
 /// Cache lifetimes of PROTOCOL §2 and the reference.
-mod cache {
+pub(crate) mod cache {
     pub const FOREVER: &str = "public, max-age=31536000";
     pub const PENDING: &str = "public, max-age=60";
     pub const TIP: &str = "public, max-age=10";
@@ -64,6 +64,9 @@ pub struct AppState {
     /// Upstream calendars (issue 12), whose replies and proofs are served
     /// too.
     pub upstream: Option<Arc<crate::upstream::Upstreams>>,
+    /// Other calendars' proofs, mirrored with `--mirror` (issue 14), asked
+    /// after `store` and `refstore`.
+    pub mirror: Option<crate::mirror::sync::Mirror>,
 }
 
 /// Every error a client can see.
@@ -255,6 +258,10 @@ async fn get_timestamp(
         (None, Some(r)) => reference_proof(r, &commitment).await?,
         (found, _) => found,
     };
+    let found = match (found, &st.mirror) {
+        (None, Some(m)) => mirrored_proof(&m.store, &commitment)?,
+        (found, _) => found,
+    };
     // Issue 12: upstream replies (an incomplete proof, short-lived) and
     // complete upstream proofs (merged with ours when both exist).
     let (found, cache_control) = match &st.upstream {
@@ -298,6 +305,18 @@ async fn reference_proof(r: &RefStore, commitment: &[u8]) -> Result<Option<Vec<u
             true => Ok(None),
             false => Err(ApiError::Internal),
         }
+    })
+}
+
+/// Issue 14: the proof in the mirror's store. Damage is logged naming the
+/// commitment and answered 500, never a proof.
+pub(crate) fn mirrored_proof(
+    store: &crate::mirror::db::MirrorStore,
+    commitment: &[u8],
+) -> Result<Option<Vec<u8>>, ApiError> {
+    store.proof_serialized(commitment).map_err(|e| {
+        tracing::error!(commitment = %hex::encode(commitment), error = %e, "mirror store lookup failed");
+        ApiError::Internal
     })
 }
 
@@ -349,6 +368,9 @@ async fn info_page(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respo
             );
             if let Some(up) = &st.upstream {
                 page.upstreams = up.statuses();
+            }
+            if let Some(m) = &st.mirror {
+                page.mirrors = m.statuses();
             }
             page
         })

@@ -70,6 +70,9 @@ pub struct InfoPage {
     /// Upstream calendars (`--upstream`; left out of the JSON when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<UpstreamStatus>,
+    /// Calendars mirrored with `--mirror` (issue 14); set by the caller.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<crate::mirror::sync::CalendarStatus>,
 }
 
 /// The invoice in `path`, trimmed; `None` if the file is missing, empty,
@@ -134,6 +137,7 @@ impl InfoPage {
             donation_qr,
             lightning_qr,
             upstreams: Vec::new(),
+            mirrors: Vec::new(),
         }
     }
 
@@ -222,7 +226,12 @@ impl InfoPage {
              Fees used in the last week: {fees}</p>\n\
              <p>Latest mined transactions:</p>\n<table>\n<tr><th>txid</th><th>fee (sats)</th><th>sat/vB</th><th>confs</th></tr>\n{rows}</table>\n\
              {upstreams}\
+             {mirrors}\
              </body>\n</html>\n",
+            mirrors = match self.mirrors.is_empty() {
+                true => String::new(),
+                false => mirrors_html(&self.mirrors),
+            },
             version = e(self.version),
             pending = self.pending_commitments,
             waiting = num(c.txs_waiting_for_confirmation),
@@ -312,6 +321,23 @@ impl InfoCache {
         *slot = Some((now, rendered.clone()));
         rendered
     }
+}
+
+/// The table of mirrored calendars (issue 14): chunks held, last chunk,
+/// last error; the calendar's page and the mirror's own show it.
+pub fn mirrors_html(statuses: &[crate::mirror::sync::CalendarStatus]) -> String {
+    let mut html = String::from("<h2>Mirrored calendars</h2>\n<table>\n<tr><th>Calendar</th><th>Chunks held</th><th>Last chunk</th><th>Last error</th></tr>\n");
+    for s in statuses {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&s.url),
+            s.chunks_held,
+            s.last_chunk.map_or("none".to_owned(), |n| n.to_string()),
+            escape(s.last_error.as_deref().unwrap_or("none")),
+        ));
+    }
+    html.push_str("</table>\n");
+    html
 }
 
 #[cfg(test)]

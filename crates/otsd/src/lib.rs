@@ -13,6 +13,8 @@
 //! renders `GET /` (with [`qr`] codes) and caches it briefly.
 //! `dev` is `otsd --dev`: the same server on an embedded regtest chain
 //! (the default-on `dev` cargo feature).
+//! [`mirror`] replicates other calendars from their backup chunks
+//! (`otsd mirror`, or `otsd --mirror URL` beside a calendar's own proofs).
 //! With a Bitcoin node configured, [`stamping`] is the runtime of
 //! `ots-stamper`'s pure state machine: it polls the node through narrow
 //! traits, reads the [`journal`], stores completed batches in the
@@ -42,6 +44,7 @@ pub mod journal;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod mirror;
 pub mod qr;
 pub mod refstore;
 pub mod server;

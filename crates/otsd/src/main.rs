@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use otsd::calendar::Calendar;
-use otsd::config::{AggregateArgs, Cli, Command, LogFormat};
+use otsd::config::{AggregateArgs, Cli, Command, LogFormat, MirrorCli};
 use otsd::server::run;
 use std::io::IsTerminal;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -21,8 +21,20 @@ use tracing_subscriber::{Layer, Registry};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // `otsd mirror` first: its `-c` is a calendar URL, not the calendar
+    // directory of the other commands.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "mirror") {
+        let args = std::env::args_os().skip(2);
+        let mirror = MirrorCli::parse_from(std::iter::once("otsd mirror".into()).chain(args));
+        return run_mirror(&mirror);
+    }
     let cli = Cli::parse();
-    init_logging(&cli)?;
+    if let Some(Command::Mirror) = &cli.command {
+        anyhow::bail!(
+            "`mirror` must be the first argument: otsd mirror -c URL … (see otsd mirror --help)"
+        );
+    }
+    init_logging(&Logging::of(&cli))?;
     let dir = cli.calendar_dir();
     if let Some(Command::Init { uri, donation_addr }) = &cli.command {
         Calendar::init(&dir, uri, donation_addr)
@@ -116,6 +128,49 @@ async fn aggregate(
         .context("aggregator")
 }
 
+/// `otsd mirror`: follows the calendars and serves their proofs until
+/// SIGINT or SIGTERM.
+fn run_mirror(args: &MirrorCli) -> anyhow::Result<()> {
+    init_logging(&Logging {
+        verbose: args.verbose,
+        quiet: args.quiet,
+        debug_file: args.debug_file.clone(),
+        log_format: args.log_format,
+    })?;
+    let dir = args.dir();
+    let config = args.config();
+    // Multi-threaded: checking chunks (hashing) runs beside serving.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = otsd::listener::bind(&args.rpc_address, args.rpc_port)
+            .await
+            .with_context(|| format!("binding {}:{}", args.rpc_address, args.rpc_port))?;
+        otsd::mirror::run(listener, &dir, &config, shutdown_signal()).await
+    })
+}
+
+/// The logging flags, of the calendar's command line or the mirror's.
+struct Logging {
+    verbose: u8,
+    quiet: u8,
+    debug_file: Option<std::path::PathBuf>,
+    log_format: LogFormat,
+}
+
+impl Logging {
+    fn of(cli: &Cli) -> Logging {
+        Logging {
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+            debug_file: cli.debug_file.clone(),
+            log_format: cli.log_format,
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -141,7 +196,7 @@ const QUIET_TARGETS: [&str; 2] = ["hyper", "hyper_util"];
 /// `warn,otsd::stamping=debug`) when set and not empty; otherwise info,
 /// each `-v` one level more and each `-q` one less, with
 /// [`QUIET_TARGETS`] at warn.
-fn stderr_filter(cli: &Cli) -> anyhow::Result<EnvFilter> {
+fn stderr_filter(cli: &Logging) -> anyhow::Result<EnvFilter> {
     match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::builder()
             .parse(&directives)
@@ -192,7 +247,7 @@ where
 /// stderr is a terminal (and `NO_COLOR` is unset); and, with
 /// `--debug-file`, at least debug level to that file (never coloured),
 /// whatever `RUST_LOG` says.
-fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+fn init_logging(cli: &Logging) -> anyhow::Result<()> {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter = stderr_filter(cli)?;
     let file_level = LevelFilter::DEBUG.max(filter.max_level_hint().unwrap_or(LevelFilter::TRACE));

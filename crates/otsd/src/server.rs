@@ -75,6 +75,12 @@ pub enum ServeError {
     /// The upstream calendars' database or client (`--upstream`).
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// `--mirror`'s store or client (issue 14).
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::sync::MirrorError),
+    /// `--mirror`'s store will not open (issue 14).
+    #[error(transparent)]
+    MirrorStore(#[from] crate::mirror::db::MirrorStoreError),
 }
 
 /// Runs the calendar in `dir` on `listener` until `shutdown` resolves.
@@ -129,6 +135,11 @@ pub async fn serve(
     tracing::info!("listening on {}", listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Issue 14: other calendars mirrored beside ours.
+    let mirror = match &settings.mirror {
+        Some(config) => Some(start_mirror(dir, config, &stop_rx)?),
+        None => None,
+    };
     let hold: Arc<dyn StampHold> = match &upstream {
         Some(u) => u.clone(),
         None => Arc::new(NoHold),
@@ -198,6 +209,7 @@ pub async fn serve(
         limits: settings.limits.clone(),
         metrics,
         upstream,
+        mirror,
     };
     let served = listener::run(listener, state, workers.clone(), async move {
         shutdown.await;
@@ -299,6 +311,18 @@ async fn bind_metrics(address: Option<&str>) -> Result<Option<TcpListener>, Serv
             source,
         }),
     }
+}
+
+/// `--mirror`: opens `mirror.redb` in the calendar directory and follows
+/// the calendars until the stop signal.
+fn start_mirror(
+    dir: &Path,
+    config: &crate::mirror::sync::MirrorConfig,
+    stop: &watch::Receiver<bool>,
+) -> Result<crate::mirror::sync::Mirror, ServeError> {
+    let store = Arc::new(crate::mirror::db::MirrorStore::open(dir)?);
+    let (mirror, _tasks) = crate::mirror::sync::start(store, config, stop.clone())?;
+    Ok(mirror)
 }
 
 /// Opens the store; one that will not open is refused with the way on.

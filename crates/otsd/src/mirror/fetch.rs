@@ -1,0 +1,122 @@
+//! Fetching one backup chunk over http(s) (`GET <calendar>/experimental/
+//! backup/<n>`): every request bounded in time, the reply read a piece at a
+//! time and cut at a size limit (a calendar that hangs, or sends without
+//! end, costs a timeout and a bounded buffer).
+
+use std::time::Duration;
+
+/// Default largest chunk accepted: a chunk of our calendar is about 0.5 MB
+/// (1000 commitments, their Merkle paths and a shared tail); a reference
+/// calendar's, with its longer paths, stays well under this.
+pub const DEFAULT_MAX_CHUNK_BYTES: usize = 32 << 20;
+/// Default time a whole chunk request may take.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time to connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the mirror says it is.
+pub const USER_AGENT: &str = concat!("otsd-mirror/", env!("CARGO_PKG_VERSION"));
+
+/// Why a chunk was not fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// 404: the calendar does not have it (yet).
+    #[error("not ready (404)")]
+    NotReady,
+    /// Another status.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// Over the size limit.
+    #[error("reply over the {limit}-byte limit")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// No whole reply within the timeout.
+    #[error("no complete reply within {0:?}")]
+    Timeout(Duration),
+    /// Connection or protocol failure.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// Fetches chunks, sharing one connection pool.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    timeout: Duration,
+    max_bytes: usize,
+}
+
+/// `e` and its sources, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Fetcher {
+    /// A fetcher with these limits.
+    pub fn new(timeout: Duration, max_bytes: usize) -> Result<Fetcher, FetchError> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| FetchError::Transport(chain(&e)))?;
+        Ok(Fetcher {
+            http,
+            timeout,
+            max_bytes,
+        })
+    }
+
+    /// The URL of chunk `n` of the calendar at `base`.
+    pub fn chunk_url(base: &str, n: u64) -> String {
+        format!("{}/experimental/backup/{n}", base.trim_end_matches('/'))
+    }
+
+    /// Chunk `n` of the calendar at `base`.
+    pub async fn chunk(&self, base: &str, n: u64) -> Result<Vec<u8>, FetchError> {
+        let url = Self::chunk_url(base, n);
+        match tokio::time::timeout(self.timeout, self.get(&url)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        let transport = |e: reqwest::Error| match e.is_timeout() {
+            true => FetchError::Timeout(self.timeout),
+            false => FetchError::Transport(chain(&e)),
+        };
+        let mut resp = self.http.get(url).send().await.map_err(transport)?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Err(FetchError::NotReady),
+            s => return Err(FetchError::Status(s)),
+        }
+        let too_large = FetchError::TooLarge {
+            limit: self.max_bytes,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(too_large);
+        }
+        let mut body = Vec::new();
+        while let Some(piece) = resp.chunk().await.map_err(transport)? {
+            if body.len() + piece.len() > self.max_bytes {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(body)
+    }
+}
