@@ -339,8 +339,23 @@ impl Stamper {
 
         // Still unconfirmed: replace it at the next tick, which comes once
         // the runtime has caught up with the chain (a calendar that was
-        // many blocks behind bumps once, not once per block).
-        self.bump_due = self.state.round.is_some();
+        // many blocks behind bumps once, not once per block). Not for a
+        // block at or below the latest version's lock time: the node was
+        // at that height when the version was made (the lock time is the
+        // node's height then), so the block was there before it and could
+        // never hold it (a transaction locked at height h is final from
+        // block h + 1 on). A runtime still catching up with blocks mined
+        // while it funded the round sees such blocks after the broadcast.
+        let came_after = |round: &Round| {
+            round
+                .versions
+                .last()
+                .is_none_or(|v| height > u64::from(v.tx.lock_time.to_consensus_u32()))
+        };
+        self.bump_due = match self.state.round.as_ref() {
+            Some(round) => self.bump_due || came_after(round),
+            None => false,
+        };
         actions
     }
 

@@ -430,6 +430,21 @@ fn a_calendar_catching_up_with_many_blocks_bumps_once() {
     assert!(s.on_tick(1_101, 3).is_empty(), "once per batch of blocks");
 }
 
+/// A runtime still catching up with the chain when it funds a round (the
+/// node was at height 100, the runtime had seen 99) then sees block 100:
+/// it was there before the version, which it cannot hold (locked at 100),
+/// so it is no reason to replace it. Block 101 is.
+#[test]
+fn a_block_the_node_had_when_the_version_was_made_does_not_bump_it() {
+    let (mut s, tx) = first_version(3);
+    assert_eq!(tx.lock_time.to_consensus_u32(), 100);
+    assert!(block_then_tick(&mut s, 1_100, 100, block(100), &[], 3).is_empty());
+    assert!(matches!(
+        only(block_then_tick(&mut s, 1_200, 101, block(101), &[], 3)),
+        Action::Bump(_)
+    ));
+}
+
 #[test]
 fn a_foreign_signed_transaction_is_not_broadcast() {
     let mut s = Stamper::new(config(), State::default());
