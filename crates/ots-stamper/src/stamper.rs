@@ -462,6 +462,24 @@ impl Stamper {
         self.funding_requested = false;
     }
 
+    /// The wallet did not sign the attempt (the node is down, or the
+    /// output it spends is spent in the chain: a block confirmed the
+    /// version it replaces while it was being made). A replacement, never
+    /// sent, is dropped, and made afresh at the next tick, once the runtime
+    /// has looked at the chain again (which may show the round mined):
+    /// retrying it unchanged before that could fail forever. A round's
+    /// first attempt is kept, to be signed again (it spends an output the
+    /// wallet offered, and nothing else is in flight).
+    pub fn on_sign_failed(&mut self) {
+        let Some(round) = self.state.round.as_mut() else {
+            return;
+        };
+        if !round.versions.is_empty() && round.attempt.as_ref().is_some_and(|a| !a.signed) {
+            round.attempt = None;
+            self.bump_due = true;
+        }
+    }
+
     /// Completing `txid` failed (block unavailable, store error): ask again
     /// at the next block or restart.
     pub fn on_complete_failed(&mut self, txid: Txid) {
