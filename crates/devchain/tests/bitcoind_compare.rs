@@ -185,6 +185,9 @@ fn reply_shapes_match_bitcoind() {
     );
 }
 
+/// Labelled replies.
+type Replies = Vec<(String, Value)>;
+
 /// A raw transaction spending `input` (txid, vout) to `addr`, paying
 /// `fee_sat` from `value` BTC.
 fn spend(w: &Client, input: (&Value, &Value), value: f64, addr: &str, fee_sat: u64) -> Value {
@@ -203,7 +206,7 @@ fn error_of(w: &Client, method: &str, params: Value) -> Value {
 
 /// The second sequence: (label, reply) pairs whose values, not only
 /// shapes, must agree (each already reduced to what must be equal).
-fn edge_sequence(c: &Client) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
+fn edge_sequence(c: &Client) -> (Replies, Replies) {
     let mut equal = Vec::new();
     let mut shaped = Vec::new();
     let w = c.wallet("edge");
@@ -312,7 +315,7 @@ fn edge_sequence(c: &Client) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
     (equal, shaped)
 }
 
-fn devchain_edge_replies() -> (Vec<(String, Value)>, Vec<(String, Value)>) {
+fn devchain_edge_replies() -> (Replies, Replies) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = DevChainConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
