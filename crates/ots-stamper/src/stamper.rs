@@ -339,8 +339,23 @@ impl Stamper {
 
         // Still unconfirmed: replace it at the next tick, which comes once
         // the runtime has caught up with the chain (a calendar that was
-        // many blocks behind bumps once, not once per block).
-        self.bump_due = self.state.round.is_some();
+        // many blocks behind bumps once, not once per block). Not for a
+        // block at or below the latest version's lock time: the node was
+        // at that height when the version was made (the lock time is the
+        // node's height then), so the block was there before it and could
+        // never hold it (a transaction locked at height h is final from
+        // block h + 1 on). A runtime still catching up with blocks mined
+        // while it funded the round sees such blocks after the broadcast.
+        let came_after = |round: &Round| {
+            round
+                .versions
+                .last()
+                .is_none_or(|v| height > u64::from(v.tx.lock_time.to_consensus_u32()))
+        };
+        self.bump_due = match self.state.round.as_ref() {
+            Some(round) => self.bump_due || came_after(round),
+            None => false,
+        };
         actions
     }
 
@@ -445,6 +460,24 @@ impl Stamper {
     /// again at the next tick.
     pub fn on_funding_failed(&mut self) {
         self.funding_requested = false;
+    }
+
+    /// The wallet did not sign the attempt (the node is down, or the
+    /// output it spends is spent in the chain: a block confirmed the
+    /// version it replaces while it was being made). A replacement, never
+    /// sent, is dropped, and made afresh at the next tick, once the runtime
+    /// has looked at the chain again (which may show the round mined):
+    /// retrying it unchanged before that could fail forever. A round's
+    /// first attempt is kept, to be signed again (it spends an output the
+    /// wallet offered, and nothing else is in flight).
+    pub fn on_sign_failed(&mut self) {
+        let Some(round) = self.state.round.as_mut() else {
+            return;
+        };
+        if !round.versions.is_empty() && round.attempt.as_ref().is_some_and(|a| !a.signed) {
+            round.attempt = None;
+            self.bump_due = true;
+        }
     }
 
     /// Completing `txid` failed (block unavailable, store error): ask again

@@ -430,6 +430,56 @@ fn a_calendar_catching_up_with_many_blocks_bumps_once() {
     assert!(s.on_tick(1_101, 3).is_empty(), "once per batch of blocks");
 }
 
+/// A runtime still catching up with the chain when it funds a round (the
+/// node was at height 100, the runtime had seen 99) then sees block 100:
+/// it was there before the version, which it cannot hold (locked at 100),
+/// so it is no reason to replace it. Block 101 is.
+#[test]
+fn a_block_the_node_had_when_the_version_was_made_does_not_bump_it() {
+    let (mut s, tx) = first_version(3);
+    assert_eq!(tx.lock_time.to_consensus_u32(), 100);
+    assert!(block_then_tick(&mut s, 1_100, 100, block(100), &[], 3).is_empty());
+    assert!(matches!(
+        only(block_then_tick(&mut s, 1_200, 101, block(101), &[], 3)),
+        Action::Bump(_)
+    ));
+}
+
+/// A replacement the wallet did not sign is dropped (it was never sent)
+/// and made again at the next tick, after the runtime has looked at the
+/// chain; a block mining the version it replaced ends the round instead.
+#[test]
+fn an_unsigned_replacement_is_made_again_or_dropped_when_its_round_is_mined() {
+    let (mut s, first) = first_version(3);
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 3)) else {
+        panic!()
+    };
+    sign_of(only(s.on_bump([7; 32], covered, 101, None)));
+    s.on_sign_failed();
+    assert!(s.state().round.as_ref().unwrap().attempt.is_none());
+    assert!(
+        matches!(only(s.on_tick(1_101, 3)), Action::Bump(_)),
+        "made again"
+    );
+
+    let (mut s, _) = first_version(3);
+    let Action::Bump(covered) = only(block_then_tick(&mut s, 1_100, 101, block(1), &[], 3)) else {
+        panic!()
+    };
+    sign_of(only(s.on_bump([7; 32], covered, 101, None)));
+    s.on_sign_failed();
+    s.on_block(1_200, 102, block(2), &[first.compute_txid()]);
+    assert!(s.state().round.is_none());
+    assert!(s.on_tick(1_201, 3).is_empty(), "nothing to replace");
+    assert_eq!(
+        s.status(0),
+        Status::Mined {
+            txid: first.compute_txid(),
+            waiting_for: 1
+        }
+    );
+}
+
 #[test]
 fn a_foreign_signed_transaction_is_not_broadcast() {
     let mut s = Stamper::new(config(), State::default());

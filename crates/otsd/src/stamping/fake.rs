@@ -95,6 +95,9 @@ struct Chain {
     /// What `estimatesmartfee` answers, BTC/kvB (`None`: Core's "no
     /// estimate" shape).
     estimate: Option<f64>,
+    /// The next call of this method first mines a block with the mempool
+    /// (a block found while the runner is between two calls).
+    mine_before: Option<&'static str>,
 }
 
 /// The wallet's script.
@@ -127,6 +130,7 @@ impl FakeNode {
             broadcasts: Vec::new(),
             calls: Vec::new(),
             estimate: Some(FEERATE_BTC_PER_KVB),
+            mine_before: None,
         })));
         node.mine_empty();
         if funded {
@@ -171,6 +175,11 @@ impl FakeNode {
     /// Answers again.
     pub fn up(&self) {
         self.chain().down = None;
+    }
+
+    /// The next call of `method` first mines a block with the mempool.
+    pub fn mine_before(&self, method: &'static str) {
+        self.chain().mine_before = Some(method);
     }
 
     /// After `skip` more calls of `method`, the next `times` fail.
@@ -341,6 +350,11 @@ impl FakeNode {
             }
         }
         c.scheduled.retain(|s| s.times > 0);
+        if failed.is_none() && c.mine_before == Some(method) {
+            c.mine_before = None;
+            let txs = std::mem::take(&mut c.mempool);
+            Self::push_block(&mut c, txs);
+        }
         match failed {
             Some(fault) => Err(fault.error(method)),
             None => Ok(c),
@@ -418,7 +432,26 @@ impl Wallet for FakeNode {
         &self,
         tx: &Transaction,
     ) -> Result<Transaction, RpcError> {
-        let _c = self.enter("signrawtransactionwithwallet")?;
+        let c = self.enter("signrawtransactionwithwallet")?;
+        // As Core: an output spent in the best chain cannot be signed for
+        // (one spent in the mempool only can: that is a replacement), and
+        // the reply says "complete": false, which the client turns into
+        // this error.
+        let spent_in_chain = |i: &TxIn| {
+            c.blocks.iter().flat_map(|b| &b.txdata).any(|t| {
+                t.input
+                    .iter()
+                    .any(|j| j.previous_output == i.previous_output)
+            })
+        };
+        if let Some(at) = tx.input.iter().position(spent_in_chain) {
+            return Err(RpcError::Decode {
+                method: "signrawtransactionwithwallet".into(),
+                message: format!(
+                    "wallet could not sign every input: [{{\"vout\":{at},\"error\":\"Input not found or already spent\"}}]"
+                ),
+            });
+        }
         let mut signed = tx.clone();
         for input in &mut signed.input {
             input.witness = Witness::from_slice(&[vec![0x30; 72], vec![0x02; 33]]);

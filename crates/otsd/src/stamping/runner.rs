@@ -389,10 +389,15 @@ impl<N: ChainSource + Wallet> Runner<N> {
                 let feerate = self.fee_estimate().await?;
                 Ok(self.stamper.on_bump(tip, covered, height, feerate))
             }
-            Action::Sign(tx) => {
-                let signed = self.node.sign_raw_transaction_with_wallet(&tx).await?;
-                Ok(self.stamper.on_signed(signed))
-            }
+            Action::Sign(tx) => match self.node.sign_raw_transaction_with_wallet(&tx).await {
+                Ok(signed) => Ok(self.stamper.on_signed(signed)),
+                Err(e) => {
+                    // A replacement is made again after the next look at
+                    // the chain (which may show what it replaces mined).
+                    self.stamper.on_sign_failed();
+                    Err(e.into())
+                }
+            },
             Action::Broadcast(tx) => {
                 // The signed transaction is in the persisted state already
                 // (execute persists after every action). A new version, or

@@ -708,3 +708,44 @@ async fn a_deep_reorg_while_the_calendar_was_stopped_is_seen_at_start() {
     }
     assert!(all_verify_on_best_chain(&cal).await);
 }
+
+/// A block confirms the round's transaction while its replacement is being
+/// made (after the runner looked at the chain, before the wallet signs):
+/// the wallet cannot sign for an output the chain has spent (Core's "Input
+/// not found or already spent"). The runner pauses, then at the next pass
+/// finds the transaction mined, drops the replacement (it was never sent)
+/// and completes: the unsigned replacement is not retried before the chain
+/// is looked at, which would fail the same way forever.
+#[tokio::test]
+async fn a_version_mined_while_its_replacement_is_signed_is_found_and_completed() {
+    let (_log, _guard) = Log::capture();
+    let mut cal = Cal::new(true);
+    cal.post(2);
+    let (mut runner, view) = cal.runner();
+    runner.pass().await;
+    let first = cal.node.mempool()[0];
+    cal.node.mine_empty();
+    cal.node.mine_before("signrawtransactionwithwallet");
+    assert_eq!(
+        runner.pass().await,
+        Some(Transition::Paused(Pause::Node)),
+        "the replacement cannot be signed"
+    );
+    let height = {
+        use super::node::ChainSource;
+        cal.node.block_count().await.unwrap()
+    };
+    assert_eq!(runner.pass().await, Some(Transition::Resumed(Pause::Node)));
+    assert_eq!(
+        status(&view, 1),
+        Status::Mined {
+            txid: first,
+            waiting_for: 1
+        }
+    );
+    assert!(runner.stamper.state().round.is_none());
+    assert!(cal.node.mempool().is_empty(), "no replacement was sent");
+    cal.node.mine_empty();
+    runner.pass().await;
+    assert!(cal.all_complete_at(height));
+}
