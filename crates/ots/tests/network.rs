@@ -136,7 +136,14 @@ fn calendar(dir: &Path, args: &[&str]) -> Server {
 
 /// `otsd aggregate ARGS…` (200 ms rounds).
 fn aggregator(args: &[&str]) -> Server {
-    let mut all = vec!["otsd", "aggregate", "--interval", "200", "--http-threads", "1"];
+    let mut all = vec![
+        "otsd",
+        "aggregate",
+        "--interval",
+        "200",
+        "--http-threads",
+        "1",
+    ];
     all.extend_from_slice(args);
     let cli = otsd::config::Cli::try_parse_from(all).unwrap();
     let Some(otsd::config::Command::Aggregate(args)) = cli.command else {
@@ -252,7 +259,12 @@ where
 
 /// What `url` serves for `commitment`: `None` while it has nothing (404).
 async fn served(client: &Client, url: &str, commitment: &[u8]) -> Option<Timestamp> {
-    match client.calendar(url).unwrap().get_timestamp(commitment).await {
+    match client
+        .calendar(url)
+        .unwrap()
+        .get_timestamp(commitment)
+        .await
+    {
         Ok(ts) => Some(ts),
         Err(CalendarError::NotFound { .. }) => None,
         Err(e) => panic!("{url}: {e}"),
@@ -269,7 +281,8 @@ async fn verify_ours(node: &str, dir: &Path, file: &str) {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{file}: {err}");
     assert!(
-        err.lines().any(|l| l.starts_with("Success! Bitcoin block ")),
+        err.lines()
+            .any(|l| l.starts_with("Success! Bitcoin block ")),
         "{file}: {err}"
     );
 }
@@ -326,7 +339,14 @@ async fn a_proof_through_an_aggregator_and_a_private_calendar_upgrades_in_one_ru
     // Never polls within the test: what it serves stays incomplete.
     let q = private("q", "3600");
     let g = aggregator(&["--upstream", &p.url]);
-    let g2 = aggregator(&["--upstream", &a.url, "--upstream", &b.url, "--upstream-min", "2"]);
+    let g2 = aggregator(&[
+        "--upstream",
+        &a.url,
+        "--upstream",
+        &b.url,
+        "--upstream-min",
+        "2",
+    ]);
     let gq = aggregator(&["--upstream", &q.url]);
 
     let work = tempfile::tempdir().unwrap();
@@ -352,9 +372,8 @@ async fn a_proof_through_an_aggregator_and_a_private_calendar_upgrades_in_one_ru
 
     // The shape of what the aggregators answered: the way to P's (or Q's)
     // pending attestation only, or to both A's and B's.
-    let names = |ts: &Timestamp| -> BTreeSet<String> {
-        pending(ts).into_iter().map(|(u, _)| u).collect()
-    };
+    let names =
+        |ts: &Timestamp| -> BTreeSet<String> { pending(ts).into_iter().map(|(u, _)| u).collect() };
     let x = read(&work.join("x.txt.ots"));
     assert_eq!(names(x.timestamp()), BTreeSet::from([p.url.clone()]));
     let y = read(&work.join("y.txt.ots"));
@@ -446,7 +465,10 @@ async fn a_proof_through_an_aggregator_and_a_private_calendar_upgrades_in_one_ru
         let out = ots(&args, work).await;
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(0), "{file}: {err}");
-        assert!(has_line(&err, "Success! Timestamp complete"), "{file}: {err}");
+        assert!(
+            has_line(&err, "Success! Timestamp complete"),
+            "{file}: {err}"
+        );
         assert!(has_bitcoin(read(&work.join(&proof)).timestamp()));
         verify_ours(&node, work, &proof).await;
     }
@@ -491,7 +513,10 @@ async fn a_proof_through_an_aggregator_and_a_private_calendar_upgrades_in_one_ru
                 )
                 .await;
                 let err = stderr(&out);
-                assert!(err.contains("Success! Bitcoin block"), "reference: {file}: {err}");
+                assert!(
+                    err.contains("Success! Bitcoin block"),
+                    "reference: {file}: {err}"
+                );
                 verify_ours(&node, work, &proof).await;
             }
         }
