@@ -253,3 +253,76 @@ impl Collector for Read {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_labelled_by_upstream_and_unknown_figures_have_no_sample() {
+        let metrics = Metrics::bare();
+        let urls = vec!["http://a.test".to_string(), "http://b.test".to_string()];
+        let counted = UpstreamMetrics::register(&metrics, &urls, || {
+            vec![
+                Figures {
+                    url: "http://a.test".into(),
+                    last_success: Some(1_700_000_000),
+                    backlog: Some(2),
+                    ..Figures::default()
+                },
+                Figures {
+                    url: "http://b.test".into(),
+                    last_error_at: Some(1_700_000_001),
+                    backlog: Some(0),
+                    ..Figures::default()
+                },
+            ]
+        });
+        counted.request(0, Outcome::Accepted, Some(Duration::from_millis(3)));
+        counted.request(1, Outcome::Failed, None);
+        counted.request(1, Outcome::Refused, Some(Duration::from_millis(1)));
+        // Past the configured list: not counted, no panic.
+        counted.request(64, Outcome::Failed, None);
+        let text = metrics.encode(false);
+        for line in [
+            r#"otsd_upstream_submissions_total{upstream="http://a.test",result="accepted"} 1"#,
+            r#"otsd_upstream_submissions_total{upstream="http://a.test",result="failed"} 0"#,
+            r#"otsd_upstream_submissions_total{upstream="http://b.test",result="failed"} 1"#,
+            r#"otsd_upstream_submissions_total{upstream="http://b.test",result="refused"} 1"#,
+            r#"otsd_upstream_request_duration_seconds_count{upstream="http://a.test"} 1"#,
+            r#"otsd_upstream_request_duration_seconds_count{upstream="http://b.test"} 1"#,
+            r#"otsd_upstream_last_success_timestamp_seconds{upstream="http://a.test"} 1700000000"#,
+            r#"otsd_upstream_last_error_timestamp_seconds{upstream="http://b.test"} 1700000001"#,
+            r#"otsd_upstream_backlog{upstream="http://a.test"} 2"#,
+            r#"otsd_upstream_backlog{upstream="http://b.test"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        // Unknown figures: no sample; none known at all: no family.
+        assert!(!text
+            .contains(r#"otsd_upstream_last_success_timestamp_seconds{upstream="http://b.test"}"#));
+        assert!(!text.contains("otsd_upstream_open"), "{text}");
+        // A bare registry: none of the calendar's families.
+        assert!(!text.contains("otsd_rounds"), "{text}");
+        assert!(text.contains("otsd_http_open_connections"), "{text}");
+    }
+
+    #[test]
+    fn a_reply_that_came_but_does_not_fit_is_refused() {
+        use ots_calendar::CalendarError as E;
+        let url = || "http://a.test".to_string();
+        assert_eq!(
+            Outcome::of_error(&E::TooLarge { url: url() }),
+            Outcome::Refused
+        );
+        assert_eq!(
+            Outcome::of_error(&E::Timeout { url: url() }),
+            Outcome::Failed
+        );
+        let down = E::Unreachable {
+            url: url(),
+            message: "refused".into(),
+        };
+        assert_eq!(Outcome::of_error(&down), Outcome::Failed);
+    }
+}
