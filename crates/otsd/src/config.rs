@@ -464,6 +464,10 @@ pub struct AggregateArgs {
     /// Hostile-client limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Serve Prometheus metrics on `HOST:PORT` at `/metrics` (its own
+    /// listener, off by default; never put it behind the public proxy).
+    #[arg(long = "metrics-address", value_name = "HOST:PORT")]
+    pub metrics_address: Option<String>,
 }
 
 impl AggregateArgs {
@@ -480,6 +484,7 @@ impl AggregateArgs {
                 .http_threads
                 .map_or_else(default_http_threads, usize::from),
             ca_file: self.ca_file.clone(),
+            metrics_address: self.metrics_address.clone(),
         }
     }
 }

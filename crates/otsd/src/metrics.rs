@@ -25,6 +25,7 @@ use prometheus_client::registry::{Registry, Unit};
 mod collect;
 mod requests;
 mod serve;
+pub mod upstream;
 
 pub use collect::Sources;
 pub use requests::{Route, Statuses};
@@ -117,14 +118,29 @@ impl Metrics {
     /// Every metric family of the calendar, counting from zero; the ones
     /// read at scrape time come with [`Metrics::watch`].
     pub fn new() -> Metrics {
+        Metrics::build(true)
+    }
+
+    /// Only the build info and the open public connections, for a server
+    /// that is not a calendar (`otsd aggregate`), which registers its own
+    /// families: the calendar's would stay at zero and mislead.
+    pub fn bare() -> Metrics {
+        Metrics::build(false)
+    }
+
+    fn build(calendar: bool) -> Metrics {
         let mut r = Registry::with_prefix(PREFIX);
         r.register(
             "build",
             "The running otsd: its version as a label, value 1",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
+        // The calendar's own families, or, for another server, a registry
+        // that is never encoded (the handles still count, unseen).
+        let mut aside = Registry::default();
+        let c = if calendar { &mut r } else { &mut aside };
         let digests_accepted = Counter::default();
-        r.register(
+        c.register(
             "digests_accepted",
             "Digests journaled in a round and answered with a proof",
             digests_accepted.clone(),
@@ -132,32 +148,32 @@ impl Metrics {
         let refused = Family::<Labels, Counter>::default();
         let digests_refused =
             Refusal::ALL.map(|reason| refused.get_or_create_owned(&[("reason", reason.label())]));
-        r.register(
+        c.register(
             "digests_refused",
             "POST /digest answered without a proof, by reason",
             refused,
         );
         let rounds = Counter::default();
-        r.register(
+        c.register(
             "rounds",
             "Aggregation rounds journaled (rounds without digests are not run)",
             rounds.clone(),
         );
         let round_digests = buckets(ROUND_DIGEST_BUCKETS);
-        r.register(
+        c.register(
             "round_digests",
             "Digests per journaled round",
             round_digests.clone(),
         );
         let round_seconds = buckets(ROUND_SECONDS_BUCKETS);
-        r.register_with_unit(
+        c.register_with_unit(
             "round_duration",
             "Time from a round's start to its answers handed out: nonces, the tree, the journal write and fsync, the proofs",
             Unit::Seconds,
             round_seconds.clone(),
         );
         let fsync_seconds = buckets(FSYNC_SECONDS_BUCKETS);
-        r.register_with_unit(
+        c.register_with_unit(
             "journal_fsync_duration",
             "Time of the journal's fsync (fdatasync), once per round",
             Unit::Seconds,
@@ -170,7 +186,8 @@ impl Metrics {
             open_connections.clone(),
         );
         let requests = Arc::new(requests::Requests::default());
-        r.register_collector(Box::new(requests.clone()));
+        let c = if calendar { &mut r } else { &mut aside };
+        c.register_collector(Box::new(requests.clone()));
         Metrics(Arc::new(Inner {
             registry: Mutex::new(r),
             digests_accepted,

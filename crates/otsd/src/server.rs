@@ -125,6 +125,9 @@ pub async fn serve(
             reader.clone(),
         )?)),
     };
+    if let Some(u) = &upstream {
+        u.register_metrics(&metrics);
+    }
     let (pending, without_proof) =
         pending_index(&reader, &store, refstore.as_ref(), upstream.as_deref())?;
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));

@@ -418,3 +418,252 @@ async fn an_unusable_metrics_address_is_refused_at_start_up() {
     assert!(err.to_string().contains(&address), "{err}");
     assert!(matches!(err, otsd::server::ServeError::Metrics { .. }));
 }
+
+/// The metrics address of an `otsd` whose log is `log` (its "metrics
+/// listening on" line).
+async fn metrics_address(log: &Log) -> SocketAddr {
+    for _ in 0..POLLS {
+        let found = log.lock().unwrap().iter().find_map(|l| {
+            let rest = l.split("metrics listening on ").nth(1)?;
+            rest.trim().parse::<SocketAddr>().ok()
+        });
+        if let Some(a) = found {
+            return a;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("no \"metrics listening on\" log line")
+}
+
+/// The labels of `upstream`'s submissions that ended in `result`.
+fn result<'a>(upstream: &'a str, result: &'a str) -> [(&'a str, &'a str); 2] {
+    [("upstream", upstream), ("result", result)]
+}
+
+fn accepted(upstream: &str) -> [(&str, &str); 2] {
+    result(upstream, "accepted")
+}
+
+fn failed(upstream: &str) -> [(&str, &str); 2] {
+    result(upstream, "failed")
+}
+
+/// Unix time now, seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Issue 17's "each upstream's success, latency and backlog", for both
+/// kinds of server with upstreams: a private calendar P (`otsd
+/// --upstream`) and an aggregator G (`otsd aggregate`) in front of it,
+/// each with a working upstream and one that is down. The scrapes parse,
+/// name every `otsd_upstream_*` family, label the configured URLs, and
+/// agree with what was submitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_and_aggregator_metrics_follow_each_upstream() {
+    // The working upstream: a calendar without Bitcoin (it replies with
+    // its pending attestation; that is all P asks of it here).
+    let upstream = TestServer::start(Settings::default()).await;
+    let up_url = format!("http://{}", upstream.addr);
+    let down_url = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let root = tempfile::tempdir().unwrap();
+    let cal = common::init_calendar(root.path());
+    let cal_arg = cal.display().to_string();
+    let (_p, p_addr, p_log) = spawn_otsd_logged([
+        "-c",
+        &cal_arg,
+        "--rpc-address",
+        "127.0.0.1",
+        "--rpc-port",
+        "0",
+        "--aggregation-interval",
+        "50",
+        "--no-bitcoin",
+        "--upstream",
+        &up_url,
+        "--upstream",
+        &down_url,
+        "--upstream-poll-interval",
+        "0.2",
+        "--metrics-address",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let p_metrics = metrics_address(&p_log).await;
+    let p_url = format!("http://{p_addr}");
+    let (_g, g_addr, g_log) = spawn_otsd_logged([
+        "aggregate",
+        "--upstream",
+        &p_url,
+        "--upstream",
+        &down_url,
+        "--rpc-address",
+        "127.0.0.1",
+        "--rpc-port",
+        "0",
+        "--interval",
+        "100",
+        "--upstream-timeout",
+        "2000",
+        "--metrics-address",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let g_metrics = metrics_address(&g_log).await;
+
+    // Three digests through G (each a round of its own: one after the
+    // other), two straight to P.
+    for _ in 0..3 {
+        let r = post_digest(g_addr, &random_digest()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for _ in 0..2 {
+        let r = post_digest(p_addr, &random_digest()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let before = unix_now();
+
+    // P: every journal commitment accepted by the working upstream, none
+    // by the one that is down (its backlog is all of them).
+    let up = [("upstream", up_url.as_str())];
+    let down = [("upstream", down_url.as_str())];
+    let s = scrape_until(p_metrics, "P's upstream submissions", |s| {
+        let records = s.value("otsd_journal_records", &[]).unwrap_or(0.0);
+        records >= 5.0
+            && s.value("otsd_upstream_submissions_total", &accepted(&up_url)) == Some(records)
+            && s.value("otsd_upstream_backlog", &up) == Some(0.0)
+            && s.value("otsd_upstream_submissions_total", &failed(&down_url)) >= Some(1.0)
+    })
+    .await;
+    check_upstream_families(&s, true);
+    let records = s.must("otsd_journal_records", &[]);
+    assert_eq!(records, 5.0, "3 round tips from G and 2 digests");
+    assert_eq!(s.must("otsd_upstream_backlog", &down), records);
+    assert_eq!(
+        s.must("otsd_upstream_submissions_total", &accepted(&down_url)),
+        0.0
+    );
+    assert_eq!(
+        s.must(
+            "otsd_upstream_submissions_total",
+            &result(&up_url, "refused")
+        ),
+        0.0
+    );
+    // Each accepted reply's duration observed, none of the failures'.
+    assert_eq!(
+        s.must("otsd_upstream_request_duration_seconds_count", &up),
+        records
+    );
+    assert_eq!(
+        s.must("otsd_upstream_request_duration_seconds_count", &down),
+        0.0
+    );
+    assert!(s.must("otsd_upstream_request_duration_seconds_sum", &up) > 0.0);
+    // No Bitcoin upstream: all open, none completed.
+    assert_eq!(s.must("otsd_upstream_open", &up), records);
+    assert_eq!(s.must("otsd_upstream_completions_total", &up), 0.0);
+    let last = s.must("otsd_upstream_last_success_timestamp_seconds", &up);
+    assert!(last <= unix_now() && last >= before - 120.0, "{last}");
+    assert_eq!(
+        s.value("otsd_upstream_last_success_timestamp_seconds", &down),
+        None,
+        "never succeeded: no sample"
+    );
+    assert!(s.must("otsd_upstream_last_error_timestamp_seconds", &down) >= before - 120.0);
+    assert_eq!(
+        s.value("otsd_upstream_last_error_timestamp_seconds", &up),
+        None
+    );
+
+    // G: three rounds, each accepted by P and failed by the one down.
+    let p_up = [("upstream", p_url.as_str())];
+    let s = scrape(g_metrics).await;
+    check_upstream_families(&s, false);
+    for (family, kind) in [
+        ("otsd_aggregate_rounds", "counter"),
+        ("otsd_aggregate_rounds_unavailable", "counter"),
+        ("otsd_aggregate_digests", "counter"),
+        ("otsd_aggregate_last_round_digests", "gauge"),
+        ("otsd_http_open_connections", "gauge"),
+        ("otsd_build", "info"),
+    ] {
+        assert_eq!(
+            s.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}\n{}",
+            s.text
+        );
+    }
+    // None of the calendar's own families: an aggregator journals nothing.
+    for absent in [
+        "otsd_digests_accepted",
+        "otsd_rounds",
+        "otsd_journal_records",
+        "otsd_upstream_backlog",
+    ] {
+        assert!(!s.types.contains_key(absent), "{absent} in\n{}", s.text);
+    }
+    assert_eq!(s.must("otsd_aggregate_rounds_total", &[]), 3.0);
+    assert_eq!(s.must("otsd_aggregate_digests_total", &[]), 3.0);
+    assert_eq!(s.must("otsd_aggregate_rounds_unavailable_total", &[]), 0.0);
+    assert_eq!(s.must("otsd_aggregate_last_round_digests", &[]), 1.0);
+    assert_eq!(
+        s.must("otsd_upstream_submissions_total", &accepted(&p_url)),
+        3.0
+    );
+    assert_eq!(
+        s.must("otsd_upstream_submissions_total", &failed(&down_url)),
+        3.0
+    );
+    assert_eq!(
+        s.must("otsd_upstream_request_duration_seconds_count", &p_up),
+        3.0
+    );
+    assert_eq!(
+        s.must("otsd_upstream_request_duration_seconds_count", &down),
+        0.0
+    );
+    assert!(s.must("otsd_upstream_last_success_timestamp_seconds", &p_up) >= before - 120.0);
+    assert!(s.must("otsd_upstream_last_error_timestamp_seconds", &down) >= before - 120.0);
+    upstream.stop().await.unwrap();
+}
+
+/// The `otsd_upstream_*` families are described with their types, and
+/// every sample of them is labelled with an upstream (`backlog`: only a
+/// calendar's upstreams have one).
+fn check_upstream_families(s: &Scrape, calendar: bool) {
+    let mut families = vec![
+        ("otsd_upstream_submissions", "counter"),
+        ("otsd_upstream_request_duration_seconds", "histogram"),
+        ("otsd_upstream_last_success_timestamp_seconds", "gauge"),
+        ("otsd_upstream_last_error_timestamp_seconds", "gauge"),
+    ];
+    if calendar {
+        families.extend([
+            ("otsd_upstream_backlog", "gauge"),
+            ("otsd_upstream_open", "gauge"),
+            ("otsd_upstream_completions", "counter"),
+        ]);
+    }
+    for (family, kind) in families {
+        assert_eq!(
+            s.types.get(family).map(String::as_str),
+            Some(kind),
+            "# TYPE {family} {kind} in\n{}",
+            s.text
+        );
+    }
+    for (name, labels, _) in &s.samples {
+        assert!(name.starts_with("otsd_"), "{name}");
+        if name.starts_with("otsd_upstream_") {
+            assert!(labels.contains_key("upstream"), "{name} {labels:?}");
+        }
+    }
+}

@@ -21,8 +21,10 @@ use tokio::sync::watch;
 
 use crate::limits::Limits;
 use crate::listener;
+use crate::metrics::Metrics;
 use crate::workers::Workers;
 
+mod metrics;
 pub mod round;
 mod routes;
 pub mod upstream;
@@ -61,6 +63,9 @@ pub struct AggregateSettings {
     /// A PEM file of CA certificates trusted for https upstreams beside
     /// the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// `HOST:PORT` of the metrics listener (`--metrics-address`, issue
+    /// 17); `None`: no listener.
+    pub metrics_address: Option<String>,
 }
 
 impl AggregateSettings {
@@ -76,6 +81,7 @@ impl AggregateSettings {
             limits: Limits::default(),
             http_threads: 1,
             ca_file: None,
+            metrics_address: None,
         }
     }
 }
@@ -100,6 +106,14 @@ pub enum AggregateError {
     /// The socket or the worker threads.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    /// `--metrics-address` cannot be bound.
+    #[error("metrics listener {address}: {source}")]
+    Metrics {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the aggregator on `listener` until `shutdown` resolves; the
@@ -121,18 +135,32 @@ pub async fn serve(
         });
     }
     let upstreams = Arc::new(upstream::Upstreams::new(&settings)?);
+    // Counted whether or not they are served, as the calendar's.
+    let metrics = Metrics::bare();
+    upstreams.register_metrics(&metrics);
+    let metrics_listener =
+        match &settings.metrics_address {
+            None => None,
+            Some(address) => Some(crate::metrics::bind(address).await.map_err(|source| {
+                AggregateError::Metrics {
+                    address: address.clone(),
+                    source,
+                }
+            })?),
+        };
     let workers = match settings.http_threads {
         0 => None,
         n => Some(Arc::new(Workers::start(n)?)),
     };
     let stats = Arc::new(round::Stats::default());
+    metrics.register(|r| r.register_collector(Box::new(metrics::RoundFigures(stats.clone()))));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (handle, rounds) = round::spawn(
         settings.interval,
         workers.clone(),
         upstreams.clone(),
         stats.clone(),
-        stop_rx,
+        stop_rx.clone(),
     );
     let router = routes::router(routes::Shared {
         handle,
@@ -148,11 +176,18 @@ pub async fn serve(
         "aggregator ready"
     );
     tracing::info!("listening on {}", listener.local_addr()?);
+    let metrics_task = match metrics_listener {
+        Some(l) => {
+            tracing::info!("metrics listening on {}", l.local_addr()?);
+            Some(crate::metrics::spawn(l, metrics.clone(), stop_rx.clone()))
+        }
+        None => None,
+    };
     let served = listener::run_router(
         listener,
         router,
         &settings.limits,
-        None,
+        Some(metrics.open_connections()),
         workers.clone(),
         async move {
             shutdown.await;
@@ -166,6 +201,9 @@ pub async fn serve(
     }
     if let Some(workers) = workers.and_then(Arc::into_inner) {
         let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
+    if let Some(task) = metrics_task {
+        task.abort();
     }
     served?;
     tracing::info!("stopped");

@@ -12,7 +12,7 @@
 //! every client's proof within the 10,000 bytes a client reads. Anything
 //! else is logged and dropped, and counts as that upstream's failure.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ots_calendar::{Calendar, CalendarError, Client, ClientConfig};
@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::AggregateSettings;
+use crate::metrics::upstream::{Figures, Outcome, UpstreamMetrics};
+use crate::metrics::Metrics;
 
 /// How much longer than the round's deadline the client itself waits.
 const CLIENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
@@ -91,6 +93,10 @@ pub struct Upstreams {
     min: usize,
     timeout: Duration,
     grace: Duration,
+    /// Each upstream's requests, once registered.
+    metrics: OnceLock<UpstreamMetrics>,
+    /// The URLs as given (the metrics' label values).
+    configured: Vec<String>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -137,6 +143,8 @@ impl Upstreams {
             min: settings.upstream_min,
             timeout: settings.upstream_timeout,
             grace: settings.upstream_grace,
+            metrics: OnceLock::new(),
+            configured: settings.upstreams.clone(),
         })
     }
 
@@ -151,6 +159,29 @@ impl Upstreams {
     /// How many must answer a round.
     pub fn min(&self) -> usize {
         self.min
+    }
+
+    /// Registers the `otsd_upstream_*` families on `metrics`: each
+    /// round's submission by result and its duration, and each upstream's
+    /// last success and last error (an aggregator keeps no backlog).
+    pub fn register_metrics(self: &Arc<Self>, metrics: &Metrics) {
+        if self.metrics.get().is_some() {
+            return;
+        }
+        let me = self.clone();
+        let registered = UpstreamMetrics::register(metrics, &self.configured, move || {
+            me.status()
+                .into_iter()
+                .zip(&me.configured)
+                .map(|(s, url)| Figures {
+                    url: url.clone(),
+                    last_success: s.last_success,
+                    last_error_at: s.last_error_at,
+                    ..Figures::default()
+                })
+                .collect()
+        });
+        let _ = self.metrics.set(registered);
     }
 
     /// Each upstream's state, in order.
@@ -193,6 +224,7 @@ impl Upstreams {
         let mut by_grace = false;
         let mut answers: Vec<Option<Result<Timestamp, Refused>>> = (0..n).map(|_| None).collect();
         let mut arrived = vec![started; n];
+        let mut came = vec![false; n];
         let (mut done, mut answered) = (0, 0);
         while done < n {
             let received = tokio::select! {
@@ -212,14 +244,16 @@ impl Upstreams {
             }
             answers[i] = Some(reply);
             arrived[i] = tokio::time::Instant::now();
+            came[i] = true;
         }
         let mut merged = Timestamp::new(tip.to_vec()).expect("a 32-byte message");
         let mut tail = Vec::new();
         let mut kept = 0;
         let mut kept_at = Vec::with_capacity(n);
         let mut failures = Vec::new();
-        for ((up, answer), arrived) in self.list.iter().zip(answers).zip(arrived) {
+        for (i, ((up, answer), arrived)) in self.list.iter().zip(answers).zip(arrived).enumerate() {
             let url = up.calendar.url().to_string();
+            let elapsed = came[i].then(|| arrived.saturating_duration_since(started));
             let answer = answer.unwrap_or_else(|| {
                 Err(match by_grace {
                     true => Refused::Late {
@@ -246,6 +280,19 @@ impl Upstreams {
                     }),
                 }
             });
+            if let Some(m) = self.metrics.get() {
+                let outcome = match &result {
+                    Ok(_) => Outcome::Accepted,
+                    Err(Refused::Calendar(e)) => Outcome::of_error(e),
+                    Err(Refused::NoRoom { .. }) => Outcome::Refused,
+                    Err(Refused::Timeout { .. } | Refused::Late { .. }) => Outcome::Failed,
+                };
+                let answered = match outcome {
+                    Outcome::Failed => None,
+                    _ => elapsed,
+                };
+                m.request(i, outcome, answered);
+            }
             let mut status = lock(&up.status);
             match result {
                 Ok((candidate, bytes)) => {

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ots_calendar::{Client, ClientConfig};
@@ -30,6 +30,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::journal::JournalReader;
+use crate::metrics::upstream::{Figures, Outcome, UpstreamMetrics};
+use crate::metrics::Metrics;
 use crate::status::PendingIndex;
 
 pub mod db;
@@ -131,6 +133,9 @@ pub struct Upstreams {
     given_up: Mutex<BTreeMap<u64, u64>>,
     /// Positions with a complete upstream proof.
     completed: Mutex<Vec<Range<u64>>>,
+    /// Each upstream's requests, counted once registered
+    /// ([`Upstreams::register_metrics`]).
+    metrics: OnceLock<UpstreamMetrics>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -175,6 +180,7 @@ impl Upstreams {
             status,
             given_up: Mutex::new(BTreeMap::new()),
             completed: Mutex::new(completed),
+            metrics: OnceLock::new(),
         })
     }
 
@@ -186,6 +192,39 @@ impl Upstreams {
     /// Whether an upstream completed journal position `position`.
     pub fn is_completed(&self, position: u64) -> bool {
         ranges::contains(&lock(&self.completed), position)
+    }
+
+    /// Registers the `otsd_upstream_*` families on `metrics` (issue 17):
+    /// submissions by result and their duration, counted from now on, and
+    /// each upstream's backlog, open and completed commitments, last
+    /// success and last error, read from [`Upstreams::statuses`] when
+    /// scraped. Once; call it before [`Upstreams::start`].
+    pub fn register_metrics(self: &Arc<Self>, metrics: &Metrics) {
+        if self.metrics.get().is_some() {
+            return;
+        }
+        let me = self.clone();
+        let registered = UpstreamMetrics::register(metrics, &self.config.urls, move || {
+            me.statuses()
+                .into_iter()
+                .map(|s| Figures {
+                    url: s.url,
+                    last_success: s.last_success,
+                    last_error_at: s.last_error_at,
+                    backlog: Some(s.backlog),
+                    open: Some(s.open),
+                    completed: Some(s.completed),
+                })
+                .collect()
+        });
+        let _ = self.metrics.set(registered);
+    }
+
+    /// Counts a submission to upstream `idx`, if metrics are registered.
+    fn count(&self, idx: usize, outcome: Outcome, elapsed: Option<Duration>) {
+        if let Some(m) = self.metrics.get() {
+            m.request(idx, outcome, elapsed);
+        }
     }
 
     /// Each upstream's state.

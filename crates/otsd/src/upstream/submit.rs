@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{proof, unix_now, Upstreams};
+use crate::metrics::upstream::Outcome;
 use crate::store::leaf;
 
 /// How often the journal is looked at for new commitments (the aggregator
@@ -119,7 +120,11 @@ pub async fn run(
         let mut set = tokio::task::JoinSet::new();
         for (position, leaf) in batch {
             let calendar = calendar.clone();
-            set.spawn(async move { (position, leaf, calendar.submit(&leaf).await) });
+            set.spawn(async move {
+                let asked = Instant::now();
+                let reply = calendar.submit(&leaf).await;
+                (position, leaf, reply, asked.elapsed())
+            });
         }
         let mut accepted = Vec::new();
         let mut last_error = None;
@@ -129,12 +134,26 @@ pub async fn run(
                 j = set.join_next() => j,
             };
             let Some(joined) = joined else { break };
-            let Ok((position, leaf, result)) = joined else {
+            let Ok((position, leaf, result, elapsed)) = joined else {
                 continue;
             };
-            let outcome = result.map_err(|e| error_chain(&e)).and_then(|ts| {
-                proof::accept_reply(ts).map_err(|e| format!("calendar {url}: refused: {e}"))
-            });
+            let outcome = match result {
+                Err(e) => {
+                    let outcome = Outcome::of_error(&e);
+                    let answered = (outcome == Outcome::Refused).then_some(elapsed);
+                    up.count(idx, outcome, answered);
+                    Err(error_chain(&e))
+                }
+                Ok(ts) => {
+                    let kept = proof::accept_reply(ts);
+                    let counted = match kept {
+                        Ok(_) => Outcome::Accepted,
+                        Err(_) => Outcome::Refused,
+                    };
+                    up.count(idx, counted, Some(elapsed));
+                    kept.map_err(|e| format!("calendar {url}: refused: {e}"))
+                }
+            };
             match outcome {
                 Ok(bytes) => accepted.push((position, leaf, bytes)),
                 Err(message) => {
