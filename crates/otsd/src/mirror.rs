@@ -37,12 +37,20 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (mirror, tasks) = sync::start(store, config, stop_rx)?;
     tracing::info!("listening on {}", listener.local_addr()?);
-    let served = axum::serve(listener, serve::app(mirror))
-        .with_graceful_shutdown(async move {
+    // The calendar's listener: its connection cap, timeouts and sweep of
+    // stalled connections guard the mirror's public port too.
+    let served = crate::listener::run_router(
+        listener,
+        serve::app(mirror),
+        &crate::limits::Limits::default(),
+        None,
+        None,
+        async move {
             shutdown.await;
             tracing::info!("shutting down");
-        })
-        .await;
+        },
+    )
+    .await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
