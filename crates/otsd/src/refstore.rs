@@ -219,6 +219,15 @@ fn open_db(path: &Path) -> Result<DB, RefStoreError> {
 /// `block_cache_bytes`: for a caller on its own thread (the importer),
 /// which asks with [`get_record`].
 pub fn open_read_only(path: &Path, block_cache_bytes: usize) -> Result<DB, RefStoreError> {
+    // rusty-leveldb writes a compaction's tables under the canonical path
+    // and reads tables under the path it was given: on disk the same
+    // files, in the overlay's memory two names, so a compaction while
+    // opening would leave its tables unreadable (and its inputs gone)
+    // unless the two are one.
+    let path = &path.canonicalize().map_err(|e| RefStoreError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let overlay = env::OverlayEnv::new();
     let seal = overlay.seal();
     let opt = Options {

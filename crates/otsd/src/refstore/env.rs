@@ -11,13 +11,22 @@
 //! code path that creates, writes, renames or deletes a file on disk, so
 //! the guarantee holds by construction, whatever LevelDB decides to do.
 //!
-//! Memory: once the store is open, the environment is sealed and refuses
-//! new tables. LevelDB compacts on reads too (a table consulted too often
-//! in vain is merged into the next level); in memory, each such compaction
-//! would keep a copy of tables for the life of the process. Refused, the
-//! compaction fails (rusty-leveldb logs it and serves the read) and is not
-//! tried again for that table. A compaction LevelDB wants while opening
-//! (a store left with many level-0 tables) still happens, in memory, once.
+//! Sealed once open: LevelDB compacts on reads too (a table consulted too
+//! often in vain is merged into the next level). Such a compaction must
+//! never change what the store holds, and rusty-leveldb 4.0.2 does not
+//! make sure of that: when a compaction's work fails, it still installs
+//! the compaction, deleting its input tables from the live version with
+//! only the outputs finished so far in their place. Refusing only the
+//! new tables (what this environment first did) thus made every
+//! read-triggered compaction drop a table and its overlaps from view: on
+//! a store of a million commitments, most of its records. So once the
+//! store is open, the environment refuses every new file and every
+//! append: the compaction's first table fails, and so does installing it
+//! (the new `CURRENT` is a new file), which happens before rusty-leveldb
+//! switches versions, so the store reads as it is on disk. Nothing else
+//! writes once open: this process never writes to the store. A
+//! compaction LevelDB wants while opening (a store left with many level-0
+//! tables, or one over a level's size) still happens, in memory, once.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -40,11 +49,6 @@ pub struct OverlayEnv {
     sealed: Arc<AtomicBool>,
 }
 
-/// The names LevelDB gives its tables (`.ldb`, and `.sst` of old stores).
-fn is_table(p: &Path) -> bool {
-    p.extension().is_some_and(|x| x == "ldb" || x == "sst")
-}
-
 impl OverlayEnv {
     /// An overlay with nothing written yet.
     pub fn new() -> Self {
@@ -59,6 +63,21 @@ impl OverlayEnv {
     /// `true` once the store is open.
     pub fn seal(&self) -> Arc<AtomicBool> {
         self.sealed.clone()
+    }
+
+    /// Once sealed, no new file and no append (see the module's
+    /// *Sealed once open*).
+    fn refuse_if_sealed(&self, p: &Path) -> Result<()> {
+        if self.sealed.load(Ordering::Relaxed) {
+            return Err(Status::new(
+                StatusCode::NotSupported,
+                &format!(
+                    "{}: no compaction of the reference store once open",
+                    p.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn in_mem(&self, p: &Path) -> bool {
@@ -114,20 +133,13 @@ impl Env for OverlayEnv {
     }
 
     fn open_writable_file(&self, p: &Path) -> Result<Box<dyn Write>> {
-        if is_table(p) && self.sealed.load(Ordering::Relaxed) {
-            return Err(Status::new(
-                StatusCode::NotSupported,
-                &format!(
-                    "{}: no compaction of the reference store once open",
-                    p.display()
-                ),
-            ));
-        }
+        self.refuse_if_sealed(p)?;
         self.unhide(p);
         self.mem.open_writable_file(p)
     }
 
     fn open_appendable_file(&self, p: &Path) -> Result<Box<dyn Write>> {
+        self.refuse_if_sealed(p)?;
         if !self.in_mem(p) {
             // Copy on write: the disk's content first, into memory.
             let mut content = Vec::new();
@@ -263,8 +275,9 @@ mod tests {
             .open_writable_file(&dir.path().join("000007.ldb"))
             .is_err());
         assert!(env
-            .open_writable_file(&dir.path().join("MANIFEST-000008"))
-            .is_ok());
+            .open_writable_file(&dir.path().join("000008.dbtmp"))
+            .is_err());
+        assert!(env.open_appendable_file(&on_disk).is_err());
     }
 
     /// A store whose log holds much more than a buffer's worth (the
@@ -292,6 +305,123 @@ mod tests {
             .sum();
         assert!(log > 64 << 10, "the records are in the log ({log} bytes)");
         let mut db = crate::refstore::open_read_only(&path, 1 << 20).unwrap();
+        for k in &keys {
+            assert!(
+                crate::refstore::get_record(&mut db, k).unwrap().is_some(),
+                "{}",
+                hex::encode(k)
+            );
+        }
+    }
+
+    /// Options that make many small tables.
+    fn small_tables() -> rusty_leveldb::Options {
+        rusty_leveldb::Options {
+            write_buffer_size: 16 << 10,
+            max_file_size: 8 << 10,
+            ..rusty_leveldb::Options::default()
+        }
+    }
+
+    /// Writes `n` keys to a store at `path` with small write buffers and
+    /// tables, so that it has many tables over two levels (as a large
+    /// store has at default sizes); returns the keys.
+    fn many_tables(path: &Path, n: u32) -> Vec<Vec<u8>> {
+        let keys: Vec<Vec<u8>> = (0..n)
+            .map(|i| ots_proof::op::sha256(&i.to_be_bytes()).to_vec())
+            .collect();
+        let mut db = rusty_leveldb::DB::open(path, small_tables()).unwrap();
+        for k in &keys {
+            db.put(k, &[0, 1, 0x08]).unwrap();
+        }
+        db.close().unwrap();
+        let tables = std::fs::read_dir(path)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "ldb")
+            })
+            .count();
+        assert!(tables > 20, "{tables} tables");
+        keys
+    }
+
+    /// Reading a store of many tables makes LevelDB want compactions (a
+    /// table consulted in vain too often): refused once sealed, each must
+    /// leave the store as it is. rusty-leveldb installs a failed
+    /// compaction, so refusing only its tables lost most records of a
+    /// million-commitment store (the 1M bench).
+    #[test]
+    fn reads_that_want_compactions_lose_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let keys = many_tables(&path, 20_000);
+        // Level-0 tables over the whole key range (fewer than make LevelDB
+        // compact while opening): most reads consult them in vain.
+        {
+            let mut db = rusty_leveldb::DB::open(&path, small_tables()).unwrap();
+            // No level-0 table left from the first writes.
+            db.compact_range(&[0], &[0xff; 33]).unwrap();
+            // Each a write buffer's worth (a large filler value ends it),
+            // made a table by the next write; the last stays in the log.
+            for offset in 0..2u8 {
+                for k in keys.iter().skip(offset.into()).step_by(200) {
+                    db.put(k, &[0, 1, 0x08]).unwrap();
+                }
+                db.put(&[0xff, offset], &vec![0; 16 << 10]).unwrap();
+            }
+            db.close().unwrap();
+        }
+        let before: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut db = crate::refstore::open_read_only(&path, 1 << 20).unwrap();
+        // Twice: the first pass spends the tables' allowed seeks.
+        for pass in 0..2 {
+            for k in &keys {
+                assert!(
+                    crate::refstore::get_record(&mut db, k).unwrap().is_some(),
+                    "pass {pass}: {}",
+                    hex::encode(k)
+                );
+            }
+        }
+        drop(db);
+        let after: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(before, after, "the disk is untouched");
+    }
+
+    /// A path that is not canonical (`..`, a relative path) names the same
+    /// store: a compaction while opening writes its tables under the
+    /// canonical path, and they must be the ones read.
+    #[test]
+    fn a_non_canonical_path_reads_the_store_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        let keys = many_tables(&dir.path().join("db"), 20_000);
+        // More level-0 tables than LevelDB keeps: opening compacts them.
+        {
+            let opt = rusty_leveldb::Options {
+                write_buffer_size: 16 << 10,
+                ..rusty_leveldb::Options::default()
+            };
+            let mut db = rusty_leveldb::DB::open(dir.path().join("db"), opt).unwrap();
+            for (i, k) in keys.iter().enumerate().take(3000) {
+                db.put(k, &[0, 1, 0x08]).unwrap();
+                if i % 500 == 499 {
+                    db.flush().unwrap();
+                }
+            }
+            db.close().unwrap();
+        }
+        let mut db = crate::refstore::open_read_only(&dir.path().join("x/../db"), 1 << 20).unwrap();
         for k in &keys {
             assert!(
                 crate::refstore::get_record(&mut db, k).unwrap().is_some(),
