@@ -244,6 +244,12 @@ pub struct ImportArgs {
     /// completed more of it.
     #[arg(long = "from-start")]
     pub from_start: bool,
+    /// Compare every node of every batch's tree with db/ (about four
+    /// LevelDB reads per commitment, several times slower) instead of
+    /// finding each batch from its first commitment's path and checking
+    /// its tail and a sample of its proofs.
+    #[arg(long = "check-every-node")]
+    pub check_every_node: bool,
     /// Commitments written per store transaction at most (one fsync each).
     #[arg(long = "commitments-per-transaction", default_value_t = crate::import::WRITE_COMMITMENTS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub commitments_per_transaction: u64,

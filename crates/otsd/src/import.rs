@@ -3,14 +3,19 @@
 //! no longer needed, checking each on the way.
 //!
 //! The journal is read in order from the saved cursor; each commitment's
-//! proof is walked in `db/` ([`groups`]), the commitments are grouped by the
-//! node their proofs end in, and each group is rebuilt as one batch of ours
-//! and checked node for node against what `db/` holds (so the bytes served
-//! afterwards are the reference's), its tail reaching a Bitcoin attestation
-//! and, when asked, each attestation's block header matching. A commitment
-//! or group that fails is a *bad entry*: reported with the key at fault,
-//! and the import goes on (such commitments are still served from `db/` in
-//! place while it is there).
+//! proof is walked in `db/` ([`groups`]) until it joins a batch already
+//! met or ends. At the first commitment of a batch, the batch is found
+//! whole from that one path ([`shape`]: the following journal commitments
+//! whose tree has its root on it), or, with
+//! [`Options::check_every_node`] and where that finds nothing, gathered
+//! by walking each commitment and checked node for node against what `db/`
+//! holds. Either way the batch is rebuilt as one of ours, so the bytes
+//! served afterwards are the reference's (compared on a sample of each
+//! batch), its tail must reach a Bitcoin attestation and, when asked, each
+//! attestation's block header must match. A commitment or group that fails
+//! is a *bad entry*: reported with the key at fault, and the import goes
+//! on (such commitments are still served from `db/` in place while it is
+//! there).
 //!
 //! Resumable at any point: batches are written many to a transaction
 //! ([`WRITE_COMMITMENTS`], [`WRITE_INTERVAL`]; one fsync each, never one
@@ -23,7 +28,9 @@
 //! [`crate::refstore`] (never written).
 
 pub mod groups;
+pub mod shape;
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,7 +41,7 @@ use crate::calendar::Commitment;
 use crate::journal::JournalReader;
 use crate::refstore::{self, REFERENCE_DB_DIR};
 use crate::store::{commitment_bytes, CompletedBatch, Store};
-use groups::{Checked, Headers, Rejected, Walked, Walker};
+use groups::{Checked, Headers, Lookahead, Rejected, Started, Walked, Walker};
 
 /// The store's `meta` key holding the import's cursor: journal positions
 /// below it are done.
@@ -121,6 +128,11 @@ pub struct Options<'a> {
     pub from_start: bool,
     /// Commitments per store transaction at most ([`WRITE_COMMITMENTS`]).
     pub commitments_per_transaction: usize,
+    /// Compares every node of every batch's tree with `db/` instead of
+    /// finding each batch whole from its first commitment's path
+    /// ([`shape`]): reads about four records per commitment instead of a
+    /// few dozen per batch.
+    pub check_every_node: bool,
 }
 
 /// Runs the import; `bad` is told of each bad entry as it is found.
@@ -190,7 +202,7 @@ fn run_inner(
     let mut run = Importer {
         check_store,
         store,
-        walker: Walker::new(db),
+        walker: Walker::new(db, !opts.check_every_node),
         headers: opts.headers,
         sum: Summary {
             start,
@@ -203,28 +215,33 @@ fn run_inner(
         first_bad: None,
     };
     let mut last_write = Instant::now();
-    let mut pos = start;
-    while pos < len {
-        let records = journal
-            .read_range(pos, READ_CHUNK)
-            .context("reading the journal")?;
-        if records.is_empty() {
+    let mut ahead = Ahead {
+        journal: &journal,
+        next: start,
+        end: len,
+        records: VecDeque::new(),
+        leaves: Vec::new(),
+    };
+    while ahead.next < len {
+        let Some(record) = ahead.get(0)? else {
             break;
+        };
+        let position = ahead.next;
+        let used = run.one(position, record, &mut ahead)?;
+        ahead.advance(used);
+        let pos = ahead.next;
+        if run.pending_n >= per_txn
+            || (!run.pending.is_empty() && last_write.elapsed() >= WRITE_INTERVAL)
+        {
+            run.write(pos)?;
+            last_write = Instant::now();
         }
-        for record in records {
-            let position = pos;
-            pos += 1;
-            run.one(position, record)?;
-            if run.pending_n >= per_txn
-                || (!run.pending.is_empty() && last_write.elapsed() >= WRITE_INTERVAL)
-            {
-                run.write(pos)?;
-                last_write = Instant::now();
-            }
+        if used > 1 || pos % READ_CHUNK as u64 == 0 {
+            bar.set_position(pos - start);
+            bar.set_message(format!("{} bad", run.sum.bad));
         }
-        bar.set_position(pos - start);
-        bar.set_message(format!("{} bad", run.sum.bad));
     }
+    let pos = ahead.next;
     while let Some(group) = run.walker.pop_oldest() {
         run.close(group)?;
     }
@@ -260,16 +277,30 @@ struct Importer<'a, 'b> {
 }
 
 impl Importer<'_, '_> {
-    /// The journal record at `position`.
-    fn one(&mut self, position: u64, record: Commitment) -> anyhow::Result<()> {
+    /// The journal record at `position` (and, when it starts a batch found
+    /// whole, the rest of that batch): how many records it took.
+    fn one(
+        &mut self,
+        position: u64,
+        record: Commitment,
+        ahead: &mut dyn Lookahead,
+    ) -> anyhow::Result<u64> {
         if self.check_store && in_store(&self.store, &record)? {
             self.sum.already += 1;
-            return Ok(());
+            return Ok(1);
         }
+        let mut used = 1;
         match self.walker.walk(position, record) {
             Ok(Walked::NotInDb) => self.sum.not_in_db += 1,
             Ok(Walked::Duplicate) => self.sum.duplicates += 1,
             Ok(Walked::Grouped) => {}
+            Ok(Walked::Starts(start)) => match self.walker.start(start, ahead)? {
+                Started::Whole(group) => {
+                    used = group.members.len() as u64;
+                    self.close(group)?;
+                }
+                Started::Open => {}
+            },
             Err(e) => self.report(BadEntry {
                 position,
                 commitment: commitment_bytes(&record).to_vec(),
@@ -282,7 +313,7 @@ impl Importer<'_, '_> {
             };
             self.close(group)?;
         }
-        Ok(())
+        Ok(used)
     }
 
     fn report(&mut self, entry: BadEntry) {
@@ -340,6 +371,74 @@ impl Importer<'_, '_> {
             .context("writing imported batches to the store")?;
         self.pending_n = 0;
         Ok(())
+    }
+}
+
+/// The journal from the next record to import on, read ahead for the
+/// batches found whole, with their leaves.
+struct Ahead<'j> {
+    journal: &'j JournalReader,
+    /// The journal position of `records[0]`.
+    next: u64,
+    /// The journal's length.
+    end: u64,
+    records: VecDeque<Commitment>,
+    /// `leaf(records[i])`, for a prefix of `records`.
+    leaves: Vec<[u8; 32]>,
+}
+
+impl Ahead<'_> {
+    /// The record `i` places after the next; `None` past the journal's end.
+    fn get(&mut self, i: usize) -> anyhow::Result<Option<Commitment>> {
+        while self.records.len() <= i {
+            let at = self.next + self.records.len() as u64;
+            if at >= self.end {
+                return Ok(None);
+            }
+            let want = READ_CHUNK.max(i + 1 - self.records.len());
+            let more = self
+                .journal
+                .read_range(at, want.min((self.end - at) as usize))
+                .context("reading the journal")?;
+            if more.is_empty() {
+                return Ok(None);
+            }
+            self.records.extend(more);
+        }
+        Ok(Some(self.records[i]))
+    }
+
+    /// Moves past `n` records.
+    fn advance(&mut self, n: u64) {
+        let n = (n as usize).min(self.records.len());
+        self.records.drain(..n);
+        self.leaves.drain(..n.min(self.leaves.len()));
+        self.next += n as u64;
+    }
+}
+
+impl shape::Leaves for Ahead<'_> {
+    fn leaf(&mut self, i: usize) -> anyhow::Result<Option<[u8; 32]>> {
+        if i > shape::MAX_BATCH {
+            return Ok(None);
+        }
+        while self.leaves.len() <= i {
+            let j = self.leaves.len();
+            let Some(r) = self.get(j)? else {
+                return Ok(None);
+            };
+            self.leaves.push(crate::store::leaf(&r));
+        }
+        Ok(Some(self.leaves[i]))
+    }
+}
+
+impl Lookahead for Ahead<'_> {
+    fn records(&mut self, n: usize) -> anyhow::Result<Vec<Commitment>> {
+        if n > 0 {
+            self.get(n - 1)?;
+        }
+        Ok(self.records.iter().take(n).copied().collect())
     }
 }
 

@@ -91,6 +91,7 @@ fn import_reference(args: &otsd::config::ImportArgs, dir: &std::path::Path) -> a
         headers,
         progress: !args.no_progress,
         from_start: args.from_start,
+        check_every_node: args.check_every_node,
         commitments_per_transaction: usize::try_from(args.commitments_per_transaction)
             .unwrap_or(usize::MAX),
     };

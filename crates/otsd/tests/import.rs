@@ -278,13 +278,16 @@ async fn served_exactly(dir: &Path) -> usize {
     ok
 }
 
-#[tokio::test]
-async fn a_record_that_does_not_parse_is_a_bad_entry_naming_the_key_and_the_rest_imports() {
+/// A record that does not parse at the leaf of completed commitment
+/// `index`, then the import with `extra` flags: it exits 3, names the key
+/// and the commitment, imports the other batches, and leaves the damaged
+/// batch to `db/`, served in place for all but the damaged commitment.
+async fn a_damaged_leaf_is_a_bad_entry(index: usize, extra: &[&str]) {
     let (_tmp, dir) = copy_calendar();
-    let (c, _) = &completed()[100];
+    let (c, _) = &completed()[index];
     let key = ots_proof::op::sha256(c);
     put(&dir, &key, &[0, 1, 0x77]); // an unknown operation
-    let out = import(&dir, &[]);
+    let out = import(&dir, extra);
     assert_eq!(out.status.code(), Some(3));
     let (summary, err) = (stdout(&out), stderr(&out));
     assert!(
@@ -305,6 +308,35 @@ async fn a_record_that_does_not_parse_is_a_bad_entry_naming_the_key_and_the_rest
         }
     }
     assert_eq!(served_exactly(&dir).await, COMPLETED - 1);
+}
+
+/// The first commitment of a batch is where the import finds the batch:
+/// its own records are read in either mode.
+#[tokio::test]
+async fn a_record_the_import_reads_that_does_not_parse_is_a_bad_entry_naming_the_key() {
+    a_damaged_leaf_is_a_bad_entry(0, &[]).await;
+}
+
+#[tokio::test]
+async fn with_check_every_node_a_damaged_record_anywhere_in_a_tree_is_a_bad_entry() {
+    a_damaged_leaf_is_a_bad_entry(100, &["--check-every-node"]).await;
+}
+
+/// A damaged node inside a batch that the default import does not read
+/// (the batch is found from its first commitment's path): the batch is
+/// imported all the same, and every proof, the damaged commitment's too,
+/// is the reference's, served from our store although `db/` is damaged.
+#[tokio::test]
+async fn a_damaged_record_the_import_does_not_need_leaves_every_proof_right() {
+    let (_tmp, dir) = copy_calendar();
+    let (c, _) = &completed()[100];
+    put(&dir, &ots_proof::op::sha256(c), &[0, 1, 0x77]);
+    let out = import(&dir, &[]);
+    let summary = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}{}", stderr(&out));
+    assert_eq!(count(&summary, "commitments imported"), COMPLETED as u64);
+    assert_eq!(dump(&dir), expected_dump());
+    assert_eq!(served_exactly(&dir).await, COMPLETED);
 }
 
 #[tokio::test]

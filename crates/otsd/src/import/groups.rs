@@ -22,6 +22,7 @@ use ots_proof::{Attestation, MerkleTree, Op, Timestamp};
 use rustc_hash::FxHashMap;
 use rusty_leveldb::DB;
 
+use super::shape::{self, Leaves};
 use crate::calendar::Commitment;
 use crate::refstore::{self, get_record, node, Records, RefStoreError};
 use crate::store::{commitment_bytes, leaf, CompletedBatch};
@@ -50,6 +51,10 @@ pub struct Group {
     id: u64,
     /// `(journal position, record)`.
     pub members: Vec<(u64, Commitment)>,
+    /// Found whole from its first commitment's path ([`shape`]): only
+    /// that path's nodes were read, so the check is of its tail and of
+    /// sample proofs, not node for node.
+    whole: bool,
 }
 
 impl Group {
@@ -67,6 +72,32 @@ pub enum Walked {
     Duplicate,
     /// Added to an open batch.
     Grouped,
+    /// The first commitment of a batch not met before (only when the
+    /// walker finds batches whole): hand it to [`Walker::start`].
+    Starts(Start),
+}
+
+/// The first commitment of a new batch and the path its walk read.
+pub struct Start {
+    position: u64,
+    record: Commitment,
+    /// `(message, record)` from the commitment to where the walk ended.
+    path: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What [`Walker::start`] made of a new batch.
+pub enum Started {
+    /// Found whole: these many journal commitments from the first, to be
+    /// [`Walker::check`]ed now.
+    Whole(Group),
+    /// Opened for the node-for-node walk of the commitments after it.
+    Open,
+}
+
+/// The journal after a batch's first commitment, read ahead.
+pub trait Lookahead: Leaves {
+    /// The `n` journal records from the batch's first commitment on.
+    fn records(&mut self, n: usize) -> anyhow::Result<Vec<Commitment>>;
 }
 
 /// A batch checked and rebuilt, ready for the store.
@@ -96,6 +127,9 @@ pub struct Walker {
     memo: FxHashMap<Vec<u8>, Node>,
     groups: VecDeque<Group>,
     next_id: u64,
+    /// Whether a new batch is first tried whole ([`shape`]) before it is
+    /// walked node for node.
+    whole: bool,
 }
 
 /// Lookups during a batch's check: walked nodes first, then the LevelDB.
@@ -114,13 +148,55 @@ impl Records for MemoThenDb<'_> {
 }
 
 impl Walker {
-    /// A walker over the open LevelDB `db`.
-    pub fn new(db: DB) -> Walker {
+    /// A walker over the open LevelDB `db`; with `whole`, each new batch
+    /// is first found whole from its first commitment's path.
+    pub fn new(db: DB, whole: bool) -> Walker {
         Walker {
             db,
             memo: FxHashMap::default(),
             groups: VecDeque::new(),
             next_id: 0,
+            whole,
+        }
+    }
+
+    /// A new batch from its first commitment: found whole from the path
+    /// when the journal after it holds the tree whose root the path
+    /// passes, else opened for the node-for-node walk.
+    pub fn start(&mut self, start: Start, ahead: &mut dyn Lookahead) -> anyhow::Result<Started> {
+        let messages: Vec<Vec<u8>> = start.path.iter().map(|(m, _)| m.clone()).collect();
+        // The path from the commitment: its own record first, then its
+        // leaf's; the tree starts at the leaf.
+        let n = shape::batch_size(&messages[1.min(messages.len())..], ahead)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        for (key, rec) in start.path {
+            self.memo.insert(
+                key,
+                Node {
+                    record: rec,
+                    group: id,
+                },
+            );
+        }
+        match n {
+            Some(n) => {
+                let records = ahead.records(n)?;
+                let members = (start.position..).zip(records).collect();
+                Ok(Started::Whole(Group {
+                    id,
+                    members,
+                    whole: true,
+                }))
+            }
+            None => {
+                self.groups.push_back(Group {
+                    id,
+                    members: vec![(start.position, start.record)],
+                    whole: false,
+                });
+                Ok(Started::Open)
+            }
         }
     }
 
@@ -184,11 +260,20 @@ impl Walker {
                 msg = next;
             } else {
                 // The end of the chain: a new batch.
+                if self.whole {
+                    path.push((msg, rec));
+                    return Ok(Walked::Starts(Start {
+                        position,
+                        record,
+                        path,
+                    }));
+                }
                 let id = self.next_id;
                 self.next_id += 1;
                 self.groups.push_back(Group {
                     id,
                     members: Vec::new(),
+                    whole: false,
                 });
                 path.push((msg, rec));
                 break id;
@@ -279,7 +364,20 @@ impl Walker {
             }
             Ok(())
         };
-        if let Err(reason) = check_tree() {
+        if group.whole {
+            // The root is a node of the first commitment's path
+            // ([`shape`]); the tree needs no other node of `db/`.
+            if self
+                .memo
+                .get(tree.root().as_slice())
+                .is_none_or(|n| n.group != group.id)
+            {
+                return Ok(Err(format!(
+                    "key {}: the root of these {n} commitments is not on the first one's path",
+                    hex::encode(tree.root())
+                )));
+            }
+        } else if let Err(reason) = check_tree() {
             return Ok(Err(reason));
         }
         let root = tree.root();
