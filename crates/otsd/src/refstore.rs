@@ -298,6 +298,36 @@ pub fn is_leveldb_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
         .is_some_and(|l| l.file().contains("rusty-leveldb"))
 }
 
+/// The file an operator may keep beside a reference calendar's journal
+/// (PROTOCOL §3): a journal index, as decimal text, below which every
+/// commitment is known to be in `db/`.
+pub const KNOWN_GOOD_FILE: &str = "journal.known-good";
+
+/// The journal index of `dir`'s [`KNOWN_GOOD_FILE`]: `Ok(None)` without
+/// the file, `Err` (why, for the log) when it cannot be read as one number.
+/// The reference's stamper starts its scan for pending commitments there;
+/// so does our start-up, which then looks up only the records after it.
+pub fn known_good(dir: &Path) -> Result<Option<u64>, String> {
+    let path = dir.join(KNOWN_GOOD_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    // A journal index fits in 20 digits; anything longer is not one.
+    let text = std::str::from_utf8(&text)
+        .ok()
+        .filter(|t| t.len() <= 64)
+        .ok_or_else(|| format!("{}: not a decimal journal index", path.display()))?;
+    text.trim().parse::<u64>().map(Some).map_err(|_| {
+        format!(
+            "{}: not a decimal journal index: {:?}",
+            path.display(),
+            text.trim()
+        )
+    })
+}
+
 /// Where node records come from: the store, or a map in tests.
 pub trait Records {
     /// The record stored under `key`.

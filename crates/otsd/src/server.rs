@@ -128,8 +128,34 @@ pub async fn serve(
     if let Some(u) = &upstream {
         u.register_metrics(&metrics);
     }
-    let (pending, without_proof) =
-        pending_index(&reader, &store, refstore.as_ref(), upstream.as_deref())?;
+    // The reference's `journal.known-good`: below it every record is in
+    // `db/` (the operator's word, which the reference's stamper takes too),
+    // so start-up looks up only the records after it.
+    let known_good = match &refstore {
+        None => 0,
+        Some(_) => match crate::refstore::known_good(dir) {
+            Ok(k) => {
+                if let Some(k) = k {
+                    tracing::info!(
+                        known_good = k,
+                        "journal.known-good: records below it are in db/, not looked up"
+                    );
+                }
+                k.unwrap_or(0)
+            }
+            Err(why) => {
+                tracing::warn!(%why, "journal.known-good ignored: every journal record is looked up in db/");
+                0
+            }
+        },
+    };
+    let (pending, without_proof) = pending_index(
+        &reader,
+        &store,
+        refstore.as_ref(),
+        known_good,
+        upstream.as_deref(),
+    )?;
     let stamping = matches!(settings.backend, Backend::Bitcoin(_));
     consistency::check_stamper(dir, records, &without_proof, stamping)?;
     let pending = Arc::new(pending);
@@ -251,12 +277,14 @@ pub async fn serve(
 /// length. Also gives their positions as ranges, which the start-up check
 /// compares with the stamper's state. A commitment with a record in the
 /// reference's `db/` has a proof (one LevelDB lookup per record not in our
-/// store); one whose lookup fails is logged and left without a proof, so
+/// store, but none below `known_good`, which the reference's
+/// `journal.known-good` says are all in `db/`); one whose lookup fails is logged and left without a proof, so
 /// a stamper stamps it again into our store, which is served first.
 fn pending_index(
     reader: &JournalReader,
     store: &Store,
     refstore: Option<&RefStore>,
+    known_good: u64,
     upstream: Option<&Upstreams>,
 ) -> Result<(PendingIndex, Vec<Range<u64>>), ServeError> {
     let started = std::time::Instant::now();
@@ -274,7 +302,8 @@ fn pending_index(
         for (i, rec) in recs.iter().enumerate() {
             let c = commitment_bytes(rec);
             let position = start + i as u64;
-            let proved = (completed_exist && store.contains(c)?)
+            let proved = (refstore.is_some() && position < known_good)
+                || (completed_exist && store.contains(c)?)
                 || in_refstore(refstore, c)
                 || upstream.is_some_and(|u| u.is_completed(position));
             if !proved {

@@ -304,3 +304,57 @@ async fn a_db_that_will_not_open_refuses_start_up_naming_it() {
     );
     assert_eq!(hashes(&dir), before);
 }
+
+/// The fixture's pending commitments, as info's JSON counts them, when
+/// started with `journal.known-good` holding `content`; and the log.
+async fn pending_with_known_good(content: &str) -> (u64, Vec<String>) {
+    let (_tmp, dir) = copy_calendar();
+    std::fs::write(dir.join("journal.known-good"), content).unwrap();
+    let (mut child, addr, log) = start(&dir).await;
+    let info = get(addr, "/", "Accept: application/json\r\n").await;
+    let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    // The reference's proofs are served below and above it alike.
+    let (c, want) = &completed()[0];
+    assert_eq!(&timestamp(addr, c).await.body, want);
+    child.kill().await.unwrap();
+    let lines = log.lock().unwrap().clone();
+    (info["pending_commitments"].as_u64().unwrap(), lines)
+}
+
+/// `journal.known-good` (PROTOCOL §3): records below it are taken as in
+/// `db/` without a lookup, as the reference's stamper takes them (so with
+/// the whole journal below it, even the 13 unconfirmed ones count as
+/// proved: the operator's word); records from it on are looked up; a file
+/// that is not a number is ignored with a warning.
+#[tokio::test]
+async fn journal_known_good_spares_the_lookups_below_it() {
+    let first_pending = {
+        let dir = vectors().join("calendar");
+        let reader = otsd::journal::JournalReader::open(&dir).unwrap();
+        let records = reader.read_range(0, 1000).unwrap();
+        let pending = pending();
+        records
+            .iter()
+            .position(|r| {
+                pending
+                    .iter()
+                    .any(|p| p == otsd::store::commitment_bytes(r))
+            })
+            .expect("a pending commitment in the journal")
+    };
+    assert!(first_pending > 0, "completed records come before it");
+    let (n, log) = pending_with_known_good("315\n").await;
+    assert_eq!(n, 0, "the whole journal is below known-good");
+    assert!(
+        log.iter().any(|l| l.contains("journal.known-good")),
+        "{log:?}"
+    );
+    let (n, _) = pending_with_known_good(&first_pending.to_string()).await;
+    assert_eq!(n, 13, "the records from known-good on are looked up");
+    let (n, log) = pending_with_known_good("three hundred").await;
+    assert_eq!(n, 13);
+    assert!(
+        log.iter().any(|l| l.contains("journal.known-good ignored")),
+        "{log:?}"
+    );
+}
