@@ -44,6 +44,15 @@ pub const MAX_PROOF_NODES: usize = 4096;
 /// LevelDB's block cache for the reference's tables.
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
+/// Node records kept by the thread that serves proofs, most recently used
+/// first (about 200 bytes each with the cache's own). Proofs of one batch
+/// share their upper tree levels and the whole tail (a few dozen of the
+/// 50-odd nodes of a proof), so random requests find most of those here and
+/// read only the lower levels from LevelDB, whose lookups cost tens of
+/// microseconds each. `db/` never changes under us (read-only, the
+/// reference stopped), so a kept record is the record; errors are not kept.
+const RECORD_CACHE_ENTRIES: usize = 1 << 18;
+
 /// The stack of the thread that owns the store: building a proof recurses
 /// once per level, up to [`MAX_DEPTH`].
 const THREAD_STACK_BYTES: usize = 8 << 20;
@@ -247,15 +256,43 @@ pub fn open_read_only(path: &Path, block_cache_bytes: usize) -> Result<DB, RefSt
 
 /// The store's thread: answers until every [`RefStore`] is dropped.
 fn run(mut db: DB, requests: mpsc::Receiver<Request>) {
+    let mut cache = lru::LruCache::new(
+        std::num::NonZeroUsize::new(RECORD_CACHE_ENTRIES).expect("a non-zero constant"),
+    );
     while let Ok(req) = requests.recv() {
         match req {
+            // Start-up's lookups of each journal record: not kept (each
+            // commitment's own record is met once).
             Request::Contains(key, reply) => {
                 let _ = reply.send(get_record(&mut db, &key).map(|v| v.is_some()));
             }
             Request::Proof(msg, reply) => {
-                let _ = reply.send(proof(&mut Lookup(&mut db), &msg));
+                let mut records = Cached {
+                    db: &mut db,
+                    cache: &mut cache,
+                };
+                let _ = reply.send(proof(&mut records, &msg));
             }
         }
+    }
+}
+
+/// Lookups through the thread's record cache ([`RECORD_CACHE_ENTRIES`]).
+struct Cached<'a> {
+    db: &'a mut DB,
+    cache: &'a mut lru::LruCache<Vec<u8>, Vec<u8>>,
+}
+
+impl Records for Cached<'_> {
+    fn record(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
+        if let Some(r) = self.cache.get(key) {
+            return Ok(Some(r.clone()));
+        }
+        let r = get_record(self.db, key)?;
+        if let Some(r) = &r {
+            self.cache.put(key.to_vec(), r.clone());
+        }
+        Ok(r)
     }
 }
 
@@ -332,14 +369,6 @@ pub fn known_good(dir: &Path) -> Result<Option<u64>, String> {
 pub trait Records {
     /// The record stored under `key`.
     fn record(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError>;
-}
-
-struct Lookup<'a>(&'a mut DB);
-
-impl Records for Lookup<'_> {
-    fn record(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, RefStoreError> {
-        get_record(self.0, key)
-    }
 }
 
 impl Records for std::collections::HashMap<Vec<u8>, Vec<u8>> {
