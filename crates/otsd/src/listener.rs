@@ -98,20 +98,15 @@ impl Server {
         watcher: hyper_util::server::graceful::Watcher,
     ) {
         let _ = stream.set_nodelay(true);
-        // Out of this runtime's reactor, to join the serving thread's; and
-        // a second handle on the socket, with which the sweep closes it
-        // (and writes a 408 or 503 first where one is due).
-        let (stream, spare) = match stream.into_std().and_then(|s| {
-            let spare = s.try_clone()?;
-            Ok((s, spare))
-        }) {
-            Ok(pair) => pair,
+        // Out of this runtime's reactor, to join the serving thread's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "socket setup failed");
                 return;
             }
         };
-        let conn = self.tracker.register(spare);
+        let conn = self.tracker.register();
         let (http, tracker) = (self.http.clone(), self.tracker.clone());
         let service = conns::Tracked {
             inner: self.service.clone(),

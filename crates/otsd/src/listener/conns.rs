@@ -14,20 +14,22 @@
 //! header read timer is off. The sweep runs every [`SWEEP_INTERVAL`] (less
 //! with short limits) on a thread of its own. It closes a connection
 //! through a dup'd handle on its socket: `shutdown(2)` on both directions
-//! wakes hyper, whose pending read sees EOF and whose pending write fails,
-//! and the connection's task ends and frees its slot. A canned answer
-//! (`408`, `503`), where one is due, is written first on the same handle;
-//! it is the only thing in flight, since the connection is not busy.
+//! is flagged, and its task woken: its next read (in [`Watched`]) writes
+//! the canned answer due (`408`, `503`), if any, and sees EOF, and a write
+//! pending fails, so hyper ends the connection and its slot is freed. The
+//! answer is the only thing in flight, since the connection is not busy.
+//! The sweep never touches the socket itself: a second handle (`dup(2)`)
+//! would cost every connection a second descriptor (16,384 clients would
+//! need 32,768 under the process's limit).
 
 use std::future::Future;
-use std::io::Write;
-use std::net::Shutdown;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, Response};
@@ -83,8 +85,12 @@ pub struct Conn {
     phase_since: AtomicU64,
     /// When the pending write began to wait; 0 when none is pending.
     write_since: AtomicU64,
-    /// A second handle on the socket, to close it from the sweep.
-    socket: std::net::TcpStream,
+    /// Set by the sweep: the connection's IO ends at its next poll.
+    closing: AtomicBool,
+    /// What to write before it ends (a canned `408`/`503`), taken once.
+    answer: Mutex<Option<Vec<u8>>>,
+    /// The connection's task, as of its last IO poll: woken to close.
+    waker: AtomicWaker,
 }
 
 impl Conn {
@@ -184,11 +190,13 @@ impl Conn {
         };
         if was {
             if let Some(bytes) = answer {
-                // Non-blocking (the handle shares the socket's flags); the
-                // answer is small and nothing else is queued.
-                let _ = (&self.socket).write(bytes);
+                *self
+                    .answer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bytes.to_vec());
             }
-            let _ = self.socket.shutdown(Shutdown::Both);
+            self.closing.store(true, Release);
+            self.waker.wake();
         }
         was
     }
@@ -278,8 +286,8 @@ impl Tracker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers a new connection; `socket` is a second handle on it.
-    pub fn register(&self, socket: std::net::TcpStream) -> Arc<Conn> {
+    /// Registers a new connection (served through a [`Watched`]).
+    pub fn register(&self) -> Arc<Conn> {
         let now = self.clock.now();
         let mut registry = self.lock();
         registry.next_id += 1;
@@ -291,7 +299,9 @@ impl Tracker {
             phase: AtomicU8::new(AWAIT_HEAD),
             phase_since: AtomicU64::new(now),
             write_since: AtomicU64::new(0),
-            socket,
+            closing: AtomicBool::new(false),
+            answer: Mutex::new(None),
+            waker: AtomicWaker::new(),
         });
         registry.conns.insert(conn.id, conn.clone());
         if let Some(g) = &self.open {
@@ -450,6 +460,28 @@ pub struct Watched {
     pub conn: Arc<Conn>,
 }
 
+impl Watched {
+    /// Whether the sweep closed the connection; registers the task to be
+    /// woken when it does.
+    #[inline]
+    fn closing(&self, cx: &Context<'_>) -> bool {
+        if self.conn.closing.load(Acquire) {
+            return true;
+        }
+        self.conn.waker.register(cx.waker());
+        // Closed between the check and the registration: seen now.
+        self.conn.closing.load(Acquire)
+    }
+}
+
+/// A write on a connection the sweep closed.
+fn aborted() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "connection closed by the server",
+    )
+}
+
 impl AsyncRead for Watched {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -457,6 +489,22 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.closing(cx) {
+            let answer = this
+                .conn
+                .answer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(bytes) = answer {
+                // Straight to the socket (non-blocking, best effort; the
+                // answer is small and nothing else is queued), whatever
+                // readiness the reactor has seen so far.
+                let _ = socket2::SockRef::from(&this.io).send(&bytes);
+            }
+            // EOF: hyper ends the connection.
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -473,6 +521,9 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        if this.closing(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
         this.conn.on_write(&result, |n| *n > 0);
         result
@@ -484,6 +535,9 @@ impl AsyncWrite for Watched {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        if this.closing(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.conn.on_write(&result, |n| *n > 0);
         result
@@ -626,13 +680,43 @@ mod tests {
         }
     }
 
-    /// A connected pair: the server side's handle (as the registry keeps
-    /// it) and the client side.
+    /// A connected pair: the server side and the client side.
     fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         (server, client)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Registers the server side of a new pair and reads it, as hyper
+    /// would, on `rt` through a [`Watched`] until EOF or an error, then
+    /// closes it; returns the connection and the client side.
+    fn serve(rt: &tokio::runtime::Runtime, tracker: &Tracker) -> (Arc<Conn>, std::net::TcpStream) {
+        let (server, client) = pair();
+        server.set_nonblocking(true).unwrap();
+        let conn = tracker.register();
+        let c = conn.clone();
+        rt.spawn(async move {
+            let mut w = Watched {
+                io: TcpStream::from_std(server).unwrap(),
+                conn: c,
+            };
+            let mut buf = [0u8; 64];
+            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut w, &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        });
+        (conn, client)
     }
 
     fn read_all(mut client: std::net::TcpStream) -> String {
@@ -651,16 +735,13 @@ mod tests {
 
     #[test]
     fn each_limit_closes_its_phase_and_only_that() {
+        let rt = runtime();
         let tracker = Tracker::new(&limits(), 1000 * MS);
         at(&tracker, 1);
-        let (s1, head_client) = pair();
-        let head = tracker.register(s1);
-        let (s2, idle_client) = pair();
-        let idle = tracker.register(s2);
-        let (s3, writing_client) = pair();
-        let writing = tracker.register(s3);
-        let (s4, _busy_client) = pair();
-        let busy = tracker.register(s4);
+        let (head, head_client) = serve(&rt, &tracker);
+        let (idle, idle_client) = serve(&rt, &tracker);
+        let (writing, writing_client) = serve(&rt, &tracker);
+        let (busy, _busy_client) = serve(&rt, &tracker);
         for c in [&idle, &writing, &busy] {
             assert!(c.begin_request());
         }
@@ -690,8 +771,7 @@ mod tests {
     fn progress_restarts_the_clocks() {
         let tracker = Tracker::new(&limits(), 1000 * MS);
         at(&tracker, 1);
-        let (s, _client) = pair();
-        let conn = tracker.register(s);
+        let conn = tracker.register();
         assert!(conn.begin_request());
         conn.end_request();
         conn.on_write::<usize>(&Poll::Pending, |_| true);
@@ -721,22 +801,18 @@ mod tests {
             1000 * MS,
         );
         at(&tracker, 1);
-        let (s, _c1) = pair();
-        let busy = tracker.register(s);
+        let busy = tracker.register();
         assert!(busy.begin_request());
         at(&tracker, 10);
-        let (s, _c2) = pair();
-        let writing = tracker.register(s);
+        let writing = tracker.register();
         assert!(writing.begin_request());
         writing.on_write::<usize>(&Poll::Pending, |_| true);
         at(&tracker, 20);
-        let (s, _c3) = pair();
-        let idle = tracker.register(s);
+        let idle = tracker.register();
         assert!(idle.begin_request());
         idle.end_request();
         at(&tracker, 65);
-        let (s, _c4) = pair();
-        let fresh = tracker.register(s);
+        let fresh = tracker.register();
         // Nothing had stalled long enough at the last sweep.
         assert!(!tracker.reclaim());
         tracker.sweep_once(100);
