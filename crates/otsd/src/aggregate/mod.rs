@@ -70,7 +70,7 @@ pub struct AggregateSettings {
 
 impl AggregateSettings {
     /// Settings for `upstreams` with every other value at its default (and
-    /// one HTTP thread; `otsd aggregate` has one per CPU but one).
+    /// one HTTP thread; `otsd aggregate` has one per CPU).
     pub fn new(upstreams: Vec<String>) -> AggregateSettings {
         AggregateSettings {
             upstreams,
