@@ -973,7 +973,7 @@ mod tests {
         assert_eq!(s.upstream_timeout, DEFAULT_AGGREGATE_UPSTREAM_TIMEOUT);
         assert_eq!(s.upstream_grace, DEFAULT_UPSTREAM_GRACE);
         assert_eq!(s.interval, DEFAULT_AGGREGATE_INTERVAL);
-        assert_eq!(s.http_threads, default_http_threads());
+        assert_eq!(s.http_threads, default_aggregate_http_threads());
         assert_eq!(a.rpc_port, DEFAULT_RPC_PORT);
         assert_eq!(s.limits.max_connections, DEFAULT_MAX_CONNECTIONS);
         let Some(Command::Aggregate(a)) = parse(&[
