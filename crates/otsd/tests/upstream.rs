@@ -336,6 +336,14 @@ enum Mode {
     PendingThenWrongBitcoin(String),
     /// Holds every request without answering.
     Hang,
+    /// A pending reply (attestation `uri`) of exactly this many bytes.
+    Sized(String, usize),
+    /// A pending reply (attestation `uri`) as deep as a calendar reply may
+    /// be: 256 nodes from the leaf, so 257 from the commitment.
+    Deep(String),
+    /// `307` to this URL (plus the path asked), which keeps the method and
+    /// the body.
+    Redirect(String),
     /// Passes everything on to a real calendar.
     Forward(ots_calendar::Calendar),
 }
@@ -389,6 +397,42 @@ fn pending_reply(msg: &[u8], uri: &str) -> Vec<u8> {
     ts.serialize().unwrap()
 }
 
+/// A pending reply for `msg` (attestation `uri`) of exactly `len` bytes:
+/// branches of appends, the last one's argument sized to fit.
+fn sized_reply(msg: &[u8], uri: &str, len: usize) -> Vec<u8> {
+    let build = |args: &[usize]| {
+        let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+        for (i, n) in args.iter().enumerate() {
+            let mut arg = vec![i as u8; *n];
+            arg[0] = 0xa0 + i as u8;
+            ts.add_path([Op::Append(arg), Op::Sha256])
+                .unwrap()
+                .add_attestation(Attestation::pending(uri).unwrap());
+        }
+        ts.serialize().unwrap()
+    };
+    let mut args = vec![4000; len / 4000];
+    args.push(1);
+    for _ in 0..16 {
+        let got = build(&args).len();
+        if got == len {
+            return build(&args);
+        }
+        let last = args.last_mut().unwrap();
+        *last = (*last as i64 + len as i64 - got as i64).clamp(1, 4064) as usize;
+    }
+    panic!("no {len}-byte reply");
+}
+
+/// A pending reply for `msg` 256 nodes deep: 255 `reverse`s, then `uri`.
+fn deep_reply(msg: &[u8], uri: &str) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    ts.add_path(std::iter::repeat_n(Op::Reverse, 255))
+        .unwrap()
+        .add_attestation(Attestation::pending(uri).unwrap());
+    ts.serialize().unwrap()
+}
+
 async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
     fake.posts.lock().unwrap().push(body.to_vec());
     match fake.mode() {
@@ -398,6 +442,13 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
             (StatusCode::OK, pending_reply(&body, &uri)).into_response()
         }
         Mode::Hang => std::future::pending().await,
+        Mode::Sized(uri, len) => (StatusCode::OK, sized_reply(&body, &uri, len)).into_response(),
+        Mode::Deep(uri) => (StatusCode::OK, deep_reply(&body, &uri)).into_response(),
+        Mode::Redirect(to) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("{to}digest"))],
+        )
+            .into_response(),
         Mode::Forward(cal) => match cal.submit(&body).await {
             Ok(ts) => (StatusCode::OK, ts.serialize().unwrap()).into_response(),
             Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -507,6 +558,92 @@ async fn an_oversized_upstream_reply_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_times_out_and_is_dropped() {
     a_bad_upstream_is_dropped(Mode::Hang).await;
+}
+
+/// A reply that a client could read (10,000 bytes) but that no served
+/// proof could hold (the commitment's `sha256` comes first): refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reply_too_large_to_serve_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Sized("https://bloat.test".into(), 10_000)).await;
+}
+
+/// A reply at the format's depth limit makes every proof served through
+/// it too deep for a client to read: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reply_too_deep_to_serve_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Deep("https://deep.test".into())).await;
+}
+
+/// An upstream that redirects elsewhere is not followed there: the other
+/// host is never asked, and the upstream counts as failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_redirecting_to_another_host_is_not_followed() {
+    let (elsewhere, elsewhere_url) =
+        Fake::start(Mode::Pending("https://elsewhere.test".into())).await;
+    a_bad_upstream_is_dropped(Mode::Redirect(elsewhere_url)).await;
+    assert!(elsewhere.posts().is_empty(), "the other host was asked");
+    assert_eq!(elsewhere.gets.load(Ordering::SeqCst), 0);
+}
+
+/// Two upstreams whose replies each fit a served proof but not together:
+/// the proof served stays within what a client reads (10,000 bytes), and
+/// the smaller reply is the one kept, so that an upstream padding its
+/// replies cannot crowd out the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_upstream_replies_are_served_within_what_a_client_reads() {
+    let (_big, big_url) = Fake::start(Mode::Sized("https://bloat.test".into(), 9_990)).await;
+    let good_uri = "https://good.upstream.test";
+    let (_good, good_url) = Fake::start(Mode::Pending(good_uri.into())).await;
+    let server = private_in_process(vec![big_url, good_url], otsd::config::Backend::None).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    let leaf = ots_proof::op::sha256(&c);
+    // Both replies are in once the database holds two rows for the leaf;
+    // the info page's open counts show it.
+    until("both upstreams' replies", || async {
+        let r = get(server.addr, "/", "Accept: application/json\r\n").await;
+        let v: Value = serde_json::from_slice(&r.body).ok()?;
+        let open: Vec<u64> = v["upstreams"]
+            .as_array()?
+            .iter()
+            .map(|u| u["open"].as_u64().unwrap_or(0))
+            .collect();
+        (open == [1, 1]).then_some(())
+    })
+    .await;
+    let r = timestamp(server.addr, &c).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.len() <= ots_calendar::MAX_REPLY_LEN,
+        "{} bytes served",
+        r.body.len()
+    );
+    let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+    assert_eq!(pending_uris(&ts), vec![good_uri.to_string()]);
+    assert_eq!(ts.child(&Op::Sha256).unwrap().msg(), leaf);
+    server.stop().await.unwrap();
+}
+
+/// Pending attestations naming other hosts, in an upstream's replies, are
+/// never followed: the upgrade asks the upstream the reply came from, and
+/// no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_attestations_to_other_hosts_are_never_polled() {
+    let (elsewhere, elsewhere_url) = Fake::start(Mode::Pending("https://x.test".into())).await;
+    let (up, up_url) = Fake::start(Mode::Pending(elsewhere_url.clone())).await;
+    let server = private_in_process(vec![up_url], otsd::config::Backend::None).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    until("two upgrade polls of the upstream", || async {
+        (up.gets.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    let r = timestamp(server.addr, &c).await;
+    let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+    assert_eq!(pending_uris(&ts), vec![elsewhere_url]);
+    assert_eq!(elsewhere.gets.load(Ordering::SeqCst), 0, "polled elsewhere");
+    assert!(elsewhere.posts().is_empty());
+    server.stop().await.unwrap();
 }
 
 /// An upstream whose "complete" proof attests another message than the

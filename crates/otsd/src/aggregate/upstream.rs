@@ -15,7 +15,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ots_calendar::{Calendar, CalendarError, Client, ClientConfig};
+use ots_calendar::{Calendar, CalendarError, Client, ClientConfig, Redirects};
 use ots_proof::Timestamp;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -124,6 +124,8 @@ impl Upstreams {
             timeout: settings.upstream_timeout + CLIENT_TIMEOUT_MARGIN,
             ca_file: settings.ca_file.clone(),
             user_agent: concat!("otsd-aggregate/", env!("CARGO_PKG_VERSION")).to_string(),
+            // An upstream may not send rounds to other hosts.
+            redirects: Redirects::SameOrigin,
             ..ClientConfig::default()
         })?;
         let list = settings

@@ -13,6 +13,8 @@ pub const DEFAULT_MAX_CHUNK_BYTES: usize = 32 << 20;
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time to connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most redirects followed for one chunk.
+pub const MAX_REDIRECTS: usize = 10;
 /// What the mirror says it is.
 pub const USER_AGENT: &str = concat!("otsd-mirror/", env!("CARGO_PKG_VERSION"));
 
@@ -59,6 +61,22 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Redirects are followed only to the calendar's own scheme, host and
+/// port (at most [`MAX_REDIRECTS`]): a mirrored calendar may not send the
+/// mirror to other hosts. Another is answered as its status.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if first.as_ref() == Some(&attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 impl Fetcher {
     /// A fetcher with these limits.
     pub fn new(timeout: Duration, max_bytes: usize) -> Result<Fetcher, FetchError> {
@@ -67,6 +85,7 @@ impl Fetcher {
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(USER_AGENT)
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| FetchError::Transport(chain(&e)))?;
         Ok(Fetcher {
