@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use common::node::{Backend, TestNode, WALLET};
 use common::{get, post_digest, random_digest, spawn_otsd_logged, Log, Resp};
 use ots_proof::{Attestation, DetachedTimestampFile, Op, Timestamp};
@@ -538,6 +540,12 @@ enum Fake {
     /// A valid timestamp of the digest just under 10,000 bytes: no room
     /// left for the client's path.
     Bulky,
+    /// A valid timestamp of the digest 256 nodes deep (the format's
+    /// limit): no depth left for the client's path.
+    Deep,
+    /// `307` to another host (`localhost` for `127.0.0.1`), which would
+    /// answer as a calendar naming [`fake_uri`]`(Redirect)`.
+    Redirect,
 }
 
 /// The URI a fake's attestations name.
@@ -589,40 +597,68 @@ fn other_root() -> Vec<u8> {
     bytes
 }
 
+/// A timestamp of `msg` 256 nodes deep: 255 `reverse`s, then a pending
+/// attestation.
+fn deep(msg: &[u8]) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    ts.add_path(std::iter::repeat_n(Op::Reverse, 255))
+        .unwrap()
+        .add_attestation(Attestation::pending(fake_uri(Fake::Deep)).unwrap());
+    let bytes = ts.serialize().unwrap();
+    assert!(Timestamp::deserialize(&bytes, msg).is_ok());
+    bytes
+}
+
+/// A calendar's reply to `msg`, naming `kind`'s URI.
+fn calendar_reply(msg: &[u8], kind: Fake) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    let t = otsd::aggregator::unix_time().to_be_bytes().to_vec();
+    ts.add_path([
+        Op::Prepend(t),
+        Op::Append(rand::random::<[u8; 8]>().to_vec()),
+    ])
+    .unwrap()
+    .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
+    ts.serialize().unwrap()
+}
+
 /// Starts a fake upstream; returns its URL and how many submissions it
 /// received.
 async fn fake(kind: Fake) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
-    let app = axum::Router::new().route(
-        "/digest",
-        axum::routing::post(move |body: Bytes| {
-            let hits = counted.clone();
-            async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                match kind {
-                    Fake::Good => {
-                        let mut ts = Timestamp::new(body.to_vec()).unwrap();
-                        let t = otsd::aggregator::unix_time().to_be_bytes().to_vec();
-                        ts.add_path([
-                            Op::Prepend(t),
-                            Op::Append(rand::random::<[u8; 8]>().to_vec()),
-                        ])
-                        .unwrap()
-                        .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
-                        ts.serialize().unwrap()
-                    }
-                    Fake::Garbage => b"\x00\x01 this is not a timestamp".to_vec(),
-                    Fake::Oversized => oversized(&body),
-                    Fake::OtherRoot => other_root(),
-                    Fake::Hang => std::future::pending().await,
-                    Fake::Bulky => bulky(&body),
-                }
-            }
-        }),
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let elsewhere = format!("http://localhost:{}/elsewhere", addr.port());
+    let app = axum::Router::new()
+        .route(
+            "/digest",
+            axum::routing::post(move |body: Bytes| {
+                let hits = counted.clone();
+                let elsewhere = elsewhere.clone();
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let ok = |b: Vec<u8>| (StatusCode::OK, b).into_response();
+                    match kind {
+                        Fake::Good => ok(calendar_reply(&body, kind)),
+                        Fake::Garbage => ok(b"\x00\x01 this is not a timestamp".to_vec()),
+                        Fake::Oversized => ok(oversized(&body)),
+                        Fake::OtherRoot => ok(other_root()),
+                        Fake::Hang => std::future::pending().await,
+                        Fake::Bulky => ok(bulky(&body)),
+                        Fake::Deep => ok(deep(&body)),
+                        Fake::Redirect => {
+                            (StatusCode::TEMPORARY_REDIRECT, [("location", elsewhere)])
+                                .into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::post(|body: Bytes| async move { calendar_reply(&body, Fake::Redirect) }),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -712,6 +748,16 @@ async fn a_proof_rooted_at_another_message_is_dropped() {
 #[tokio::test]
 async fn a_reply_leaving_no_room_for_the_path_is_dropped() {
     bad_upstream(Fake::Bulky, "leaves no room in a 10000-byte proof", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_leaving_no_depth_for_the_path_is_dropped() {
+    bad_upstream(Fake::Deep, "nodes deep", &[]).await;
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    bad_upstream(Fake::Redirect, "unexpected HTTP status 307", &[]).await;
 }
 
 #[tokio::test]

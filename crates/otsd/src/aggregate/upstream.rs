@@ -9,8 +9,10 @@
 //! protocol's limits (done by the client: every op's limits, the depth,
 //! the attestations' payloads; and every leaf of a decoded tree is an
 //! attestation), and, merged with the replies kept before it, still leaves
-//! every client's proof within the 10,000 bytes a client reads. Anything
-//! else is logged and dropped, and counts as that upstream's failure.
+//! every client's proof within the 10,000 bytes a client reads and within
+//! the depth a client decodes (256 nodes from its own digest, less room
+//! for its own tree of files). Anything else is logged and dropped, and
+//! counts as that upstream's failure.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,6 +53,17 @@ pub enum Refused {
         url: String,
         /// The grace.
         bound: Duration,
+    },
+    /// With the clients' paths in front of it, the clients' proofs would
+    /// be deeper than a client decodes.
+    #[error("calendar {url}: the reply ({depth} nodes deep) leaves no depth for the path in front of it (at most {max})")]
+    TooDeep {
+        /// The calendar.
+        url: String,
+        /// The reply's depth, in nodes from the tip.
+        depth: usize,
+        /// The most the round's paths leave.
+        max: usize,
     },
     /// Merged with the replies kept before it, the clients' proofs would
     /// exceed what a client reads.
@@ -194,13 +207,15 @@ impl Upstreams {
     /// Submits `tip` to every upstream at once and waits until all have
     /// answered, or the timeout has passed, or `min` have answered and the
     /// others have had the grace time. Returns the kept replies merged
-    /// under the tip, serialized (at most `budget` bytes), with when each
-    /// of them arrived; or, when fewer than `min` were kept, the text of
-    /// the 503 naming every failure.
+    /// under the tip, serialized (at most `budget` bytes and `max_depth`
+    /// nodes deep, the tip included), with when each of them arrived; or,
+    /// when fewer than `min` were kept, the text of the 503 naming every
+    /// failure.
     pub async fn submit(
         &self,
         tip: [u8; 32],
         budget: usize,
+        max_depth: usize,
     ) -> Result<(Vec<u8>, Vec<tokio::time::Instant>), String> {
         let n = self.list.len();
         let started = tokio::time::Instant::now();
@@ -269,6 +284,15 @@ impl Upstreams {
                 })
             });
             let result = answer.and_then(|ts| {
+                // Merging never deepens: the reply's own depth decides.
+                let depth = crate::upstream::proof::depth(&ts);
+                if depth > max_depth {
+                    return Err(Refused::TooDeep {
+                        url: url.clone(),
+                        depth,
+                        max: max_depth,
+                    });
+                }
                 let mut candidate = merged.clone();
                 let len = ts.serialize().map_or(0, |b| b.len());
                 // Same message by construction: decoded rooted at the tip.
@@ -286,7 +310,7 @@ impl Upstreams {
                 let outcome = match &result {
                     Ok(_) => Outcome::Accepted,
                     Err(Refused::Calendar(e)) => Outcome::of_error(e),
-                    Err(Refused::NoRoom { .. }) => Outcome::Refused,
+                    Err(Refused::NoRoom { .. } | Refused::TooDeep { .. }) => Outcome::Refused,
                     Err(Refused::Timeout { .. } | Refused::Late { .. }) => Outcome::Failed,
                 };
                 let answered = match outcome {
