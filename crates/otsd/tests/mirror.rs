@@ -21,6 +21,10 @@ use ots_proof::{Attestation, Op, Timestamp};
 use otsd::mirror::sync::MirrorConfig;
 use serde_json::Value;
 
+/// The other host a calendar of `bad_chunks_are_refused_whole_and_the_mirror_goes_on`
+/// redirects to (the cases are plain functions).
+static ELSEWHERE: std::sync::OnceLock<(Arc<Fake>, SocketAddr)> = std::sync::OnceLock::new();
+
 /// The two tests that run processes for minutes take turns: side by side
 /// on a loaded machine they starve each other's calendar and mirror.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -142,6 +146,9 @@ fn url(addr: SocketAddr) -> String {
 async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
     let node = Arc::new(Fake::default());
     let node_addr = mirror_support::serve(node.clone()).await;
+    let elsewhere = Arc::new(Fake::default());
+    let elsewhere_addr = mirror_support::serve(elsewhere.clone()).await;
+    let _ = ELSEWHERE.set((elsewhere.clone(), elsewhere_addr));
     // (name, what the error says, how chunk 1 is broken)
     type Break = fn(&Fake, &[Timestamp], Vec<u8>) -> Reply;
     let cases: Vec<(&str, &str, Break)> = vec![
@@ -197,6 +204,15 @@ async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
             Reply::Bytes(Arc::new(vec![0; 2 << 20]))
         }),
         ("hang", "no complete reply within", |_, _, _| Reply::Hang),
+        ("trickle", "no complete reply within", |_, _, _| {
+            Reply::Trickle
+        }),
+        ("redirect", "HTTP status 307", |_, _, b| {
+            // Another host holds the good chunk: it must not be asked.
+            let (elsewhere, addr) = ELSEWHERE.get().unwrap();
+            elsewhere.set_bytes(1, b);
+            Reply::Redirect(format!("{}/experimental/backup/1", url(*addr)))
+        }),
     ];
     let mut fakes = Vec::new();
     let mut height = 100;
@@ -264,6 +280,13 @@ async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
     }
     let i = info(mirror.addr).await;
     assert_eq!(i["own_chunks"], 3 * (cases.len() as u64 + 1));
+    assert_eq!(
+        elsewhere
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a redirect to another host was followed"
+    );
     // The HTML page names every calendar.
     let html = get(mirror.addr, "/", "").await.text();
     assert!(html.contains("Mirrored calendars") && html.contains(&url(good_addr)));
