@@ -75,6 +75,12 @@ const FORMAT_KEY: &str = "format";
 
 /// Bytes of one (calendar id, chunk) reference.
 const REF_LEN: usize = 12;
+/// The most chunks indexed as holding one commitment; a later chunk
+/// holding it is stored (and served as one of our own chunks) but not
+/// indexed for it. Honest copies are a few (a calendar and its mirrors);
+/// without a bound, a calendar serving the same chunk under every number
+/// would make each `GET` of its commitments read one more copy per chunk.
+pub const MAX_INDEXED_COPIES: usize = 16;
 
 /// Errors of the mirror's store.
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +365,7 @@ impl MirrorStore {
                 let mut r = [0u8; REF_LEN];
                 r[..4].copy_from_slice(&cal.to_be_bytes());
                 r[4..].copy_from_slice(&n.to_be_bytes());
+                let mut unindexed = 0usize;
                 for root in &chunk.roots {
                     let mut refs = match index
                         .get(root.as_slice())
@@ -370,11 +377,18 @@ impl MirrorStore {
                     if refs.chunks(REF_LEN).any(|x| x == r) {
                         continue;
                     }
+                    if refs.len() / REF_LEN >= MAX_INDEXED_COPIES {
+                        unindexed += 1;
+                        continue;
+                    }
                     refs.extend_from_slice(&r);
                     let v = seal("index", root, &refs);
                     index
                         .insert(root.as_slice(), v.as_slice())
                         .map_err(db("storing the index"))?;
+                }
+                if unindexed > 0 {
+                    tracing::warn!(calendar = cal, chunk = n, commitments = unindexed, max = MAX_INDEXED_COPIES, "commitments already held by as many chunks as are served: stored, not indexed again");
                 }
                 let seq = match sequence.last().map_err(db("reading the sequence"))? {
                     Some((k, _)) => k.value() + 1,
@@ -720,6 +734,27 @@ mod tests {
             ts.all_attestations(),
             vec![(sha256(c).as_slice(), &Attestation::Bitcoin { height: 7 })]
         );
+    }
+
+    #[test]
+    fn a_commitment_is_indexed_for_a_bounded_number_of_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MirrorStore::open(dir.path()).unwrap();
+        let cal = s.calendar_id("http://same-chunk-every-time").unwrap();
+        let (c0, bytes) = one(b"a commitment", 1);
+        let n = MAX_INDEXED_COPIES as u64 + 4;
+        for k in 0..n {
+            assert_eq!(s.store_chunk(cal, k, &c0).unwrap(), Stored::New { seq: k });
+        }
+        let txn = s.db.begin_read().unwrap();
+        let index = txn.open_table(INDEX).unwrap();
+        let v = index.get(b"a commitment".as_slice()).unwrap().unwrap();
+        let refs = unseal("index", b"a commitment", v.value()).unwrap().len() / REF_LEN;
+        assert_eq!(refs, MAX_INDEXED_COPIES);
+        // Every chunk is still held and served as our own.
+        assert_eq!(s.own_chunks().unwrap(), n);
+        assert_eq!(s.own_chunk(n - 1).unwrap(), Some(bytes));
+        assert!(s.proof(b"a commitment").unwrap().is_some());
     }
 
     #[test]
