@@ -344,6 +344,9 @@ enum Mode {
     /// `307` to this URL (plus the path asked), which keeps the method and
     /// the body.
     Redirect(String),
+    /// 200, then a byte every 50 ms, without end (slow loris: 10,000
+    /// bytes would take longer than the test waits).
+    Trickle,
     /// Passes everything on to a real calendar.
     Forward(ots_calendar::Calendar),
 }
@@ -424,6 +427,23 @@ fn sized_reply(msg: &[u8], uri: &str, len: usize) -> Vec<u8> {
     panic!("no {len}-byte reply");
 }
 
+/// A body that never ends: a byte every interval.
+struct Trickle(tokio::time::Interval);
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_tick(cx)
+            .map(|_| Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"\xf0")))))
+    }
+}
+
 /// A pending reply for `msg` 256 nodes deep: 255 `reverse`s, then `uri`.
 fn deep_reply(msg: &[u8], uri: &str) -> Vec<u8> {
     let mut ts = Timestamp::new(msg.to_vec()).unwrap();
@@ -444,6 +464,10 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
         Mode::Hang => std::future::pending().await,
         Mode::Sized(uri, len) => (StatusCode::OK, sized_reply(&body, &uri, len)).into_response(),
         Mode::Deep(uri) => (StatusCode::OK, deep_reply(&body, &uri)).into_response(),
+        Mode::Trickle => {
+            let every = tokio::time::interval(Duration::from_millis(50));
+            (StatusCode::OK, axum::body::Body::new(Trickle(every))).into_response()
+        }
         Mode::Redirect(to) => (
             StatusCode::TEMPORARY_REDIRECT,
             [("location", format!("{to}digest"))],
@@ -558,6 +582,13 @@ async fn an_oversized_upstream_reply_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_times_out_and_is_dropped() {
     a_bad_upstream_is_dropped(Mode::Hang).await;
+}
+
+/// An upstream that sends its reply a byte at a time without end costs a
+/// request timeout, not the submitter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_trickling_its_reply_without_end_times_out_and_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Trickle).await;
 }
 
 /// A reply that a client could read (10,000 bytes) but that no served
