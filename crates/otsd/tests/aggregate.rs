@@ -546,6 +546,12 @@ enum Fake {
     /// `307` to another host (`localhost` for `127.0.0.1`), which would
     /// answer as a calendar naming [`fake_uri`]`(Redirect)`.
     Redirect,
+    /// A calendar's reply with, beside its pending attestation, a branch
+    /// claiming a Bitcoin attestation already (no calendar can have one
+    /// for a digest it was just sent).
+    ClaimsBitcoin,
+    /// Only a Bitcoin attestation, nothing pending.
+    OnlyBitcoin,
 }
 
 /// The URI a fake's attestations name.
@@ -647,6 +653,22 @@ async fn fake(kind: Fake) -> (String, Arc<AtomicUsize>) {
                         Fake::Hang => std::future::pending().await,
                         Fake::Bulky => ok(bulky(&body)),
                         Fake::Deep => ok(deep(&body)),
+                        Fake::ClaimsBitcoin => {
+                            let mut ts =
+                                Timestamp::deserialize(&calendar_reply(&body, kind), &body)
+                                    .unwrap();
+                            ts.add_op(Op::Sha256)
+                                .unwrap()
+                                .add_attestation(Attestation::Bitcoin { height: 1 });
+                            ok(ts.serialize().unwrap())
+                        }
+                        Fake::OnlyBitcoin => {
+                            let mut ts = Timestamp::new(body.to_vec()).unwrap();
+                            ts.add_op(Op::Sha256)
+                                .unwrap()
+                                .add_attestation(Attestation::Bitcoin { height: 1 });
+                            ok(ts.serialize().unwrap())
+                        }
                         Fake::Redirect => {
                             (StatusCode::TEMPORARY_REDIRECT, [("location", elsewhere)])
                                 .into_response()
@@ -753,6 +775,31 @@ async fn a_reply_leaving_no_room_for_the_path_is_dropped() {
 #[tokio::test]
 async fn a_reply_leaving_no_depth_for_the_path_is_dropped() {
     bad_upstream(Fake::Deep, "nodes deep", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_with_nothing_pending_is_dropped() {
+    bad_upstream(Fake::OnlyBitcoin, "no pending attestation", &[]).await;
+}
+
+/// What an upstream claims beyond its pending attestations is not passed
+/// on: a client given a Bitcoin attestation with its reply would take its
+/// proof for complete and never upgrade it.
+#[tokio::test]
+async fn only_the_pending_paths_of_a_reply_reach_the_clients() {
+    let (url, hits) = fake(Fake::ClaimsBitcoin).await;
+    let agg = aggregator(&[url], &[]).await;
+    let digest = random_digest();
+    let ts = submit(&agg, &digest).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let atts = ts.all_attestations();
+    assert!(
+        atts.iter()
+            .all(|(_, a)| matches!(a, Attestation::Pending { .. })),
+        "{atts:?}"
+    );
+    assert_eq!(pendings(&ts).len(), 1);
+    agg.stop().await;
 }
 
 #[tokio::test]

@@ -8,7 +8,12 @@
 //! A reply is kept only if it decodes as a timestamp of the tip within the
 //! protocol's limits (done by the client: every op's limits, the depth,
 //! the attestations' payloads; and every leaf of a decoded tree is an
-//! attestation), and, merged with the replies kept before it, still leaves
+//! attestation), holds a pending attestation (only its paths to pending
+//! attestations are passed on: no calendar can have more for a tip it was
+//! just sent, and a client given a Bitcoin attestation with its reply
+//! would take the proof for complete and never upgrade it, as the
+//! private calendar's [`crate::upstream::proof::accept_reply`] judges
+//! too), and, merged with the replies kept before it, still leaves
 //! every client's proof within the 10,000 bytes a client reads and within
 //! the depth a client decodes (256 nodes from its own digest, less room
 //! for its own tree of files). Anything else is logged and dropped, and
@@ -18,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ots_calendar::{Calendar, CalendarError, Client, ClientConfig, Redirects};
-use ots_proof::Timestamp;
+use ots_proof::{Attestation, Timestamp};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -53,6 +58,12 @@ pub enum Refused {
         url: String,
         /// The grace.
         bound: Duration,
+    },
+    /// No pending attestation in the reply: nothing a client can upgrade.
+    #[error("calendar {url}: the reply has no pending attestation")]
+    NoPending {
+        /// The calendar.
+        url: String,
     },
     /// With the clients' paths in front of it, the clients' proofs would
     /// be deeper than a client decodes.
@@ -283,7 +294,11 @@ impl Upstreams {
                     },
                 })
             });
-            let result = answer.and_then(|ts| {
+            let result = answer.and_then(|mut ts| {
+                let pending = |a: &Attestation| matches!(a, Attestation::Pending { .. });
+                if !crate::upstream::proof::prune(&mut ts, &pending) {
+                    return Err(Refused::NoPending { url: url.clone() });
+                }
                 // Merging never deepens: the reply's own depth decides.
                 let depth = crate::upstream::proof::depth(&ts);
                 if depth > max_depth {
@@ -310,7 +325,11 @@ impl Upstreams {
                 let outcome = match &result {
                     Ok(_) => Outcome::Accepted,
                     Err(Refused::Calendar(e)) => Outcome::of_error(e),
-                    Err(Refused::NoRoom { .. } | Refused::TooDeep { .. }) => Outcome::Refused,
+                    Err(
+                        Refused::NoRoom { .. }
+                        | Refused::TooDeep { .. }
+                        | Refused::NoPending { .. },
+                    ) => Outcome::Refused,
                     Err(Refused::Timeout { .. } | Refused::Late { .. }) => Outcome::Failed,
                 };
                 let answered = match outcome {
