@@ -3,9 +3,10 @@
 //! key or record does not parse, a key comes twice, an operation leads to a
 //! message the chunk does not hold, a node without operations has no
 //! attestation, the nodes form a cycle, a commitment's proof would exceed
-//! the serving limits, or a commitment's proof reaches no Bitcoin
-//! attestation. The Bitcoin attestations are returned for the header check
-//! ([`super::headers`]), which needs a node.
+//! the serving limits, a commitment's proof reaches no Bitcoin
+//! attestation, or its Bitcoin attestations are at more than
+//! [`MAX_HEIGHTS`] heights. The Bitcoin attestations are returned for the
+//! header check ([`super::headers`]), which needs a node.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,13 @@ use crate::refstore::node::{self, NodeError, NodeRecord};
 /// The most nodes one commitment's proof may expand to (the tree a
 /// `GET /timestamp` serves); the same bound as the reference store's.
 pub const MAX_PROOF_NODES: usize = crate::refstore::MAX_PROOF_NODES;
+
+/// The most distinct heights of Bitcoin attestations in one chunk. Each
+/// costs the header check two requests to our node; a chunk is 1000
+/// commitments, stamped in a few transactions (each maybe through a few
+/// calendars), while a hostile one could name every block of the chain
+/// (a node whose message is a block's merkle root is a valid root).
+pub const MAX_HEIGHTS: usize = 4096;
 
 /// A chunk that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +108,14 @@ pub enum ChunkError {
     /// A commitment whose proof reaches no Bitcoin attestation.
     #[error("proof of {0} reaches no Bitcoin attestation")]
     NoBitcoin(String),
+    /// Bitcoin attestations at more heights than [`MAX_HEIGHTS`].
+    #[error("Bitcoin attestations at {count} heights, over the {max} a chunk may name")]
+    TooManyHeights {
+        /// The distinct heights, counted up to one over the limit.
+        count: usize,
+        /// [`MAX_HEIGHTS`].
+        max: usize,
+    },
 }
 
 /// Parses and checks a chunk.
@@ -132,6 +148,7 @@ pub fn parse(bytes: &[u8]) -> Result<Chunk, ChunkError> {
     let mut children: Vec<Vec<usize>> = Vec::with_capacity(parsed.len());
     let mut is_child = vec![false; parsed.len()];
     let mut bitcoin = Vec::new();
+    let mut heights = std::collections::HashSet::new();
     for (key, record) in &parsed {
         if record.ops.is_empty() && record.attestations.is_empty() {
             return Err(ChunkError::DeadEnd(hex::encode(key)));
@@ -145,6 +162,12 @@ pub fn parse(bytes: &[u8]) -> Result<Chunk, ChunkError> {
                     });
                 }
                 bitcoin.push((key.clone(), *height));
+                if heights.insert(*height) && heights.len() > MAX_HEIGHTS {
+                    return Err(ChunkError::TooManyHeights {
+                        count: heights.len(),
+                        max: MAX_HEIGHTS,
+                    });
+                }
             }
         }
         let mut mine = Vec::with_capacity(record.ops.len());
@@ -341,5 +364,32 @@ mod tests {
         assert!(matches!(parse(&cycle), Err(ChunkError::Cycle(_))));
         let bad_node = chunk(&[(c, vec![0, 1])]);
         assert!(matches!(parse(&bad_node), Err(ChunkError::Node { .. })));
+    }
+
+    /// Roots that are 32-byte messages attested at as many heights: each
+    /// would be two requests to our node.
+    fn roots_at_heights(n: u64) -> Vec<u8> {
+        let nodes: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+            .map(|h| {
+                (
+                    ots_proof::op::sha256(&h.to_be_bytes()).to_vec(),
+                    record(&[Attestation::Bitcoin { height: h }], &[]),
+                )
+            })
+            .collect();
+        chunk(&nodes)
+    }
+
+    #[test]
+    fn a_chunk_naming_too_many_heights_is_refused() {
+        let ok = parse(&roots_at_heights(MAX_HEIGHTS as u64)).unwrap();
+        assert_eq!(ok.bitcoin.len(), MAX_HEIGHTS);
+        assert_eq!(
+            parse(&roots_at_heights(MAX_HEIGHTS as u64 + 1)),
+            Err(ChunkError::TooManyHeights {
+                count: MAX_HEIGHTS + 1,
+                max: MAX_HEIGHTS
+            })
+        );
     }
 }
