@@ -207,6 +207,9 @@ async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
         ("trickle", "no complete reply within", |_, _, _| {
             Reply::Trickle
         }),
+        ("endless", "over the 1048576-byte limit", |_, _, _| {
+            Reply::Endless
+        }),
         ("redirect", "HTTP status 307", |_, _, b| {
             // Another host holds the good chunk: it must not be asked.
             let (elsewhere, addr) = ELSEWHERE.get().unwrap();

@@ -344,6 +344,8 @@ enum Mode {
     /// `307` to this URL (plus the path asked), which keeps the method and
     /// the body.
     Redirect(String),
+    /// 200, chunked, 1 KB pieces as fast as they are taken, without end.
+    Endless,
     /// 200, then a byte every 50 ms, without end (slow loris: 10,000
     /// bytes would take longer than the test waits).
     Trickle,
@@ -444,6 +446,22 @@ impl hyper::body::Body for Trickle {
     }
 }
 
+/// A body that never ends and never waits: 1 KB pieces.
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let piece = Bytes::from_static(&[0xf2; 1024]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+    }
+}
+
 /// A pending reply for `msg` 256 nodes deep: 255 `reverse`s, then `uri`.
 fn deep_reply(msg: &[u8], uri: &str) -> Vec<u8> {
     let mut ts = Timestamp::new(msg.to_vec()).unwrap();
@@ -464,6 +482,7 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
         Mode::Hang => std::future::pending().await,
         Mode::Sized(uri, len) => (StatusCode::OK, sized_reply(&body, &uri, len)).into_response(),
         Mode::Deep(uri) => (StatusCode::OK, deep_reply(&body, &uri)).into_response(),
+        Mode::Endless => (StatusCode::OK, axum::body::Body::new(Endless)).into_response(),
         Mode::Trickle => {
             let every = tokio::time::interval(Duration::from_millis(50));
             (StatusCode::OK, axum::body::Body::new(Trickle(every))).into_response()
@@ -582,6 +601,13 @@ async fn an_oversized_upstream_reply_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_times_out_and_is_dropped() {
     a_bad_upstream_is_dropped(Mode::Hang).await;
+}
+
+/// An endless chunked reply (no Content-Length to refuse it by) is cut
+/// at 10,000 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_upstream_reply_is_cut_and_dropped() {
+    a_bad_upstream_is_dropped(Mode::Endless).await;
 }
 
 /// An upstream that sends its reply a byte at a time without end costs a

@@ -36,6 +36,24 @@ pub enum Reply {
     Redirect(String),
     /// 200, then a byte every 10 ms, without end.
     Trickle,
+    /// 200, chunked, 64 KB pieces as fast as they are taken, without end.
+    Endless,
+}
+
+/// A body that never ends and never waits.
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let piece = axum::body::Bytes::from_static(&[0u8; 64 << 10]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+    }
 }
 
 /// A body that never ends: a byte every 10 ms.
@@ -129,6 +147,7 @@ async fn chunk(State(f): State<Arc<Fake>>, Path(n): Path<u64>) -> Response {
             unreachable!()
         }
         Reply::Redirect(to) => (StatusCode::TEMPORARY_REDIRECT, [("location", to)]).into_response(),
+        Reply::Endless => (StatusCode::OK, axum::body::Body::new(Endless)).into_response(),
         Reply::Trickle => {
             let every = tokio::time::interval(std::time::Duration::from_millis(10));
             (StatusCode::OK, axum::body::Body::new(Trickle(every))).into_response()
