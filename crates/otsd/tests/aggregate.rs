@@ -552,6 +552,9 @@ enum Fake {
     ClaimsBitcoin,
     /// Only a Bitcoin attestation, nothing pending.
     OnlyBitcoin,
+    /// Under 10,000 bytes that decode to megabytes of messages: chains of
+    /// `reverse` on 4001-byte messages.
+    Bomb,
 }
 
 /// The URI a fake's attestations name.
@@ -660,6 +663,18 @@ async fn fake(kind: Fake) -> (String, Arc<AtomicUsize>) {
                             ts.add_op(Op::Sha256)
                                 .unwrap()
                                 .add_attestation(Attestation::Bitcoin { height: 1 });
+                            ok(ts.serialize().unwrap())
+                        }
+                        Fake::Bomb => {
+                            let mut ts = Timestamp::new(body.to_vec()).unwrap();
+                            let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
+                            for b in 0..20u8 {
+                                big.add_op(Op::Append(vec![b]))
+                                    .unwrap()
+                                    .add_path(std::iter::repeat_n(Op::Reverse, 180))
+                                    .unwrap()
+                                    .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
+                            }
                             ok(ts.serialize().unwrap())
                         }
                         Fake::OnlyBitcoin => {
@@ -775,6 +790,11 @@ async fn a_reply_leaving_no_room_for_the_path_is_dropped() {
 #[tokio::test]
 async fn a_reply_leaving_no_depth_for_the_path_is_dropped() {
     bad_upstream(Fake::Deep, "nodes deep", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_decoding_to_megabytes_is_dropped() {
+    bad_upstream(Fake::Bomb, "bytes once decoded", &[]).await;
 }
 
 #[tokio::test]

@@ -346,6 +346,9 @@ enum Mode {
     Redirect(String),
     /// 200, chunked, 1 KB pieces as fast as they are taken, without end.
     Endless,
+    /// A pending reply under 10,000 bytes that decodes to megabytes of
+    /// messages (chains of `reverse` on 4001-byte messages).
+    Bomb(String),
     /// 200, then a byte every 50 ms, without end (slow loris: 10,000
     /// bytes would take longer than the test waits).
     Trickle,
@@ -483,6 +486,18 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
         Mode::Sized(uri, len) => (StatusCode::OK, sized_reply(&body, &uri, len)).into_response(),
         Mode::Deep(uri) => (StatusCode::OK, deep_reply(&body, &uri)).into_response(),
         Mode::Endless => (StatusCode::OK, axum::body::Body::new(Endless)).into_response(),
+        Mode::Bomb(uri) => {
+            let mut ts = Timestamp::new(body.to_vec()).unwrap();
+            let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
+            for b in 0..20u8 {
+                big.add_op(Op::Append(vec![b]))
+                    .unwrap()
+                    .add_path(std::iter::repeat_n(Op::Reverse, 180))
+                    .unwrap()
+                    .add_attestation(Attestation::pending(&uri).unwrap());
+            }
+            (StatusCode::OK, ts.serialize().unwrap()).into_response()
+        }
         Mode::Trickle => {
             let every = tokio::time::interval(Duration::from_millis(50));
             (StatusCode::OK, axum::body::Body::new(Trickle(every))).into_response()
@@ -601,6 +616,13 @@ async fn an_oversized_upstream_reply_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_times_out_and_is_dropped() {
     a_bad_upstream_is_dropped(Mode::Hang).await;
+}
+
+/// A reply that would hold megabytes in memory at every `GET` of the
+/// commitment is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reply_decoding_to_megabytes_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Bomb("https://bomb.test".into())).await;
 }
 
 /// An endless chunked reply (no Content-Length to refuse it by) is cut

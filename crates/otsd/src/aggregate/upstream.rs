@@ -65,6 +65,17 @@ pub enum Refused {
         /// The calendar.
         url: String,
     },
+    /// Its messages hold too many bytes once decoded (10,000 bytes of
+    /// `reverse`s on a long message decode to megabytes, in every client).
+    #[error("calendar {url}: the reply's messages hold {bytes} bytes once decoded, over {max}")]
+    TooManyBytes {
+        /// The calendar.
+        url: String,
+        /// Their bytes.
+        bytes: usize,
+        /// [`crate::upstream::proof::MAX_MESSAGE_BYTES`].
+        max: usize,
+    },
     /// With the clients' paths in front of it, the clients' proofs would
     /// be deeper than a client decodes.
     #[error("calendar {url}: the reply ({depth} nodes deep) leaves no depth for the path in front of it (at most {max})")]
@@ -299,6 +310,14 @@ impl Upstreams {
                 if !crate::upstream::proof::prune(&mut ts, &pending) {
                     return Err(Refused::NoPending { url: url.clone() });
                 }
+                let bytes = crate::upstream::proof::message_bytes(&ts);
+                if bytes > crate::upstream::proof::MAX_MESSAGE_BYTES {
+                    return Err(Refused::TooManyBytes {
+                        url: url.clone(),
+                        bytes,
+                        max: crate::upstream::proof::MAX_MESSAGE_BYTES,
+                    });
+                }
                 // Merging never deepens: the reply's own depth decides.
                 let depth = crate::upstream::proof::depth(&ts);
                 if depth > max_depth {
@@ -328,7 +347,8 @@ impl Upstreams {
                     Err(
                         Refused::NoRoom { .. }
                         | Refused::TooDeep { .. }
-                        | Refused::NoPending { .. },
+                        | Refused::NoPending { .. }
+                        | Refused::TooManyBytes { .. },
                     ) => Outcome::Refused,
                     Err(Refused::Timeout { .. } | Refused::Late { .. }) => Outcome::Failed,
                 };

@@ -55,6 +55,14 @@ pub enum Refused {
         /// [`MAX_KEPT_LEN`].
         max: usize,
     },
+    /// Its messages hold too many bytes once decoded.
+    #[error("the proof's messages hold {bytes} bytes once decoded, over {max}")]
+    TooManyBytes {
+        /// Their bytes.
+        bytes: usize,
+        /// [`MAX_MESSAGE_BYTES`].
+        max: usize,
+    },
     /// Too deep to leave room for the paths above it.
     #[error("the proof is {depth} nodes deep, over the {max} a served proof leaves for it")]
     TooDeep {
@@ -65,6 +73,21 @@ pub enum Refused {
     },
 }
 
+/// The most bytes the messages of a kept upstream proof may hold
+/// together, once decoded: a proof's encoding does not carry its messages,
+/// so 10,000 bytes of `reverse`s on a 4,000-byte message decode to
+/// megabytes, and every `GET` of the commitment would decode them again.
+/// An honest proof holds a few kilobytes (a transaction or two of at most
+/// 4,096 bytes, and hashes).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
+
+/// The bytes of all the messages of `ts`'s nodes, saturating.
+pub fn message_bytes(ts: &Timestamp) -> usize {
+    ts.ops().fold(ts.msg().len(), |sum, (_, child)| {
+        sum.saturating_add(message_bytes(child))
+    })
+}
+
 /// How many nodes deep `ts` is, its root included.
 pub fn depth(ts: &Timestamp) -> usize {
     // Recursion is bounded: decoded trees are at most MAX_DEPTH deep, and
@@ -72,14 +95,22 @@ pub fn depth(ts: &Timestamp) -> usize {
     1 + ts.ops().map(|(_, child)| depth(child)).max().unwrap_or(0)
 }
 
-/// `ts` serialized, if an upstream proof of that size and depth can be
-/// kept (see [`MAX_KEPT_LEN`], [`MAX_KEPT_DEPTH`]).
+/// `ts` serialized, if an upstream proof of that size, depth and weight
+/// can be kept (see [`MAX_KEPT_LEN`], [`MAX_KEPT_DEPTH`],
+/// [`MAX_MESSAGE_BYTES`]).
 pub fn keepable(ts: &Timestamp) -> Result<Vec<u8>, Refused> {
     let d = depth(ts);
     if d > MAX_KEPT_DEPTH {
         return Err(Refused::TooDeep {
             depth: d,
             max: MAX_KEPT_DEPTH,
+        });
+    }
+    let held = message_bytes(ts);
+    if held > MAX_MESSAGE_BYTES {
+        return Err(Refused::TooManyBytes {
+            bytes: held,
+            max: MAX_MESSAGE_BYTES,
         });
     }
     let bytes = ts.serialize().map_err(|e| Refused::Limits(e.to_string()))?;
@@ -223,8 +254,8 @@ fn path_to(ts: &Timestamp, msg: &[u8]) -> Option<Vec<Op>> {
 /// rooted at the commitment) if any, then `sha256` to the leaf and the
 /// proofs in `proofs` (serialized, rooted at the leaf) merged, smallest
 /// first, each only if the whole still fits in [`MAX_SERVED_LEN`] bytes.
-/// Proofs that do not decode, or that are deeper than [`MAX_KEPT_DEPTH`]
-/// (kept before that limit), are left out. `None`: nothing to serve.
+/// Proofs that do not decode, or that [`keepable`] refuses (kept by an
+/// older version), are left out. `None`: nothing to serve.
 pub fn served(commitment: &[u8], ours: Option<Timestamp>, proofs: &[&[u8]]) -> Option<Timestamp> {
     let mut ts = Timestamp::new(commitment.to_vec()).ok()?;
     let mut any = false;
@@ -235,9 +266,13 @@ pub fn served(commitment: &[u8], ours: Option<Timestamp>, proofs: &[&[u8]]) -> O
     let mut decoded: Vec<(usize, Timestamp)> = Vec::new();
     for p in proofs {
         match Timestamp::deserialize(p, &leaf) {
-            Ok(t) if depth(&t) <= MAX_KEPT_DEPTH => decoded.push((p.len(), t)),
-            Ok(_) => {
-                tracing::warn!(commitment = %hex::encode(commitment), max = MAX_KEPT_DEPTH, "a stored upstream proof is too deep to serve: left out");
+            Ok(t) if keepable(&t).is_ok() => decoded.push((p.len(), t)),
+            Ok(t) => {
+                let why = keepable(&t)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(commitment = %hex::encode(commitment), why, "a stored upstream proof (kept by an older version) is beyond what is kept now: left out");
             }
             Err(e) => {
                 tracing::error!(commitment = %hex::encode(commitment), error = %e, "a stored upstream proof does not decode: left out");
@@ -349,6 +384,41 @@ mod tests {
                 .add_attestation(Attestation::pending(uri).unwrap());
         }
         ts
+    }
+
+    /// A reply of fewer than 10,000 bytes that decodes to megabytes: one
+    /// append to a 4000-byte message, then chains of `reverse` (a byte
+    /// each, the message kept whole) from 4001-byte messages, each ending
+    /// in a pending attestation.
+    fn bomb(leaf: &[u8]) -> Timestamp {
+        let mut ts = Timestamp::new(leaf.to_vec()).unwrap();
+        let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
+        for b in 0..20u8 {
+            big.add_op(Op::Append(vec![b]))
+                .unwrap()
+                .add_path(std::iter::repeat_n(Op::Reverse, 180))
+                .unwrap()
+                .add_attestation(Attestation::pending("https://b.test").unwrap());
+        }
+        ts
+    }
+
+    #[test]
+    fn a_reply_holding_megabytes_of_messages_is_refused() {
+        let leaf = sha256(b"c");
+        let bomb = bomb(&leaf);
+        let bytes = bomb.serialize().unwrap();
+        assert!(bytes.len() <= MAX_KEPT_LEN, "{}", bytes.len());
+        // Decoded, it holds over 14 MB of messages.
+        let decoded = Timestamp::deserialize(&bytes, &leaf).unwrap();
+        assert!(message_bytes(&decoded) > 14_000_000);
+        assert!(matches!(
+            accept_reply(decoded),
+            Err(Refused::TooManyBytes {
+                max: MAX_MESSAGE_BYTES,
+                ..
+            })
+        ));
     }
 
     #[test]
