@@ -21,6 +21,14 @@ use crate::refstore::node::{self, NodeError, NodeRecord};
 /// `GET /timestamp` serves); the same bound as the reference store's.
 pub const MAX_PROOF_NODES: usize = crate::refstore::MAX_PROOF_NODES;
 
+/// The most bytes the messages of one commitment's proof may hold once
+/// expanded into the tree a `GET /timestamp` builds: a chunk holds each
+/// message once, but a node reached by several operations (`append(a)`
+/// and `prepend(a)` of a run of `a`s) is copied into the tree once per
+/// path, so a few kilobytes of chunk could cost megabytes at every `GET`.
+/// The same bound as an upstream calendar's proofs.
+pub const MAX_PROOF_MESSAGE_BYTES: usize = crate::upstream::proof::MAX_MESSAGE_BYTES;
+
 /// The most distinct heights of Bitcoin attestations in one chunk. Each
 /// costs the header check two requests to our node; a chunk is 1000
 /// commitments, stamped in a few transactions (each maybe through a few
@@ -207,6 +215,12 @@ pub fn parse(bytes: &[u8]) -> Result<Chunk, ChunkError> {
                 what: "the node limit",
             });
         }
+        if f.bytes > MAX_PROOF_MESSAGE_BYTES {
+            return Err(ChunkError::TooLarge {
+                key: hex::encode(key),
+                what: "the limit on its messages' bytes once expanded",
+            });
+        }
         if !f.bitcoin {
             return Err(ChunkError::NoBitcoin(hex::encode(key)));
         }
@@ -230,6 +244,8 @@ struct Facts {
     depth: usize,
     /// Nodes of the expanded tree, saturating.
     size: usize,
+    /// Bytes of the expanded tree's messages, saturating.
+    bytes: usize,
     /// Whether it reaches a Bitcoin attestation.
     bitcoin: bool,
 }
@@ -272,6 +288,7 @@ fn facts(
             let mut f = Facts {
                 depth: 1,
                 size: 1,
+                bytes: parsed[n].0.len(),
                 bitcoin: parsed[n]
                     .1
                     .attestations
@@ -282,6 +299,7 @@ fn facts(
                 let cf = facts[c];
                 f.depth = f.depth.max(cf.depth + 1);
                 f.size = f.size.saturating_add(cf.size);
+                f.bytes = f.bytes.saturating_add(cf.bytes);
                 f.bitcoin |= cf.bitcoin;
             }
             facts[n] = f;
@@ -378,6 +396,40 @@ mod tests {
             })
             .collect();
         chunk(&nodes)
+    }
+
+    #[test]
+    fn a_proof_expanding_to_megabytes_of_messages_is_refused() {
+        // Ten levels of runs of `a`s, each reached from the one above by
+        // both `append(a)` and `prepend(a)`: 33 KB of chunk, over 6 MB of
+        // messages in the tree of its root.
+        let level = |i: usize| vec![b'a'; 3000 + i];
+        let two = [Op::Append(b"a".to_vec()), Op::Prepend(b"a".to_vec())];
+        let mut nodes: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..10).map(|i| (level(i), record(&[], &two))).collect();
+        nodes.push((level(10), record(&[], &[Op::Sha256])));
+        nodes.push((
+            ots_proof::op::sha256(&level(10)).to_vec(),
+            record(&[Attestation::Bitcoin { height: 1 }], &[]),
+        ));
+        let bytes = chunk(&nodes);
+        assert!(bytes.len() < 40_000);
+        match parse(&bytes) {
+            Err(ChunkError::TooLarge { key, what }) => {
+                assert_eq!(key, hex::encode(level(0)));
+                assert!(what.contains("bytes"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Three levels: 8 copies at most, well within.
+        let mut nodes: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..3).map(|i| (level(i), record(&[], &two))).collect();
+        nodes.push((level(3), record(&[], &[Op::Sha256])));
+        nodes.push((
+            ots_proof::op::sha256(&level(3)).to_vec(),
+            record(&[Attestation::Bitcoin { height: 1 }], &[]),
+        ));
+        assert_eq!(parse(&chunk(&nodes)).unwrap().roots, vec![level(0)]);
     }
 
     #[test]

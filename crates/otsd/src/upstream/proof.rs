@@ -78,8 +78,8 @@ pub enum Refused {
 /// so 10,000 bytes of `reverse`s on a 4,000-byte message decode to
 /// megabytes, and every `GET` of the commitment would decode them again.
 /// An honest proof holds a few kilobytes (a transaction or two of at most
-/// 4,096 bytes, and hashes).
-pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
+/// 4,096 bytes, and hashes), 30 KB through a calendar merging several.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
 /// The bytes of all the messages of `ts`'s nodes, saturating.
 pub fn message_bytes(ts: &Timestamp) -> usize {
