@@ -489,7 +489,8 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
         Mode::Bomb(uri) => {
             let mut ts = Timestamp::new(body.to_vec()).unwrap();
             let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
-            for b in 0..20u8 {
+            // 16 chains: no more commitments than a reply may have.
+            for b in 0..16u8 {
                 big.add_op(Op::Append(vec![b]))
                     .unwrap()
                     .add_path(std::iter::repeat_n(Op::Reverse, 180))

@@ -55,6 +55,14 @@ pub enum Refused {
         /// [`MAX_KEPT_LEN`].
         max: usize,
     },
+    /// More pending commitments than are polled for.
+    #[error("the reply has {count} commitments to upgrade, over {max}")]
+    TooManyPending {
+        /// Its pending attestations' distinct messages.
+        count: usize,
+        /// [`MAX_PENDING_COMMITMENTS`].
+        max: usize,
+    },
     /// Its messages hold too many bytes once decoded.
     #[error("the proof's messages hold {bytes} bytes once decoded, over {max}")]
     TooManyBytes {
@@ -80,6 +88,12 @@ pub enum Refused {
 /// An honest proof holds a few kilobytes (a transaction or two of at most
 /// 4,096 bytes, and hashes), 30 KB through a calendar merging several.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
+
+/// The most commitments of pending attestations a kept reply may have:
+/// the upgrade poller asks the upstream for each of them, every poll. A
+/// calendar's reply has one; an aggregator's (which upstreams should not
+/// be) one per calendar behind it.
+pub const MAX_PENDING_COMMITMENTS: usize = 16;
 
 /// The bytes of all the messages of `ts`'s nodes, saturating.
 pub fn message_bytes(ts: &Timestamp) -> usize {
@@ -145,10 +159,19 @@ pub fn prune(ts: &mut Timestamp, keep: &impl Fn(&Attestation) -> bool) -> bool {
     !ts.attestations().is_empty() || ts.ops().len() > 0
 }
 
-/// A submit reply as kept: its paths to pending attestations, serialized.
+/// A submit reply as kept: its paths to pending attestations, serialized;
+/// refused with more than [`MAX_PENDING_COMMITMENTS`] commitments to ask
+/// for.
 pub fn accept_reply(mut reply: Timestamp) -> Result<Vec<u8>, Refused> {
     if !prune(&mut reply, &|a| matches!(a, Attestation::Pending { .. })) {
         return Err(Refused::NoPending);
+    }
+    let n = pending_commitments(&reply).len();
+    if n > MAX_PENDING_COMMITMENTS {
+        return Err(Refused::TooManyPending {
+            count: n,
+            max: MAX_PENDING_COMMITMENTS,
+        });
     }
     keepable(&reply)
 }
@@ -387,13 +410,13 @@ mod tests {
     }
 
     /// A reply of fewer than 10,000 bytes that decodes to megabytes: one
-    /// append to a 4000-byte message, then chains of `reverse` (a byte
+    /// append to a 4000-byte message, then 16 chains of `reverse` (a byte
     /// each, the message kept whole) from 4001-byte messages, each ending
     /// in a pending attestation.
     fn bomb(leaf: &[u8]) -> Timestamp {
         let mut ts = Timestamp::new(leaf.to_vec()).unwrap();
         let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
-        for b in 0..20u8 {
+        for b in 0..16u8 {
             big.add_op(Op::Append(vec![b]))
                 .unwrap()
                 .add_path(std::iter::repeat_n(Op::Reverse, 180))
@@ -404,14 +427,38 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_with_hundreds_of_commitments_to_poll_is_refused() {
+        let leaf = sha256(b"c");
+        let reply = |n: u16| {
+            let mut ts = Timestamp::new(leaf.to_vec()).unwrap();
+            for i in 0..n {
+                ts.add_op(Op::Append(i.to_be_bytes().to_vec()))
+                    .unwrap()
+                    .add_attestation(Attestation::pending("http://x.test").unwrap());
+            }
+            ts
+        };
+        assert!(accept_reply(reply(MAX_PENDING_COMMITMENTS as u16)).is_ok());
+        let many = reply(300);
+        assert!(many.serialize().unwrap().len() <= MAX_KEPT_LEN);
+        assert_eq!(
+            accept_reply(many),
+            Err(Refused::TooManyPending {
+                count: 300,
+                max: MAX_PENDING_COMMITMENTS
+            })
+        );
+    }
+
+    #[test]
     fn a_reply_holding_megabytes_of_messages_is_refused() {
         let leaf = sha256(b"c");
         let bomb = bomb(&leaf);
         let bytes = bomb.serialize().unwrap();
         assert!(bytes.len() <= MAX_KEPT_LEN, "{}", bytes.len());
-        // Decoded, it holds over 14 MB of messages.
+        // Decoded, it holds over 11 MB of messages.
         let decoded = Timestamp::deserialize(&bytes, &leaf).unwrap();
-        assert!(message_bytes(&decoded) > 14_000_000);
+        assert!(message_bytes(&decoded) > 11_000_000);
         assert!(matches!(
             accept_reply(decoded),
             Err(Refused::TooManyBytes {
