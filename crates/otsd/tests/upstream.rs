@@ -334,6 +334,10 @@ enum Mode {
     /// "complete" proof whose Bitcoin attestation is of another message
     /// than the block's merkle root.
     PendingThenWrongBitcoin(String),
+    /// A well-formed pending reply (attestation `uri`), and on upgrade a
+    /// "complete" proof: `sha256` then a Bitcoin attestation at `height`
+    /// (a shape that holds without a node).
+    PendingThenComplete(String, u64),
     /// Holds every request without answering.
     Hang,
     /// A pending reply (attestation `uri`) of exactly this many bytes.
@@ -479,7 +483,9 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
     match fake.mode() {
         Mode::Garbage => (StatusCode::OK, b"\xfe not a timestamp".to_vec()).into_response(),
         Mode::Oversized => (StatusCode::OK, vec![0u8; 10_001]).into_response(),
-        Mode::PendingThenWrongBitcoin(uri) | Mode::Pending(uri) => {
+        Mode::PendingThenWrongBitcoin(uri)
+        | Mode::Pending(uri)
+        | Mode::PendingThenComplete(uri, _) => {
             (StatusCode::OK, pending_reply(&body, &uri)).into_response()
         }
         Mode::Hang => std::future::pending().await,
@@ -521,6 +527,13 @@ async fn fake_get(State(fake): State<Fake>, UrlPath(hex_str): UrlPath<String>) -
         return StatusCode::BAD_REQUEST.into_response();
     };
     match fake.mode() {
+        Mode::PendingThenComplete(_, height) => {
+            let mut ts = Timestamp::new(commitment).unwrap();
+            ts.add_op(Op::Sha256)
+                .unwrap()
+                .add_attestation(Attestation::Bitcoin { height });
+            (StatusCode::OK, ts.serialize().unwrap()).into_response()
+        }
         Mode::PendingThenWrongBitcoin(_) => {
             let mut ts = Timestamp::new(commitment).unwrap();
             ts.add_op(Op::Sha256)
@@ -723,6 +736,40 @@ async fn pending_attestations_to_other_hosts_are_never_polled() {
     assert_eq!(pending_uris(&ts), vec![elsewhere_url]);
     assert_eq!(elsewhere.gets.load(Ordering::SeqCst), 0, "polled elsewhere");
     assert!(elsewhere.posts().is_empty());
+    server.stop().await.unwrap();
+}
+
+/// Once complete, a commitment's proof stays what it was: the upstream is
+/// not asked again, and what it answers afterwards (pending again, or
+/// another proof) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_proof_is_not_replaced_by_what_the_upstream_says_later() {
+    let uri = "https://flip.test".to_string();
+    let (fake, url) = Fake::start(Mode::PendingThenComplete(uri.clone(), 1)).await;
+    let server = private_in_process(vec![url], otsd::config::Backend::None).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    let complete = until("the complete proof", || async {
+        let r = timestamp(server.addr, &c).await;
+        (r.status == 200 && r.header("cache-control") == Some(FOREVER)).then_some(r.body)
+    })
+    .await;
+    // From now on the upstream says "pending" of it, then offers another
+    // complete proof.
+    *fake.mode.lock().unwrap() = Mode::Pending(uri.clone());
+    let asked = fake.gets.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    *fake.mode.lock().unwrap() = Mode::PendingThenComplete(uri, 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.gets.load(Ordering::SeqCst), asked, "asked again");
+    let r = timestamp(server.addr, &c).await;
+    assert_eq!(r.header("cache-control"), Some(FOREVER));
+    assert_eq!(r.body, complete);
+    let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+    assert!(ts
+        .all_attestations()
+        .iter()
+        .all(|(_, a)| matches!(a, Attestation::Bitcoin { height: 1 })));
     server.stop().await.unwrap();
 }
 
