@@ -10,7 +10,7 @@ use ots_proof::Timestamp;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Redirects, MAX_REDIRECTS};
 use crate::error::{error_chain, transport, CalendarError};
 use crate::protocol::{sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN};
 
@@ -36,7 +36,8 @@ impl Client {
             .user_agent(config.user_agent.as_str())
             // Mozilla's roots only where the system offers none (a bare
             // container): the system's choice wins where there is one.
-            .tls_built_in_webpki_certs(!system_has_roots());
+            .tls_built_in_webpki_certs(!system_has_roots())
+            .redirect(redirect_policy(config.redirects));
         if let Some(url) = &config.proxy {
             // An explicit proxy replaces the environment's.
             let proxy = reqwest::Proxy::all(url.as_str()).map_err(|e| CalendarError::Setup {
@@ -73,6 +74,24 @@ impl Client {
             http: self.http.clone(),
             timeout: self.timeout,
         })
+    }
+}
+
+/// reqwest's policy for `redirects`. A redirect not followed is returned
+/// as the reply, so it fails as its status.
+fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
+    match redirects {
+        Redirects::Any => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+        Redirects::SameOrigin => reqwest::redirect::Policy::custom(|attempt| {
+            let first = attempt.previous().first().map(reqwest::Url::origin);
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if first.as_ref() == Some(&attempt.url().origin()) {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }),
     }
 }
 

@@ -1,5 +1,6 @@
 //! How a calendar client is set up ([`ClientConfig`]): timeouts, the User-Agent,
-//! an extra CA file trusted beside the system's roots, and a proxy.
+//! an extra CA file trusted beside the system's roots, a proxy, and which
+//! redirects are followed ([`Redirects`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,24 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The User-Agent we send by default.
 pub const DEFAULT_USER_AGENT: &str =
     concat!("OpenTimestamps-Client-rs/", env!("CARGO_PKG_VERSION"));
+
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Which redirects a [`crate::Client`] follows (at most [`MAX_REDIRECTS`]);
+/// any other is answered as the redirect's own status
+/// ([`crate::CalendarError::Status`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Redirects {
+    /// Any, as the reference client does: a person's client, asking the
+    /// calendars its proofs name.
+    #[default]
+    Any,
+    /// Only to the same scheme, host and port: a server talking to the
+    /// calendars it was configured with must not be sent to other hosts
+    /// (its Bitcoin node, a host on its private network) by one of them.
+    SameOrigin,
+}
 
 /// How a [`crate::Client`] talks to calendars.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +53,8 @@ pub struct ClientConfig {
     /// `NO_PROXY` (or their lower-case forms) are honoured, as reqwest
     /// reads them; when set, the environment is ignored.
     pub proxy: Option<String>,
+    /// Which redirects are followed (see [`Redirects`]).
+    pub redirects: Redirects,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +65,7 @@ impl Default for ClientConfig {
             ca_file: None,
             user_agent: DEFAULT_USER_AGENT.to_string(),
             proxy: None,
+            redirects: Redirects::Any,
         }
     }
 }

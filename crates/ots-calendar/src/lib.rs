@@ -31,6 +31,9 @@ mod error;
 pub mod protocol;
 
 pub use client::{Calendar, Client};
-pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT};
+pub use config::{
+    ClientConfig, Redirects, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
+    MAX_REDIRECTS,
+};
 pub use error::{error_chain, CalendarError};
 pub use protocol::{sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN};

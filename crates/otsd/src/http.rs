@@ -259,7 +259,12 @@ async fn get_timestamp(
         (found, _) => found,
     };
     let found = match (found, &st.mirror) {
-        (None, Some(m)) => mirrored_proof(&m.store, &commitment)?,
+        // Without a node the mirror checked no attestation: what another
+        // calendar says of one of our own pending commitments is not
+        // served (it would be taken for complete, and cached for a year).
+        (None, Some(m)) if m.checks_headers() || st.pending.lookup(&commitment).is_none() => {
+            mirrored_proof(&m.store, &commitment)?
+        }
         (found, _) => found,
     };
     // Issue 12: upstream replies (an incomplete proof, short-lived) and

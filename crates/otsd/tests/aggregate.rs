@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use common::node::{Backend, TestNode, WALLET};
 use common::{get, post_digest, random_digest, spawn_otsd_logged, Log, Resp};
 use ots_proof::{Attestation, DetachedTimestampFile, Op, Timestamp};
@@ -538,6 +540,21 @@ enum Fake {
     /// A valid timestamp of the digest just under 10,000 bytes: no room
     /// left for the client's path.
     Bulky,
+    /// A valid timestamp of the digest 256 nodes deep (the format's
+    /// limit): no depth left for the client's path.
+    Deep,
+    /// `307` to another host (`localhost` for `127.0.0.1`), which would
+    /// answer as a calendar naming [`fake_uri`]`(Redirect)`.
+    Redirect,
+    /// A calendar's reply with, beside its pending attestation, a branch
+    /// claiming a Bitcoin attestation already (no calendar can have one
+    /// for a digest it was just sent).
+    ClaimsBitcoin,
+    /// Only a Bitcoin attestation, nothing pending.
+    OnlyBitcoin,
+    /// Under 10,000 bytes that decode to megabytes of messages: chains of
+    /// `reverse` on 4001-byte messages.
+    Bomb,
 }
 
 /// The URI a fake's attestations name.
@@ -589,40 +606,96 @@ fn other_root() -> Vec<u8> {
     bytes
 }
 
+/// A timestamp of `msg` 256 nodes deep: 255 `reverse`s, then a pending
+/// attestation.
+fn deep(msg: &[u8]) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    ts.add_path(std::iter::repeat_n(Op::Reverse, 255))
+        .unwrap()
+        .add_attestation(Attestation::pending(fake_uri(Fake::Deep)).unwrap());
+    let bytes = ts.serialize().unwrap();
+    assert!(Timestamp::deserialize(&bytes, msg).is_ok());
+    bytes
+}
+
+/// A calendar's reply to `msg`, naming `kind`'s URI.
+fn calendar_reply(msg: &[u8], kind: Fake) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    let t = otsd::aggregator::unix_time().to_be_bytes().to_vec();
+    ts.add_path([
+        Op::Prepend(t),
+        Op::Append(rand::random::<[u8; 8]>().to_vec()),
+    ])
+    .unwrap()
+    .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
+    ts.serialize().unwrap()
+}
+
 /// Starts a fake upstream; returns its URL and how many submissions it
 /// received.
 async fn fake(kind: Fake) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
-    let app = axum::Router::new().route(
-        "/digest",
-        axum::routing::post(move |body: Bytes| {
-            let hits = counted.clone();
-            async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                match kind {
-                    Fake::Good => {
-                        let mut ts = Timestamp::new(body.to_vec()).unwrap();
-                        let t = otsd::aggregator::unix_time().to_be_bytes().to_vec();
-                        ts.add_path([
-                            Op::Prepend(t),
-                            Op::Append(rand::random::<[u8; 8]>().to_vec()),
-                        ])
-                        .unwrap()
-                        .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
-                        ts.serialize().unwrap()
-                    }
-                    Fake::Garbage => b"\x00\x01 this is not a timestamp".to_vec(),
-                    Fake::Oversized => oversized(&body),
-                    Fake::OtherRoot => other_root(),
-                    Fake::Hang => std::future::pending().await,
-                    Fake::Bulky => bulky(&body),
-                }
-            }
-        }),
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let elsewhere = format!("http://localhost:{}/elsewhere", addr.port());
+    let app = axum::Router::new()
+        .route(
+            "/digest",
+            axum::routing::post(move |body: Bytes| {
+                let hits = counted.clone();
+                let elsewhere = elsewhere.clone();
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let ok = |b: Vec<u8>| (StatusCode::OK, b).into_response();
+                    match kind {
+                        Fake::Good => ok(calendar_reply(&body, kind)),
+                        Fake::Garbage => ok(b"\x00\x01 this is not a timestamp".to_vec()),
+                        Fake::Oversized => ok(oversized(&body)),
+                        Fake::OtherRoot => ok(other_root()),
+                        Fake::Hang => std::future::pending().await,
+                        Fake::Bulky => ok(bulky(&body)),
+                        Fake::Deep => ok(deep(&body)),
+                        Fake::ClaimsBitcoin => {
+                            let mut ts =
+                                Timestamp::deserialize(&calendar_reply(&body, kind), &body)
+                                    .unwrap();
+                            ts.add_op(Op::Sha256)
+                                .unwrap()
+                                .add_attestation(Attestation::Bitcoin { height: 1 });
+                            ok(ts.serialize().unwrap())
+                        }
+                        Fake::Bomb => {
+                            let mut ts = Timestamp::new(body.to_vec()).unwrap();
+                            let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
+                            for b in 0..20u8 {
+                                big.add_op(Op::Append(vec![b]))
+                                    .unwrap()
+                                    .add_path(std::iter::repeat_n(Op::Reverse, 180))
+                                    .unwrap()
+                                    .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
+                            }
+                            ok(ts.serialize().unwrap())
+                        }
+                        Fake::OnlyBitcoin => {
+                            let mut ts = Timestamp::new(body.to_vec()).unwrap();
+                            ts.add_op(Op::Sha256)
+                                .unwrap()
+                                .add_attestation(Attestation::Bitcoin { height: 1 });
+                            ok(ts.serialize().unwrap())
+                        }
+                        Fake::Redirect => {
+                            (StatusCode::TEMPORARY_REDIRECT, [("location", elsewhere)])
+                                .into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::post(|body: Bytes| async move { calendar_reply(&body, Fake::Redirect) }),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -712,6 +785,46 @@ async fn a_proof_rooted_at_another_message_is_dropped() {
 #[tokio::test]
 async fn a_reply_leaving_no_room_for_the_path_is_dropped() {
     bad_upstream(Fake::Bulky, "leaves no room in a 10000-byte proof", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_leaving_no_depth_for_the_path_is_dropped() {
+    bad_upstream(Fake::Deep, "nodes deep", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_decoding_to_megabytes_is_dropped() {
+    bad_upstream(Fake::Bomb, "bytes once decoded", &[]).await;
+}
+
+#[tokio::test]
+async fn a_reply_with_nothing_pending_is_dropped() {
+    bad_upstream(Fake::OnlyBitcoin, "no pending attestation", &[]).await;
+}
+
+/// What an upstream claims beyond its pending attestations is not passed
+/// on: a client given a Bitcoin attestation with its reply would take its
+/// proof for complete and never upgrade it.
+#[tokio::test]
+async fn only_the_pending_paths_of_a_reply_reach_the_clients() {
+    let (url, hits) = fake(Fake::ClaimsBitcoin).await;
+    let agg = aggregator(&[url], &[]).await;
+    let digest = random_digest();
+    let ts = submit(&agg, &digest).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let atts = ts.all_attestations();
+    assert!(
+        atts.iter()
+            .all(|(_, a)| matches!(a, Attestation::Pending { .. })),
+        "{atts:?}"
+    );
+    assert_eq!(pendings(&ts).len(), 1);
+    agg.stop().await;
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    bad_upstream(Fake::Redirect, "unexpected HTTP status 307", &[]).await;
 }
 
 #[tokio::test]

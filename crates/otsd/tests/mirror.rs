@@ -21,6 +21,50 @@ use ots_proof::{Attestation, Op, Timestamp};
 use otsd::mirror::sync::MirrorConfig;
 use serde_json::Value;
 
+/// A calendar mirroring without a Bitcoin node checks no attestation of
+/// what it mirrors: a mirrored calendar's chunk claiming one of our own
+/// pending commitments complete (a made-up Bitcoin attestation) must not
+/// be served for it, as complete and cached for a year; the mirrored
+/// calendar's other proofs still are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchecked_mirror_never_answers_for_our_own_pending_commitments() {
+    let fake = Arc::new(Fake::default());
+    let fake_addr = mirror_support::serve(fake.clone()).await;
+    let server = common::TestServer::start(otsd::config::Settings {
+        aggregation_interval: Duration::from_millis(50),
+        backend: otsd::config::Backend::None,
+        mirror: Some(config(vec![url(fake_addr)], None)),
+        ..otsd::config::Settings::default()
+    })
+    .await;
+    let digest = common::random_digest();
+    let ours = common::check_proof(
+        &digest,
+        &common::post_digest(server.addr, &digest).await.body,
+    );
+    let claimed = |msg: &[u8]| {
+        let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+        ts.add_op(Op::Sha256)
+            .unwrap()
+            .add_attestation(Attestation::Bitcoin { height: 1 });
+        ts
+    };
+    let theirs = claimed(&[9u8; 44]);
+    fake.set_bytes(0, chunk_of([&claimed(&ours), &theirs]));
+    until_held(server.addr, &url(fake_addr), 1).await;
+    let r = timestamp(server.addr, &ours).await;
+    assert_eq!(r.status, 404, "{:?}", r.header("cache-control"));
+    assert!(r.text().contains("Pending"), "{}", r.text());
+    let r = timestamp(server.addr, theirs.msg()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, theirs.serialize().unwrap());
+    server.stop().await.unwrap();
+}
+
+/// The other host a calendar of `bad_chunks_are_refused_whole_and_the_mirror_goes_on`
+/// redirects to (the cases are plain functions).
+static ELSEWHERE: std::sync::OnceLock<(Arc<Fake>, SocketAddr)> = std::sync::OnceLock::new();
+
 /// The two tests that run processes for minutes take turns: side by side
 /// on a loaded machine they starve each other's calendar and mirror.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -142,6 +186,9 @@ fn url(addr: SocketAddr) -> String {
 async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
     let node = Arc::new(Fake::default());
     let node_addr = mirror_support::serve(node.clone()).await;
+    let elsewhere = Arc::new(Fake::default());
+    let elsewhere_addr = mirror_support::serve(elsewhere.clone()).await;
+    let _ = ELSEWHERE.set((elsewhere.clone(), elsewhere_addr));
     // (name, what the error says, how chunk 1 is broken)
     type Break = fn(&Fake, &[Timestamp], Vec<u8>) -> Reply;
     let cases: Vec<(&str, &str, Break)> = vec![
@@ -197,6 +244,18 @@ async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
             Reply::Bytes(Arc::new(vec![0; 2 << 20]))
         }),
         ("hang", "no complete reply within", |_, _, _| Reply::Hang),
+        ("trickle", "no complete reply within", |_, _, _| {
+            Reply::Trickle
+        }),
+        ("endless", "over the 1048576-byte limit", |_, _, _| {
+            Reply::Endless
+        }),
+        ("redirect", "HTTP status 307", |_, _, b| {
+            // Another host holds the good chunk: it must not be asked.
+            let (elsewhere, addr) = ELSEWHERE.get().unwrap();
+            elsewhere.set_bytes(1, b);
+            Reply::Redirect(format!("{}/experimental/backup/1", url(*addr)))
+        }),
     ];
     let mut fakes = Vec::new();
     let mut height = 100;
@@ -264,6 +323,13 @@ async fn bad_chunks_are_refused_whole_and_the_mirror_goes_on() {
     }
     let i = info(mirror.addr).await;
     assert_eq!(i["own_chunks"], 3 * (cases.len() as u64 + 1));
+    assert_eq!(
+        elsewhere
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a redirect to another host was followed"
+    );
     // The HTML page names every calendar.
     let html = get(mirror.addr, "/", "").await.text();
     assert!(html.contains("Mirrored calendars") && html.contains(&url(good_addr)));

@@ -334,8 +334,28 @@ enum Mode {
     /// "complete" proof whose Bitcoin attestation is of another message
     /// than the block's merkle root.
     PendingThenWrongBitcoin(String),
+    /// A well-formed pending reply (attestation `uri`), and on upgrade a
+    /// "complete" proof: `sha256` then a Bitcoin attestation at `height`
+    /// (a shape that holds without a node).
+    PendingThenComplete(String, u64),
     /// Holds every request without answering.
     Hang,
+    /// A pending reply (attestation `uri`) of exactly this many bytes.
+    Sized(String, usize),
+    /// A pending reply (attestation `uri`) as deep as a calendar reply may
+    /// be: 256 nodes from the leaf, so 257 from the commitment.
+    Deep(String),
+    /// `307` to this URL (plus the path asked), which keeps the method and
+    /// the body.
+    Redirect(String),
+    /// 200, chunked, 1 KB pieces as fast as they are taken, without end.
+    Endless,
+    /// A pending reply under 10,000 bytes that decodes to megabytes of
+    /// messages (chains of `reverse` on 4001-byte messages).
+    Bomb(String),
+    /// 200, then a byte every 50 ms, without end (slow loris: 10,000
+    /// bytes would take longer than the test waits).
+    Trickle,
     /// Passes everything on to a real calendar.
     Forward(ots_calendar::Calendar),
 }
@@ -389,15 +409,111 @@ fn pending_reply(msg: &[u8], uri: &str) -> Vec<u8> {
     ts.serialize().unwrap()
 }
 
+/// A pending reply for `msg` (attestation `uri`) of exactly `len` bytes:
+/// branches of appends, the last one's argument sized to fit.
+fn sized_reply(msg: &[u8], uri: &str, len: usize) -> Vec<u8> {
+    let build = |args: &[usize]| {
+        let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+        for (i, n) in args.iter().enumerate() {
+            let mut arg = vec![i as u8; *n];
+            arg[0] = 0xa0 + i as u8;
+            ts.add_path([Op::Append(arg), Op::Sha256])
+                .unwrap()
+                .add_attestation(Attestation::pending(uri).unwrap());
+        }
+        ts.serialize().unwrap()
+    };
+    let mut args = vec![4000; len / 4000];
+    args.push(1);
+    for _ in 0..16 {
+        let got = build(&args).len();
+        if got == len {
+            return build(&args);
+        }
+        let last = args.last_mut().unwrap();
+        *last = (*last as i64 + len as i64 - got as i64).clamp(1, 4064) as usize;
+    }
+    panic!("no {len}-byte reply");
+}
+
+/// A body that never ends: a byte every interval.
+struct Trickle(tokio::time::Interval);
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_tick(cx)
+            .map(|_| Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"\xf0")))))
+    }
+}
+
+/// A body that never ends and never waits: 1 KB pieces.
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let piece = Bytes::from_static(&[0xf2; 1024]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+    }
+}
+
+/// A pending reply for `msg` 256 nodes deep: 255 `reverse`s, then `uri`.
+fn deep_reply(msg: &[u8], uri: &str) -> Vec<u8> {
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    ts.add_path(std::iter::repeat_n(Op::Reverse, 255))
+        .unwrap()
+        .add_attestation(Attestation::pending(uri).unwrap());
+    ts.serialize().unwrap()
+}
+
 async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
     fake.posts.lock().unwrap().push(body.to_vec());
     match fake.mode() {
         Mode::Garbage => (StatusCode::OK, b"\xfe not a timestamp".to_vec()).into_response(),
         Mode::Oversized => (StatusCode::OK, vec![0u8; 10_001]).into_response(),
-        Mode::PendingThenWrongBitcoin(uri) | Mode::Pending(uri) => {
+        Mode::PendingThenWrongBitcoin(uri)
+        | Mode::Pending(uri)
+        | Mode::PendingThenComplete(uri, _) => {
             (StatusCode::OK, pending_reply(&body, &uri)).into_response()
         }
         Mode::Hang => std::future::pending().await,
+        Mode::Sized(uri, len) => (StatusCode::OK, sized_reply(&body, &uri, len)).into_response(),
+        Mode::Deep(uri) => (StatusCode::OK, deep_reply(&body, &uri)).into_response(),
+        Mode::Endless => (StatusCode::OK, axum::body::Body::new(Endless)).into_response(),
+        Mode::Bomb(uri) => {
+            let mut ts = Timestamp::new(body.to_vec()).unwrap();
+            let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
+            // 16 chains: no more commitments than a reply may have.
+            for b in 0..16u8 {
+                big.add_op(Op::Append(vec![b]))
+                    .unwrap()
+                    .add_path(std::iter::repeat_n(Op::Reverse, 180))
+                    .unwrap()
+                    .add_attestation(Attestation::pending(&uri).unwrap());
+            }
+            (StatusCode::OK, ts.serialize().unwrap()).into_response()
+        }
+        Mode::Trickle => {
+            let every = tokio::time::interval(Duration::from_millis(50));
+            (StatusCode::OK, axum::body::Body::new(Trickle(every))).into_response()
+        }
+        Mode::Redirect(to) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("{to}digest"))],
+        )
+            .into_response(),
         Mode::Forward(cal) => match cal.submit(&body).await {
             Ok(ts) => (StatusCode::OK, ts.serialize().unwrap()).into_response(),
             Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -411,6 +527,13 @@ async fn fake_get(State(fake): State<Fake>, UrlPath(hex_str): UrlPath<String>) -
         return StatusCode::BAD_REQUEST.into_response();
     };
     match fake.mode() {
+        Mode::PendingThenComplete(_, height) => {
+            let mut ts = Timestamp::new(commitment).unwrap();
+            ts.add_op(Op::Sha256)
+                .unwrap()
+                .add_attestation(Attestation::Bitcoin { height });
+            (StatusCode::OK, ts.serialize().unwrap()).into_response()
+        }
         Mode::PendingThenWrongBitcoin(_) => {
             let mut ts = Timestamp::new(commitment).unwrap();
             ts.add_op(Op::Sha256)
@@ -507,6 +630,147 @@ async fn an_oversized_upstream_reply_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_times_out_and_is_dropped() {
     a_bad_upstream_is_dropped(Mode::Hang).await;
+}
+
+/// A reply that would hold megabytes in memory at every `GET` of the
+/// commitment is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reply_decoding_to_megabytes_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Bomb("https://bomb.test".into())).await;
+}
+
+/// An endless chunked reply (no Content-Length to refuse it by) is cut
+/// at 10,000 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_upstream_reply_is_cut_and_dropped() {
+    a_bad_upstream_is_dropped(Mode::Endless).await;
+}
+
+/// An upstream that sends its reply a byte at a time without end costs a
+/// request timeout, not the submitter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_trickling_its_reply_without_end_times_out_and_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Trickle).await;
+}
+
+/// A reply that a client could read (10,000 bytes) but that no served
+/// proof could hold (the commitment's `sha256` comes first): refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reply_too_large_to_serve_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Sized("https://bloat.test".into(), 10_000)).await;
+}
+
+/// A reply at the format's depth limit makes every proof served through
+/// it too deep for a client to read: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reply_too_deep_to_serve_is_dropped() {
+    a_bad_upstream_is_dropped(Mode::Deep("https://deep.test".into())).await;
+}
+
+/// An upstream that redirects elsewhere is not followed there: the other
+/// host is never asked, and the upstream counts as failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_redirecting_to_another_host_is_not_followed() {
+    let (elsewhere, elsewhere_url) =
+        Fake::start(Mode::Pending("https://elsewhere.test".into())).await;
+    a_bad_upstream_is_dropped(Mode::Redirect(elsewhere_url)).await;
+    assert!(elsewhere.posts().is_empty(), "the other host was asked");
+    assert_eq!(elsewhere.gets.load(Ordering::SeqCst), 0);
+}
+
+/// Two upstreams whose replies each fit a served proof but not together:
+/// the proof served stays within what a client reads (10,000 bytes), and
+/// the smaller reply is the one kept, so that an upstream padding its
+/// replies cannot crowd out the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_upstream_replies_are_served_within_what_a_client_reads() {
+    let (_big, big_url) = Fake::start(Mode::Sized("https://bloat.test".into(), 9_990)).await;
+    let good_uri = "https://good.upstream.test";
+    let (_good, good_url) = Fake::start(Mode::Pending(good_uri.into())).await;
+    let server = private_in_process(vec![big_url, good_url], otsd::config::Backend::None).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    let leaf = ots_proof::op::sha256(&c);
+    // Both replies are in once the database holds two rows for the leaf;
+    // the info page's open counts show it.
+    until("both upstreams' replies", || async {
+        let r = get(server.addr, "/", "Accept: application/json\r\n").await;
+        let v: Value = serde_json::from_slice(&r.body).ok()?;
+        let open: Vec<u64> = v["upstreams"]
+            .as_array()?
+            .iter()
+            .map(|u| u["open"].as_u64().unwrap_or(0))
+            .collect();
+        (open == [1, 1]).then_some(())
+    })
+    .await;
+    let r = timestamp(server.addr, &c).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.len() <= ots_calendar::MAX_REPLY_LEN,
+        "{} bytes served",
+        r.body.len()
+    );
+    let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+    assert_eq!(pending_uris(&ts), vec![good_uri.to_string()]);
+    assert_eq!(ts.child(&Op::Sha256).unwrap().msg(), leaf);
+    server.stop().await.unwrap();
+}
+
+/// Pending attestations naming other hosts, in an upstream's replies, are
+/// never followed: the upgrade asks the upstream the reply came from, and
+/// no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_attestations_to_other_hosts_are_never_polled() {
+    let (elsewhere, elsewhere_url) = Fake::start(Mode::Pending("https://x.test".into())).await;
+    let (up, up_url) = Fake::start(Mode::Pending(elsewhere_url.clone())).await;
+    let server = private_in_process(vec![up_url], otsd::config::Backend::None).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    until("two upgrade polls of the upstream", || async {
+        (up.gets.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    let r = timestamp(server.addr, &c).await;
+    let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+    assert_eq!(pending_uris(&ts), vec![elsewhere_url]);
+    assert_eq!(elsewhere.gets.load(Ordering::SeqCst), 0, "polled elsewhere");
+    assert!(elsewhere.posts().is_empty());
+    server.stop().await.unwrap();
+}
+
+/// Once complete, a commitment's proof stays what it was: the upstream is
+/// not asked again, and what it answers afterwards (pending again, or
+/// another proof) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_proof_is_not_replaced_by_what_the_upstream_says_later() {
+    let uri = "https://flip.test".to_string();
+    let (fake, url) = Fake::start(Mode::PendingThenComplete(uri.clone(), 1)).await;
+    let server = private_in_process(vec![url], otsd::config::Backend::None).await;
+    let digest = random_digest();
+    let c = check_proof(&digest, &post_digest(server.addr, &digest).await.body);
+    let complete = until("the complete proof", || async {
+        let r = timestamp(server.addr, &c).await;
+        (r.status == 200 && r.header("cache-control") == Some(FOREVER)).then_some(r.body)
+    })
+    .await;
+    // From now on the upstream says "pending" of it, then offers another
+    // complete proof.
+    *fake.mode.lock().unwrap() = Mode::Pending(uri.clone());
+    let asked = fake.gets.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    *fake.mode.lock().unwrap() = Mode::PendingThenComplete(uri, 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.gets.load(Ordering::SeqCst), asked, "asked again");
+    let r = timestamp(server.addr, &c).await;
+    assert_eq!(r.header("cache-control"), Some(FOREVER));
+    assert_eq!(r.body, complete);
+    let ts = Timestamp::deserialize(&r.body, &c).unwrap();
+    assert!(ts
+        .all_attestations()
+        .iter()
+        .all(|(_, a)| matches!(a, Attestation::Bitcoin { height: 1 })));
+    server.stop().await.unwrap();
 }
 
 /// An upstream whose "complete" proof attests another message than the

@@ -106,6 +106,21 @@ pub fn max_path_len(levels: usize) -> usize {
     2 + NONCE_LEN + 1 + 35 * levels.saturating_sub(1)
 }
 
+/// Nodes kept free above a client's digest for its own tree of the files
+/// it stamped together (a nonce and a Merkle tree of 2^15 files).
+pub const CLIENT_ROOM: usize = 32;
+
+/// The deepest upstream reply (in nodes from the tip, the tip included)
+/// that leaves a client's proof decodable: [`MAX_DEPTH`] less
+/// [`CLIENT_ROOM`] and the nodes from the digest to the tip (the digest,
+/// the nonced digest, then two per level above the leaves).
+///
+/// [`MAX_DEPTH`]: ots_proof::timestamp::MAX_DEPTH
+pub fn max_reply_depth(levels: usize) -> usize {
+    let path = 2 + 2 * levels.saturating_sub(1);
+    ots_proof::timestamp::MAX_DEPTH.saturating_sub(CLIENT_ROOM + path)
+}
+
 struct Submission {
     digest: Vec<u8>,
     reply: oneshot::Sender<Reply>,
@@ -288,7 +303,8 @@ impl Round {
         let tip = self.tip();
         let budget = ots_calendar::MAX_REPLY_LEN - max_path_len(self.levels.len());
         let started = std::time::Instant::now();
-        let outcome = upstreams.submit(tip, budget).await;
+        let max_depth = max_reply_depth(self.levels.len());
+        let outcome = upstreams.submit(tip, budget, max_depth).await;
         let digests = self.batch.len();
         stats.rounds.fetch_add(1, Relaxed);
         let wait = match &outcome {
@@ -401,11 +417,19 @@ mod tests {
                 assert_eq!(atts.len(), 2, "n={n} i={i}");
                 // Both under the tip: the path leads there first.
                 let mut node = &ts;
+                let mut before_tip = 0;
                 while node.msg() != tip {
                     assert_eq!(node.ops().len(), 1, "a linear path to the tip");
                     node = node.ops().next().unwrap().1;
+                    before_tip += 1;
                 }
                 assert_eq!(node, &merged);
+                // A reply as deep as allowed still leaves the client room.
+                let levels = round.levels.len();
+                assert!(
+                    before_tip + max_reply_depth(levels) + CLIENT_ROOM
+                        <= ots_proof::timestamp::MAX_DEPTH
+                );
             }
         }
     }

@@ -8,15 +8,22 @@
 //! A reply is kept only if it decodes as a timestamp of the tip within the
 //! protocol's limits (done by the client: every op's limits, the depth,
 //! the attestations' payloads; and every leaf of a decoded tree is an
-//! attestation), and, merged with the replies kept before it, still leaves
-//! every client's proof within the 10,000 bytes a client reads. Anything
-//! else is logged and dropped, and counts as that upstream's failure.
+//! attestation), holds a pending attestation (only its paths to pending
+//! attestations are passed on: no calendar can have more for a tip it was
+//! just sent, and a client given a Bitcoin attestation with its reply
+//! would take the proof for complete and never upgrade it, as the
+//! private calendar's [`crate::upstream::proof::accept_reply`] judges
+//! too), and, merged with the replies kept before it, still leaves
+//! every client's proof within the 10,000 bytes a client reads and within
+//! the depth a client decodes (256 nodes from its own digest, less room
+//! for its own tree of files). Anything else is logged and dropped, and
+//! counts as that upstream's failure.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ots_calendar::{Calendar, CalendarError, Client, ClientConfig};
-use ots_proof::Timestamp;
+use ots_calendar::{Calendar, CalendarError, Client, ClientConfig, Redirects};
+use ots_proof::{Attestation, Timestamp};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -51,6 +58,34 @@ pub enum Refused {
         url: String,
         /// The grace.
         bound: Duration,
+    },
+    /// No pending attestation in the reply: nothing a client can upgrade.
+    #[error("calendar {url}: the reply has no pending attestation")]
+    NoPending {
+        /// The calendar.
+        url: String,
+    },
+    /// Its messages hold too many bytes once decoded (10,000 bytes of
+    /// `reverse`s on a long message decode to megabytes, in every client).
+    #[error("calendar {url}: the reply's messages hold {bytes} bytes once decoded, over {max}")]
+    TooManyBytes {
+        /// The calendar.
+        url: String,
+        /// Their bytes.
+        bytes: usize,
+        /// [`crate::upstream::proof::MAX_MESSAGE_BYTES`].
+        max: usize,
+    },
+    /// With the clients' paths in front of it, the clients' proofs would
+    /// be deeper than a client decodes.
+    #[error("calendar {url}: the reply ({depth} nodes deep) leaves no depth for the path in front of it (at most {max})")]
+    TooDeep {
+        /// The calendar.
+        url: String,
+        /// The reply's depth, in nodes from the tip.
+        depth: usize,
+        /// The most the round's paths leave.
+        max: usize,
     },
     /// Merged with the replies kept before it, the clients' proofs would
     /// exceed what a client reads.
@@ -124,6 +159,8 @@ impl Upstreams {
             timeout: settings.upstream_timeout + CLIENT_TIMEOUT_MARGIN,
             ca_file: settings.ca_file.clone(),
             user_agent: concat!("otsd-aggregate/", env!("CARGO_PKG_VERSION")).to_string(),
+            // An upstream may not send rounds to other hosts.
+            redirects: Redirects::SameOrigin,
             ..ClientConfig::default()
         })?;
         let list = settings
@@ -192,13 +229,15 @@ impl Upstreams {
     /// Submits `tip` to every upstream at once and waits until all have
     /// answered, or the timeout has passed, or `min` have answered and the
     /// others have had the grace time. Returns the kept replies merged
-    /// under the tip, serialized (at most `budget` bytes), with when each
-    /// of them arrived; or, when fewer than `min` were kept, the text of
-    /// the 503 naming every failure.
+    /// under the tip, serialized (at most `budget` bytes and `max_depth`
+    /// nodes deep, the tip included), with when each of them arrived; or,
+    /// when fewer than `min` were kept, the text of the 503 naming every
+    /// failure.
     pub async fn submit(
         &self,
         tip: [u8; 32],
         budget: usize,
+        max_depth: usize,
     ) -> Result<(Vec<u8>, Vec<tokio::time::Instant>), String> {
         let n = self.list.len();
         let started = tokio::time::Instant::now();
@@ -266,7 +305,28 @@ impl Upstreams {
                     },
                 })
             });
-            let result = answer.and_then(|ts| {
+            let result = answer.and_then(|mut ts| {
+                let pending = |a: &Attestation| matches!(a, Attestation::Pending { .. });
+                if !crate::upstream::proof::prune(&mut ts, &pending) {
+                    return Err(Refused::NoPending { url: url.clone() });
+                }
+                let bytes = crate::upstream::proof::message_bytes(&ts);
+                if bytes > crate::upstream::proof::MAX_MESSAGE_BYTES {
+                    return Err(Refused::TooManyBytes {
+                        url: url.clone(),
+                        bytes,
+                        max: crate::upstream::proof::MAX_MESSAGE_BYTES,
+                    });
+                }
+                // Merging never deepens: the reply's own depth decides.
+                let depth = crate::upstream::proof::depth(&ts);
+                if depth > max_depth {
+                    return Err(Refused::TooDeep {
+                        url: url.clone(),
+                        depth,
+                        max: max_depth,
+                    });
+                }
                 let mut candidate = merged.clone();
                 let len = ts.serialize().map_or(0, |b| b.len());
                 // Same message by construction: decoded rooted at the tip.
@@ -284,7 +344,12 @@ impl Upstreams {
                 let outcome = match &result {
                     Ok(_) => Outcome::Accepted,
                     Err(Refused::Calendar(e)) => Outcome::of_error(e),
-                    Err(Refused::NoRoom { .. }) => Outcome::Refused,
+                    Err(
+                        Refused::NoRoom { .. }
+                        | Refused::TooDeep { .. }
+                        | Refused::NoPending { .. }
+                        | Refused::TooManyBytes { .. },
+                    ) => Outcome::Refused,
                     Err(Refused::Timeout { .. } | Refused::Late { .. }) => Outcome::Failed,
                 };
                 let answered = match outcome {

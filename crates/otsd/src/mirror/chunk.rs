@@ -3,9 +3,10 @@
 //! key or record does not parse, a key comes twice, an operation leads to a
 //! message the chunk does not hold, a node without operations has no
 //! attestation, the nodes form a cycle, a commitment's proof would exceed
-//! the serving limits, or a commitment's proof reaches no Bitcoin
-//! attestation. The Bitcoin attestations are returned for the header check
-//! ([`super::headers`]), which needs a node.
+//! the serving limits, a commitment's proof reaches no Bitcoin
+//! attestation, or its Bitcoin attestations are at more than
+//! [`MAX_HEIGHTS`] heights. The Bitcoin attestations are returned for the
+//! header check ([`super::headers`]), which needs a node.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,21 @@ use crate::refstore::node::{self, NodeError, NodeRecord};
 /// The most nodes one commitment's proof may expand to (the tree a
 /// `GET /timestamp` serves); the same bound as the reference store's.
 pub const MAX_PROOF_NODES: usize = crate::refstore::MAX_PROOF_NODES;
+
+/// The most bytes the messages of one commitment's proof may hold once
+/// expanded into the tree a `GET /timestamp` builds: a chunk holds each
+/// message once, but a node reached by several operations (`append(a)`
+/// and `prepend(a)` of a run of `a`s) is copied into the tree once per
+/// path, so a few kilobytes of chunk could cost megabytes at every `GET`.
+/// The same bound as an upstream calendar's proofs.
+pub const MAX_PROOF_MESSAGE_BYTES: usize = crate::upstream::proof::MAX_MESSAGE_BYTES;
+
+/// The most distinct heights of Bitcoin attestations in one chunk. Each
+/// costs the header check two requests to our node; a chunk is 1000
+/// commitments, stamped in a few transactions (each maybe through a few
+/// calendars), while a hostile one could name every block of the chain
+/// (a node whose message is a block's merkle root is a valid root).
+pub const MAX_HEIGHTS: usize = 4096;
 
 /// A chunk that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +116,14 @@ pub enum ChunkError {
     /// A commitment whose proof reaches no Bitcoin attestation.
     #[error("proof of {0} reaches no Bitcoin attestation")]
     NoBitcoin(String),
+    /// Bitcoin attestations at more heights than [`MAX_HEIGHTS`].
+    #[error("Bitcoin attestations at {count} heights, over the {max} a chunk may name")]
+    TooManyHeights {
+        /// The distinct heights, counted up to one over the limit.
+        count: usize,
+        /// [`MAX_HEIGHTS`].
+        max: usize,
+    },
 }
 
 /// Parses and checks a chunk.
@@ -132,6 +156,7 @@ pub fn parse(bytes: &[u8]) -> Result<Chunk, ChunkError> {
     let mut children: Vec<Vec<usize>> = Vec::with_capacity(parsed.len());
     let mut is_child = vec![false; parsed.len()];
     let mut bitcoin = Vec::new();
+    let mut heights = std::collections::HashSet::new();
     for (key, record) in &parsed {
         if record.ops.is_empty() && record.attestations.is_empty() {
             return Err(ChunkError::DeadEnd(hex::encode(key)));
@@ -145,6 +170,12 @@ pub fn parse(bytes: &[u8]) -> Result<Chunk, ChunkError> {
                     });
                 }
                 bitcoin.push((key.clone(), *height));
+                if heights.insert(*height) && heights.len() > MAX_HEIGHTS {
+                    return Err(ChunkError::TooManyHeights {
+                        count: heights.len(),
+                        max: MAX_HEIGHTS,
+                    });
+                }
             }
         }
         let mut mine = Vec::with_capacity(record.ops.len());
@@ -184,6 +215,12 @@ pub fn parse(bytes: &[u8]) -> Result<Chunk, ChunkError> {
                 what: "the node limit",
             });
         }
+        if f.bytes > MAX_PROOF_MESSAGE_BYTES {
+            return Err(ChunkError::TooLarge {
+                key: hex::encode(key),
+                what: "the limit on its messages' bytes once expanded",
+            });
+        }
         if !f.bitcoin {
             return Err(ChunkError::NoBitcoin(hex::encode(key)));
         }
@@ -207,6 +244,8 @@ struct Facts {
     depth: usize,
     /// Nodes of the expanded tree, saturating.
     size: usize,
+    /// Bytes of the expanded tree's messages, saturating.
+    bytes: usize,
     /// Whether it reaches a Bitcoin attestation.
     bitcoin: bool,
 }
@@ -249,6 +288,7 @@ fn facts(
             let mut f = Facts {
                 depth: 1,
                 size: 1,
+                bytes: parsed[n].0.len(),
                 bitcoin: parsed[n]
                     .1
                     .attestations
@@ -259,6 +299,7 @@ fn facts(
                 let cf = facts[c];
                 f.depth = f.depth.max(cf.depth + 1);
                 f.size = f.size.saturating_add(cf.size);
+                f.bytes = f.bytes.saturating_add(cf.bytes);
                 f.bitcoin |= cf.bitcoin;
             }
             facts[n] = f;
@@ -341,5 +382,66 @@ mod tests {
         assert!(matches!(parse(&cycle), Err(ChunkError::Cycle(_))));
         let bad_node = chunk(&[(c, vec![0, 1])]);
         assert!(matches!(parse(&bad_node), Err(ChunkError::Node { .. })));
+    }
+
+    /// Roots that are 32-byte messages attested at as many heights: each
+    /// would be two requests to our node.
+    fn roots_at_heights(n: u64) -> Vec<u8> {
+        let nodes: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+            .map(|h| {
+                (
+                    ots_proof::op::sha256(&h.to_be_bytes()).to_vec(),
+                    record(&[Attestation::Bitcoin { height: h }], &[]),
+                )
+            })
+            .collect();
+        chunk(&nodes)
+    }
+
+    #[test]
+    fn a_proof_expanding_to_megabytes_of_messages_is_refused() {
+        // Ten levels of runs of `a`s, each reached from the one above by
+        // both `append(a)` and `prepend(a)`: 33 KB of chunk, over 6 MB of
+        // messages in the tree of its root.
+        let level = |i: usize| vec![b'a'; 3000 + i];
+        let two = [Op::Append(b"a".to_vec()), Op::Prepend(b"a".to_vec())];
+        let mut nodes: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..10).map(|i| (level(i), record(&[], &two))).collect();
+        nodes.push((level(10), record(&[], &[Op::Sha256])));
+        nodes.push((
+            ots_proof::op::sha256(&level(10)).to_vec(),
+            record(&[Attestation::Bitcoin { height: 1 }], &[]),
+        ));
+        let bytes = chunk(&nodes);
+        assert!(bytes.len() < 40_000);
+        match parse(&bytes) {
+            Err(ChunkError::TooLarge { key, what }) => {
+                assert_eq!(key, hex::encode(level(0)));
+                assert!(what.contains("bytes"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Three levels: 8 copies at most, well within.
+        let mut nodes: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..3).map(|i| (level(i), record(&[], &two))).collect();
+        nodes.push((level(3), record(&[], &[Op::Sha256])));
+        nodes.push((
+            ots_proof::op::sha256(&level(3)).to_vec(),
+            record(&[Attestation::Bitcoin { height: 1 }], &[]),
+        ));
+        assert_eq!(parse(&chunk(&nodes)).unwrap().roots, vec![level(0)]);
+    }
+
+    #[test]
+    fn a_chunk_naming_too_many_heights_is_refused() {
+        let ok = parse(&roots_at_heights(MAX_HEIGHTS as u64)).unwrap();
+        assert_eq!(ok.bitcoin.len(), MAX_HEIGHTS);
+        assert_eq!(
+            parse(&roots_at_heights(MAX_HEIGHTS as u64 + 1)),
+            Err(ChunkError::TooManyHeights {
+                count: MAX_HEIGHTS + 1,
+                max: MAX_HEIGHTS
+            })
+        );
     }
 }

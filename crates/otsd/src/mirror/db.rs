@@ -12,7 +12,10 @@
 //!   all its operations and attestations;
 //! * `index`: commitment (a chunk's root) → the (calendar id, chunk)s
 //!   holding its proof (more than one when two calendars, or a calendar
-//!   and its mirror, hold it: the served proof merges them);
+//!   and its mirror, hold it: the served proof merges them, the smallest
+//!   first and the others while the whole fits in what a client reads, so
+//!   that a calendar padding another's commitments cannot make them
+//!   unreadable);
 //! * `sequence`: this mirror's own chunk number → (calendar id, chunk),
 //!   in the order chunks were stored, which `GET /experimental/backup/<n>`
 //!   serves so that mirrors can chain;
@@ -46,6 +49,10 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use super::chunk::{Chunk, MAX_PROOF_NODES};
 use crate::refstore::node;
 
+/// The most bytes a proof merged from several chunks may have: what a
+/// client reads of a reply.
+pub const MAX_SERVED_LEN: usize = ots_calendar::MAX_REPLY_LEN;
+
 /// Name of the mirror's database in its directory.
 pub const MIRROR_FILE: &str = "mirror.redb";
 /// The format this build writes and reads.
@@ -68,6 +75,12 @@ const FORMAT_KEY: &str = "format";
 
 /// Bytes of one (calendar id, chunk) reference.
 const REF_LEN: usize = 12;
+/// The most chunks indexed as holding one commitment; a later chunk
+/// holding it is stored (and served as one of our own chunks) but not
+/// indexed for it. Honest copies are a few (a calendar and its mirrors);
+/// without a bound, a calendar serving the same chunk under every number
+/// would make each `GET` of its commitments read one more copy per chunk.
+pub const MAX_INDEXED_COPIES: usize = 16;
 
 /// Errors of the mirror's store.
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +365,7 @@ impl MirrorStore {
                 let mut r = [0u8; REF_LEN];
                 r[..4].copy_from_slice(&cal.to_be_bytes());
                 r[4..].copy_from_slice(&n.to_be_bytes());
+                let mut unindexed = 0usize;
                 for root in &chunk.roots {
                     let mut refs = match index
                         .get(root.as_slice())
@@ -363,11 +377,18 @@ impl MirrorStore {
                     if refs.chunks(REF_LEN).any(|x| x == r) {
                         continue;
                     }
+                    if refs.len() / REF_LEN >= MAX_INDEXED_COPIES {
+                        unindexed += 1;
+                        continue;
+                    }
                     refs.extend_from_slice(&r);
                     let v = seal("index", root, &refs);
                     index
                         .insert(root.as_slice(), v.as_slice())
                         .map_err(db("storing the index"))?;
+                }
+                if unindexed > 0 {
+                    tracing::warn!(calendar = cal, chunk = n, commitments = unindexed, max = MAX_INDEXED_COPIES, "commitments already held by as many chunks as are served: stored, not indexed again");
                 }
                 let seq = match sequence.last().map_err(db("reading the sequence"))? {
                     Some((k, _)) => k.value() + 1,
@@ -431,8 +452,10 @@ impl MirrorStore {
         Ok(Some(out))
     }
 
-    /// The completed proof of `commitment` (merged over every chunk that
-    /// holds it); `None` if no chunk does.
+    /// The completed proof of `commitment`, merged over the chunks that
+    /// hold it: the smallest proof, then each other one, smallest first,
+    /// while the whole stays within [`MAX_SERVED_LEN`] bytes; `None` if no
+    /// chunk holds it.
     pub fn proof(&self, commitment: &[u8]) -> Result<Option<Timestamp>, MirrorStoreError> {
         let txn = self.db.begin_read().map_err(db("reading a proof"))?;
         let index = txn.open_table(INDEX).map_err(db("reading a proof"))?;
@@ -447,21 +470,35 @@ impl MirrorStore {
             )));
         }
         let nodes = txn.open_table(NODES).map_err(db("reading a proof"))?;
-        let mut merged: Option<Timestamp> = None;
+        let mut proofs: Vec<(usize, Timestamp)> = Vec::new();
         for r in refs.chunks(REF_LEN) {
             let (cal, n) = parse_ref(r);
             let mut ts = Timestamp::new(commitment)
                 .map_err(|e| MirrorStoreError::Corrupt(format!("commitment: {e}")))?;
             let mut budget = 1usize;
             fill(&nodes, cal, n, &mut ts, 0, &mut budget)?;
-            match &mut merged {
-                None => merged = Some(ts),
-                Some(m) => m
-                    .merge(ts)
-                    .map_err(|e| MirrorStoreError::Corrupt(format!("merging proofs: {e}")))?,
+            let len = ts
+                .serialize()
+                .map_err(|e| MirrorStoreError::Corrupt(format!("serializing: {e}")))?
+                .len();
+            proofs.push((len, ts));
+        }
+        proofs.sort_by_key(|(len, _)| *len);
+        let mut proofs = proofs.into_iter();
+        let (_, mut ts) = proofs.next().expect("at least one reference");
+        for (_, other) in proofs {
+            let mut candidate = ts.clone();
+            candidate
+                .merge(other)
+                .map_err(|e| MirrorStoreError::Corrupt(format!("merging proofs: {e}")))?;
+            match candidate.serialize() {
+                Ok(bytes) if bytes.len() <= MAX_SERVED_LEN => ts = candidate,
+                // Debug only: this is on every GET of the commitment.
+                _ => {
+                    tracing::debug!(commitment = %hex::encode(commitment), "a mirrored proof does not fit in the served proof: left out")
+                }
             }
         }
-        let ts = merged.expect("at least one reference");
         let complete = ts
             .all_attestations()
             .iter()
@@ -555,6 +592,7 @@ mod tests {
     use crate::mirror::chunk;
     use ots_proof::codec::write_varbytes;
     use ots_proof::Op;
+    use std::collections::BTreeMap;
 
     /// A one-commitment chunk attested at `height`.
     fn one(c: &[u8], height: u64) -> (Chunk, Vec<u8>) {
@@ -621,6 +659,102 @@ mod tests {
             &Attestation::Bitcoin { height: 1 }
         );
         assert!(s.proof(b"second commitment").unwrap().is_none());
+    }
+
+    /// `c`'s proof as a hostile calendar may chunk it: the honest path
+    /// (`sha256`, Bitcoin at `height`) plus four padding branches, each an
+    /// `append` of 3000 bytes ending in an unknown attestation: over
+    /// 12,000 bytes served.
+    fn padded(c: &[u8], height: u64) -> Chunk {
+        let mut nodes: BTreeMap<Vec<u8>, node::NodeRecord> = BTreeMap::new();
+        let mut ops = vec![Op::Sha256];
+        nodes.insert(
+            sha256(c).to_vec(),
+            node::NodeRecord {
+                attestations: vec![Attestation::Bitcoin { height }],
+                ops: vec![],
+            },
+        );
+        for i in 0..4u8 {
+            let op = Op::Append(vec![i; 3000]);
+            let unknown = Attestation::decode(&mut ots_proof::codec::Reader::new(
+                &[[9u8; 8].as_slice(), &[1, 0]].concat(),
+            ))
+            .unwrap();
+            nodes.insert(
+                op.apply(c).unwrap(),
+                node::NodeRecord {
+                    attestations: vec![unknown],
+                    ops: vec![],
+                },
+            );
+            ops.push(op);
+        }
+        nodes.insert(
+            c.to_vec(),
+            node::NodeRecord {
+                attestations: vec![],
+                ops,
+            },
+        );
+        let mut bytes = Vec::new();
+        for (k, rec) in &nodes {
+            write_varbytes(&mut bytes, k);
+            write_varbytes(&mut bytes, &rec.encode());
+        }
+        chunk::parse(&bytes).unwrap()
+    }
+
+    /// A calendar holding another's commitment in its chunks, padded,
+    /// does not make the served proof of it unreadable: the smallest proof
+    /// comes first and the others are merged only while the whole fits in
+    /// what a client reads.
+    #[test]
+    fn a_padded_proof_from_another_calendar_does_not_crowd_out_the_honest_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MirrorStore::open(dir.path()).unwrap();
+        let c = b"a commitment both calendars hold";
+        let (hostile, honest) = (
+            s.calendar_id("http://hostile").unwrap(),
+            s.calendar_id("http://honest").unwrap(),
+        );
+        // The hostile calendar's chunk is stored first.
+        s.store_chunk(hostile, 0, &padded(c, 7)).unwrap();
+        let alone = s.proof_serialized(c).unwrap().unwrap();
+        assert!(alone.len() > ots_calendar::MAX_REPLY_LEN, "{}", alone.len());
+        s.store_chunk(honest, 0, &one(c, 7).0).unwrap();
+        let served = s.proof_serialized(c).unwrap().unwrap();
+        assert!(
+            served.len() <= ots_calendar::MAX_REPLY_LEN,
+            "{} bytes served",
+            served.len()
+        );
+        let ts = Timestamp::deserialize(&served, c).unwrap();
+        assert_eq!(
+            ts.all_attestations(),
+            vec![(sha256(c).as_slice(), &Attestation::Bitcoin { height: 7 })]
+        );
+    }
+
+    #[test]
+    fn a_commitment_is_indexed_for_a_bounded_number_of_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MirrorStore::open(dir.path()).unwrap();
+        let cal = s.calendar_id("http://same-chunk-every-time").unwrap();
+        let (c0, bytes) = one(b"a commitment", 1);
+        let n = MAX_INDEXED_COPIES as u64 + 4;
+        for k in 0..n {
+            assert_eq!(s.store_chunk(cal, k, &c0).unwrap(), Stored::New { seq: k });
+        }
+        let txn = s.db.begin_read().unwrap();
+        let index = txn.open_table(INDEX).unwrap();
+        let v = index.get(b"a commitment".as_slice()).unwrap().unwrap();
+        let refs = unseal("index", b"a commitment", v.value()).unwrap().len() / REF_LEN;
+        assert_eq!(refs, MAX_INDEXED_COPIES);
+        // Every chunk is still held and served as our own.
+        assert_eq!(s.own_chunks().unwrap(), n);
+        assert_eq!(s.own_chunk(n - 1).unwrap(), Some(bytes));
+        assert!(s.proof(b"a commitment").unwrap().is_some());
     }
 
     #[test]

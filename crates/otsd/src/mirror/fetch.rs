@@ -13,6 +13,8 @@ pub const DEFAULT_MAX_CHUNK_BYTES: usize = 32 << 20;
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time to connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most redirects followed for one chunk.
+pub const MAX_REDIRECTS: usize = 10;
 /// What the mirror says it is.
 pub const USER_AGENT: &str = concat!("otsd-mirror/", env!("CARGO_PKG_VERSION"));
 
@@ -59,6 +61,22 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Redirects are followed only to the calendar's own scheme, host and
+/// port (at most [`MAX_REDIRECTS`]): a mirrored calendar may not send the
+/// mirror to other hosts. Another is answered as its status.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if first.as_ref() == Some(&attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 impl Fetcher {
     /// A fetcher with these limits.
     pub fn new(timeout: Duration, max_bytes: usize) -> Result<Fetcher, FetchError> {
@@ -67,6 +85,7 @@ impl Fetcher {
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(USER_AGENT)
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| FetchError::Transport(chain(&e)))?;
         Ok(Fetcher {
@@ -118,5 +137,125 @@ impl Fetcher {
             body.extend_from_slice(&piece);
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server on 127.0.0.1 that reads a request head and
+    /// writes `reply` as is, then closes; returns its base URL.
+    async fn raw_server(reply: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s.write_all(&reply).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn fetcher() -> Fetcher {
+        Fetcher::new(Duration::from_secs(2), 1000).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lying_lengths_and_encodings_are_read_as_sent() {
+        // Fewer bytes than the Content-Length, then the connection closes.
+        let short =
+            raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b".to_vec()).await;
+        assert!(matches!(
+            fetcher().chunk(&short, 0).await,
+            Err(FetchError::Transport(_))
+        ));
+        // More bytes than it says: only what it says is taken.
+        let long =
+            raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfour and more".to_vec()).await;
+        assert_eq!(fetcher().chunk(&long, 0).await.unwrap(), b"four");
+        // A Content-Length over the limit is refused before any body.
+        let huge = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n".to_vec()).await;
+        assert_eq!(
+            fetcher().chunk(&huge, 0).await,
+            Err(FetchError::TooLarge { limit: 1000 })
+        );
+        // A compressed body is not inflated: its bytes are the chunk (and
+        // fail its checks), whatever they would grow to.
+        let gzip = raw_server(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 3\r\n\r\n\x1f\x8b\x08"
+                .to_vec(),
+        )
+        .await;
+        assert_eq!(fetcher().chunk(&gzip, 0).await.unwrap(), b"\x1f\x8b\x08");
+        // A chunked body that goes over the limit.
+        let mut endless = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..20 {
+            endless.extend_from_slice(b"64\r\n");
+            endless.extend_from_slice(&[0u8; 100]);
+            endless.extend_from_slice(b"\r\n");
+        }
+        let endless = raw_server(endless).await;
+        assert_eq!(
+            fetcher().chunk(&endless, 0).await,
+            Err(FetchError::TooLarge { limit: 1000 })
+        );
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_to_the_same_origin_only() {
+        let target = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()).await;
+        // `localhost` for `127.0.0.1`: another host, not followed.
+        let elsewhere = target.replace("127.0.0.1", "localhost");
+        let away = raw_server(
+            format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}/x\r\ncontent-length: 0\r\n\r\n")
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            fetcher().chunk(&away, 0).await,
+            Err(FetchError::Status(307))
+        );
+        // To its own host and port: followed.
+        let home = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let reply: &[u8] = if head.starts_with(b"GET /moved") {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nmoved"
+                        } else {
+                            b"HTTP/1.1 301 Moved Permanently\r\nlocation: /moved\r\ncontent-length: 0\r\n\r\n"
+                        };
+                        let _ = s.write_all(reply).await;
+                        let _ = s.shutdown().await;
+                    });
+                }
+            });
+            format!("http://{addr}")
+        };
+        assert_eq!(fetcher().chunk(&home, 0).await.unwrap(), b"moved");
     }
 }

@@ -80,9 +80,17 @@ pub struct Mirror {
     /// The store.
     pub store: Arc<MirrorStore>,
     statuses: Vec<Arc<Mutex<CalendarStatus>>>,
+    /// Whether chunks are checked against a Bitcoin node's headers.
+    checked: bool,
 }
 
 impl Mirror {
+    /// Whether the chunks taken are checked against a Bitcoin node's
+    /// headers; without, a mirrored proof is only what its calendar says.
+    pub fn checks_headers(&self) -> bool {
+        self.checked
+    }
+
     /// Each calendar's status, in the configured order.
     pub fn statuses(&self) -> Vec<CalendarStatus> {
         self.statuses
@@ -170,7 +178,15 @@ pub fn start(
             }
         }));
     }
-    Ok((Mirror { store, statuses }, tasks))
+    let checked = headers.is_some();
+    Ok((
+        Mirror {
+            store,
+            statuses,
+            checked,
+        },
+        tasks,
+    ))
 }
 
 /// A chunk that passed its checks, with what they took.

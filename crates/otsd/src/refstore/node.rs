@@ -138,4 +138,37 @@ mod tests {
         ));
         assert!(matches!(parse(&[0, 1, 0x77]), Err(NodeError::Decode(_))));
     }
+
+    #[test]
+    fn unknown_tags_are_kept_and_overlong_items_refused() {
+        // An attestation of an unknown tag is kept byte for byte.
+        let mut rec = vec![1];
+        rec.extend_from_slice(&[0x42; 8]);
+        rec.extend_from_slice(&[3, 1, 2, 3, 0]);
+        let node = parse(&rec).unwrap();
+        assert_eq!(node.attestations.len(), 1);
+        assert_eq!(node.encode(), rec);
+        // A payload over 8192 bytes, its length alone given.
+        let mut rec = vec![1];
+        rec.extend_from_slice(&[0x42; 8]);
+        rec.extend_from_slice(&[0x81, 0x40]);
+        rec.extend_from_slice(&[0; 9000]);
+        assert!(matches!(parse(&rec), Err(NodeError::Decode(_))));
+        // An append argument over 4096 bytes.
+        let mut rec = vec![0, 1, 0xf0, 0x81, 0x20];
+        rec.extend_from_slice(&[0; 4097]);
+        assert!(matches!(parse(&rec), Err(NodeError::Decode(_))));
+        // A varuint of eleven bytes, and one over 64 bits.
+        let mut rec = vec![0x80; 10];
+        rec.push(0);
+        assert!(matches!(parse(&rec), Err(NodeError::Decode(_))));
+        let mut rec = vec![0xff; 9];
+        rec.push(0x02);
+        assert!(matches!(parse(&rec), Err(NodeError::Decode(_))));
+        // A Bitcoin attestation whose payload has bytes left over.
+        let mut rec = vec![1];
+        rec.extend_from_slice(&ots_proof::attestation::TAG_BITCOIN);
+        rec.extend_from_slice(&[2, 5, 0, 0]);
+        assert!(matches!(parse(&rec), Err(NodeError::Decode(_))));
+    }
 }

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ots_calendar::{Client, ClientConfig};
+use ots_calendar::{Client, ClientConfig, Redirects};
 use ots_proof::op::sha256;
 use ots_stamper::ranges;
 use tokio::sync::watch;
@@ -283,13 +283,13 @@ impl Upstreams {
             .filter(|r| r.complete)
             .map(|r| r.proof.as_slice())
             .collect();
+        // Ours first: the upstreams' proofs are added while they fit.
         let merged = |proofs: &[&[u8]], base: Option<&[u8]>| {
-            let mut ts = proof::served(commitment, proofs)?;
-            if let Some(base) = base {
-                let ours = ots_proof::Timestamp::deserialize(base, commitment).ok()?;
-                ts.merge(ours).ok()?;
-            }
-            ts.serialize().ok()
+            let ours = match base {
+                Some(b) => Some(ots_proof::Timestamp::deserialize(b, commitment).ok()?),
+                None => None,
+            };
+            proof::served(commitment, ours, proofs)?.serialize().ok()
         };
         Ok(match ours {
             Some(ours) if complete.is_empty() => Some((ours, true)),
@@ -313,6 +313,9 @@ impl Upstreams {
     ) -> Result<Vec<JoinHandle<()>>, UpstreamError> {
         let client = Client::new(&ClientConfig {
             timeout: self.config.timeout,
+            // An upstream may not send us to other hosts: only the
+            // calendars configured are asked anything.
+            redirects: Redirects::SameOrigin,
             ..ClientConfig::default()
         })?;
         let node = node

@@ -28,6 +28,8 @@ pub const UPGRADE_MISSES_PER_PASS: usize = 4;
 pub const UPGRADE_BACKOFF_FACTOR: u32 = 32;
 /// ... and never more than this.
 pub const MAX_UPGRADE_BACKOFF: Duration = Duration::from_secs(3600);
+/// The most Bitcoin attestations of one upgrade checked against our node.
+pub const MAX_CHECKED_ATTESTATIONS: usize = 8;
 
 /// What asking for one commitment gave.
 enum Asked {
@@ -154,22 +156,37 @@ async fn ask(
     result
 }
 
-/// The Bitcoin attestations of `upgrade` that hold: against `node`'s
-/// header at their height, or, without a node, those whose message can be
-/// a merkle root at all (32 bytes; our clients check the rest).
+/// The Bitcoin attestations of `upgrade` worth checking: those whose
+/// message can be a merkle root at all (32 bytes), each once, the first
+/// [`MAX_CHECKED_ATTESTATIONS`] of them. The rest are dropped unchecked:
+/// each one checked costs our node two requests, and an upstream's upgrade
+/// has one or a few (a 10,000-byte reply could name hundreds).
+pub fn to_check(upgrade: &Timestamp) -> Vec<(Vec<u8>, u64)> {
+    let mut out: Vec<(Vec<u8>, u64)> = Vec::new();
+    for (msg, height) in proof::bitcoin_attestations(upgrade) {
+        if msg.len() == 32 && !out.iter().any(|(m, h)| *m == msg && *h == height) {
+            out.push((msg, height));
+            if out.len() == MAX_CHECKED_ATTESTATIONS {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The Bitcoin attestations of `upgrade` that hold ([`to_check`]): against
+/// `node`'s header at their height, or, without a node, all of them (our
+/// clients check the rest).
 async fn verified(
     node: Option<&ots_bitcoin::RpcClient>,
     upgrade: &Timestamp,
 ) -> Result<Vec<(Vec<u8>, u64)>, String> {
+    let candidates = to_check(upgrade);
+    let Some(node) = node else {
+        return Ok(candidates);
+    };
     let mut out = Vec::new();
-    for (msg, height) in proof::bitcoin_attestations(upgrade) {
-        if msg.len() != 32 {
-            continue;
-        }
-        let Some(node) = node else {
-            out.push((msg, height));
-            continue;
-        };
+    for (msg, height) in candidates {
         let hash = node
             .block_hash(height)
             .await
@@ -224,5 +241,30 @@ async fn record(
             up.error(idx, e.to_string());
         }
         Err(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ots_proof::{Attestation, Op};
+
+    #[test]
+    fn only_a_few_bitcoin_attestations_of_an_upgrade_are_checked() {
+        let mut ts = Timestamp::new(vec![1; 32]).unwrap();
+        // Hundreds at distinct heights, each on a 32-byte message.
+        for i in 0..300u32 {
+            ts.add_path([Op::Append(i.to_be_bytes().to_vec()), Op::Sha256])
+                .unwrap()
+                .add_attestation(Attestation::Bitcoin {
+                    height: u64::from(i),
+                });
+        }
+        assert_eq!(proof::bitcoin_attestations(&ts).len(), 300);
+        assert_eq!(to_check(&ts).len(), MAX_CHECKED_ATTESTATIONS);
+        // Not on a 32-byte message: never a merkle root, never checked.
+        let mut short = Timestamp::new(vec![1; 20]).unwrap();
+        short.add_attestation(Attestation::Bitcoin { height: 1 });
+        assert!(to_check(&short).is_empty());
     }
 }

@@ -32,6 +32,47 @@ pub enum Reply {
     Hang,
     /// This status, empty body.
     Status(u16),
+    /// `307` to this URL.
+    Redirect(String),
+    /// 200, then a byte every 10 ms, without end.
+    Trickle,
+    /// 200, chunked, 64 KB pieces as fast as they are taken, without end.
+    Endless,
+}
+
+/// A body that never ends and never waits.
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let piece = axum::body::Bytes::from_static(&[0u8; 64 << 10]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+    }
+}
+
+/// A body that never ends: a byte every 10 ms.
+struct Trickle(tokio::time::Interval);
+
+impl hyper::body::Body for Trickle {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.0.poll_tick(cx).map(|_| {
+            Some(Ok(hyper::body::Frame::data(
+                axum::body::Bytes::from_static(b"\x01"),
+            )))
+        })
+    }
 }
 
 /// Makes chunk `n` on demand (`None`: 404).
@@ -104,6 +145,12 @@ async fn chunk(State(f): State<Arc<Fake>>, Path(n): Path<u64>) -> Response {
         Reply::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Reply::Redirect(to) => (StatusCode::TEMPORARY_REDIRECT, [("location", to)]).into_response(),
+        Reply::Endless => (StatusCode::OK, axum::body::Body::new(Endless)).into_response(),
+        Reply::Trickle => {
+            let every = tokio::time::interval(std::time::Duration::from_millis(10));
+            (StatusCode::OK, axum::body::Body::new(Trickle(every))).into_response()
         }
     }
 }
