@@ -257,8 +257,13 @@ pub async fn serve(
     }
     // What they had not submitted is submitted after the restart (the
     // journal and upstream.redb say what is missing).
-    for task in upstream_tasks {
+    for task in &upstream_tasks {
         task.abort();
+    }
+    // Until they are gone they hold `upstream.redb` open: a start-up right
+    // after this one (a restart in the same process) would find it locked.
+    for task in upstream_tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
     }
     if let Some(workers) = workers.and_then(Arc::into_inner) {
         // Quick: every connection has ended or was given up on.
