@@ -77,9 +77,10 @@ impl Client {
     }
 }
 
-/// reqwest's policy for `redirects`. A redirect not followed is returned
-/// as the reply, so it fails as its status.
-fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
+/// reqwest's policy for `redirects` (also the mirror's, which fetches
+/// backup chunks with a client of its own). A redirect not followed is
+/// returned as the reply, so it fails as its status.
+pub fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
     match redirects {
         Redirects::Any => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
         Redirects::SameOrigin => reqwest::redirect::Policy::custom(|attempt| {

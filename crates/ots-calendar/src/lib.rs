@@ -30,7 +30,7 @@ mod config;
 mod error;
 pub mod protocol;
 
-pub use client::{Calendar, Client};
+pub use client::{redirect_policy, Calendar, Client};
 pub use config::{
     ClientConfig, Redirects, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_USER_AGENT,
     MAX_REDIRECTS,

@@ -666,15 +666,7 @@ async fn fake(kind: Fake) -> (String, Arc<AtomicUsize>) {
                             ok(ts.serialize().unwrap())
                         }
                         Fake::Bomb => {
-                            let mut ts = Timestamp::new(body.to_vec()).unwrap();
-                            let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
-                            for b in 0..20u8 {
-                                big.add_op(Op::Append(vec![b]))
-                                    .unwrap()
-                                    .add_path(std::iter::repeat_n(Op::Reverse, 180))
-                                    .unwrap()
-                                    .add_attestation(Attestation::pending(fake_uri(kind)).unwrap());
-                            }
+                            let ts = common::decoding_bomb(&body, &fake_uri(kind), 20);
                             ok(ts.serialize().unwrap())
                         }
                         Fake::OnlyBitcoin => {

@@ -493,16 +493,8 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
         Mode::Deep(uri) => (StatusCode::OK, deep_reply(&body, &uri)).into_response(),
         Mode::Endless => (StatusCode::OK, axum::body::Body::new(Endless)).into_response(),
         Mode::Bomb(uri) => {
-            let mut ts = Timestamp::new(body.to_vec()).unwrap();
-            let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
             // 16 chains: no more commitments than a reply may have.
-            for b in 0..16u8 {
-                big.add_op(Op::Append(vec![b]))
-                    .unwrap()
-                    .add_path(std::iter::repeat_n(Op::Reverse, 180))
-                    .unwrap()
-                    .add_attestation(Attestation::pending(&uri).unwrap());
-            }
+            let ts = common::decoding_bomb(&body, &uri, 16);
             (StatusCode::OK, ts.serialize().unwrap()).into_response()
         }
         Mode::Trickle => {

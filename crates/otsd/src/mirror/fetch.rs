@@ -13,8 +13,6 @@ pub const DEFAULT_MAX_CHUNK_BYTES: usize = 32 << 20;
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time to connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most redirects followed for one chunk.
-pub const MAX_REDIRECTS: usize = 10;
 /// What the mirror says it is.
 pub const USER_AGENT: &str = concat!("otsd-mirror/", env!("CARGO_PKG_VERSION"));
 
@@ -61,22 +59,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Redirects are followed only to the calendar's own scheme, host and
-/// port (at most [`MAX_REDIRECTS`]): a mirrored calendar may not send the
-/// mirror to other hosts. Another is answered as its status.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().map(reqwest::Url::origin);
-        if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error("too many redirects")
-        } else if first.as_ref() == Some(&attempt.url().origin()) {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
-}
-
 impl Fetcher {
     /// A fetcher with these limits.
     pub fn new(timeout: Duration, max_bytes: usize) -> Result<Fetcher, FetchError> {
@@ -85,7 +67,12 @@ impl Fetcher {
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(USER_AGENT)
-            .redirect(same_origin_redirects())
+            // Only to the calendar's own scheme, host and port (at most
+            // `ots_calendar::MAX_REDIRECTS`): a mirrored calendar may not
+            // send the mirror to other hosts.
+            .redirect(ots_calendar::redirect_policy(
+                ots_calendar::Redirects::SameOrigin,
+            ))
             .build()
             .map_err(|e| FetchError::Transport(chain(&e)))?;
         Ok(Fetcher {
@@ -148,8 +135,16 @@ mod tests {
     /// A one-shot HTTP server on 127.0.0.1 that reads a request head and
     /// writes `reply` as is, then closes; returns its base URL.
     async fn raw_server(reply: Vec<u8>) -> String {
+        raw_server_by_head(move |_| reply.clone()).await
+    }
+
+    /// [`raw_server`] writing what `reply` makes of each request head.
+    async fn raw_server_by_head(
+        reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let reply = std::sync::Arc::new(reply);
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let reply = reply.clone();
@@ -162,7 +157,7 @@ mod tests {
                             Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let _ = s.write_all(&reply).await;
+                    let _ = s.write_all(&reply(&head)).await;
                     let _ = s.shutdown().await;
                 });
             }
@@ -230,32 +225,15 @@ mod tests {
             Err(FetchError::Status(307))
         );
         // To its own host and port: followed.
-        let home = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move {
-                while let Ok((mut s, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 1024];
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let reply: &[u8] = if head.starts_with(b"GET /moved") {
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nmoved"
-                        } else {
-                            b"HTTP/1.1 301 Moved Permanently\r\nlocation: /moved\r\ncontent-length: 0\r\n\r\n"
-                        };
-                        let _ = s.write_all(reply).await;
-                        let _ = s.shutdown().await;
-                    });
-                }
-            });
-            format!("http://{addr}")
-        };
+        let home = raw_server_by_head(|head| {
+            if head.starts_with(b"GET /moved") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nmoved".to_vec()
+            } else {
+                b"HTTP/1.1 301 Moved Permanently\r\nlocation: /moved\r\ncontent-length: 0\r\n\r\n"
+                    .to_vec()
+            }
+        })
+        .await;
         assert_eq!(fetcher().chunk(&home, 0).await.unwrap(), b"moved");
     }
 }

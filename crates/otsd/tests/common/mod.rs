@@ -278,3 +278,21 @@ where
     });
     (child, addr, log)
 }
+
+/// A reply of fewer than 10,000 bytes that decodes to megabytes: one
+/// append to a 4,000-byte message of `msg`, then `chains` chains of
+/// `reverse` (a byte each, the message kept whole) from 4,001-byte
+/// messages, each ending in a pending attestation to `uri`.
+pub fn decoding_bomb(msg: &[u8], uri: &str, chains: u8) -> Timestamp {
+    use ots_proof::Op;
+    let mut ts = Timestamp::new(msg.to_vec()).unwrap();
+    let big = ts.add_op(Op::Append(vec![0xbb; 3968])).unwrap();
+    for b in 0..chains {
+        big.add_op(Op::Append(vec![b]))
+            .unwrap()
+            .add_path(std::iter::repeat_n(Op::Reverse, 180))
+            .unwrap()
+            .add_attestation(Attestation::pending(uri).unwrap());
+    }
+    ts
+}
