@@ -94,10 +94,11 @@ pub enum ApiError {
     Internal,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The answer's status, text and `Cache-Control`, if any.
+    pub fn parts(self) -> (StatusCode, String, Option<&'static str>) {
         use ApiError::*;
-        let (status, body, cache): (_, String, _) = match self {
+        match self {
             InvalidContentLength => (
                 StatusCode::BAD_REQUEST,
                 "invalid Content-Length".into(),
@@ -136,7 +137,13 @@ impl IntoResponse for ApiError {
                 "internal error".into(),
                 None,
             ),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body, cache) = self.parts();
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

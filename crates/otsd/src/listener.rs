@@ -20,6 +20,7 @@ use crate::http::{app, AppState};
 use crate::workers::Workers;
 
 mod conns;
+pub mod fast;
 
 pub use conns::SWEEP_INTERVAL;
 
@@ -86,6 +87,9 @@ struct Server {
     service: Service,
     workers: Option<Arc<Workers>>,
     tracker: Arc<conns::Tracker>,
+    /// The aggregator's `POST /digest` path, tried first on each
+    /// connection.
+    fast: Option<Arc<fast::Fast>>,
 }
 
 impl Server {
@@ -107,7 +111,7 @@ impl Server {
             }
         };
         let conn = self.tracker.register();
-        let (http, tracker) = (self.http.clone(), self.tracker.clone());
+        let (http, tracker, fast) = (self.http.clone(), self.tracker.clone(), self.fast.clone());
         let service = conns::Tracked {
             inner: self.service.clone(),
             conn: conn.clone(),
@@ -125,8 +129,23 @@ impl Server {
                     return;
                 }
             };
-            let served = watcher.watch(http.serve_connection(TokioIo::new(io), service));
-            if let Err(e) = served.await {
+            let served = match fast {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(io), service))
+                        .await
+                }
+                // The watcher is held meanwhile: shutdown waits for it.
+                Some(fast) => match fast::serve(&fast, &tracker, io).await {
+                    fast::Outcome::Done => Ok(()),
+                    fast::Outcome::Handoff(io) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(io), service))
+                            .await
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         };
@@ -171,16 +190,19 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
     let open = Some(state.metrics.open_connections());
-    run_router(listener, app(state), &limits, open, workers, shutdown).await
+    run_router(listener, app(state), None, &limits, open, workers, shutdown).await
 }
 
 /// [`run`] for any router: the same accept loop, connection registry,
 /// limits and workers for another set of routes (the stateless
 /// aggregator's, `otsd aggregate`); `open_connections`, when given,
-/// follows the number of open connections (a metric).
+/// follows the number of open connections (a metric). With `digests`,
+/// plain `POST /digest` requests are answered by [`fast`] without the
+/// router.
 pub async fn run_router(
     listener: TcpListener,
     router: axum::Router,
+    digests: Option<Arc<dyn fast::DigestRoute>>,
     limits: &Limits,
     open_connections: Option<prometheus_client::metrics::gauge::Gauge>,
     workers: Option<Arc<Workers>>,
@@ -202,6 +224,13 @@ pub async fn run_router(
         service: hyper_util::service::TowerToHyperService::new(router),
         workers,
         tracker: tracker.clone(),
+        fast: digests.map(|route| {
+            Arc::new(fast::Fast {
+                route,
+                body_timeout: limits.body_read_timeout,
+                max_head: limits.max_header_bytes.max(8192),
+            })
+        }),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -243,6 +272,7 @@ pub async fn run_router(
         }
     }
     drop(listener);
+    tracker.drain();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

@@ -42,6 +42,7 @@ pub async fn run(
     let served = crate::listener::run_router(
         listener,
         serve::app(mirror),
+        None,
         &crate::limits::Limits::default(),
         None,
         None,

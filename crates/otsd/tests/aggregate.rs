@@ -896,6 +896,123 @@ async fn http_rules_and_no_timestamps() {
     agg.stop().await;
 }
 
+/// Every response on `stream` until the server closes it.
+async fn responses_until_eof(stream: &mut tokio::net::TcpStream) -> Vec<Resp> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let mut out = Vec::new();
+    let mut rest = &buf[..];
+    while let Some((r, used)) = common::parse_response(rest) {
+        out.push(r);
+        rest = &rest[used..];
+    }
+    assert!(
+        rest.is_empty(),
+        "trailing bytes: {:?}",
+        String::from_utf8_lossy(rest)
+    );
+    out
+}
+
+fn digest_request(digest: &[u8], extra: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST /digest HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n{extra}\r\n",
+        digest.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(digest);
+    req
+}
+
+/// The plain `POST /digest` path (the listener's fast path) on one
+/// connection: pipelined requests each get their own proof in order, a
+/// body sent after its head is waited for, a request for another route
+/// on the same connection is answered by the router (it takes over with
+/// the bytes read so far), and `Connection: close` closes after the
+/// answer. A chunked body, which the fast path leaves to the router, gets
+/// the router's 400 (a Content-Length is required, as by the calendar),
+/// and a body that never comes a 408.
+#[tokio::test]
+async fn plain_digests_pipelined_then_another_route_on_one_connection() {
+    use tokio::io::AsyncWriteExt;
+    let (good, _hits) = fake(Fake::Good).await;
+    let agg = aggregator(&[good], &["--body-timeout", "1"]).await;
+    let digests: Vec<Vec<u8>> = (0..3).map(|_| random_digest().to_vec()).collect();
+    let mut s = tokio::net::TcpStream::connect(agg.addr).await.unwrap();
+    // Two pipelined in one write, then a head whose body comes later.
+    let mut first = digest_request(&digests[0], "");
+    first.extend(digest_request(&digests[1], ""));
+    let third = digest_request(&digests[2], "");
+    let (head, body) = third.split_at(third.len() - 32);
+    first.extend_from_slice(head);
+    s.write_all(&first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(body).await.unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answers = responses_until_eof(&mut s).await;
+    assert_eq!(
+        answers.len(),
+        4,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for (r, d) in answers.iter().zip(&digests) {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        assert!(r.header("date").is_some());
+        let ts = Timestamp::deserialize(&r.body, d).unwrap();
+        assert_eq!(pendings(&ts).len(), 1);
+    }
+    let info: Value = serde_json::from_slice(&answers[3].body).unwrap();
+    assert_eq!(info["role"], "aggregator");
+    assert_eq!(answers[3].header("connection"), Some("close"));
+
+    // `Connection: close` on the fast path.
+    let mut s = tokio::net::TcpStream::connect(agg.addr).await.unwrap();
+    s.write_all(&digest_request(&digests[0], "Connection: close\r\n"))
+        .await
+        .unwrap();
+    let answers = responses_until_eof(&mut s).await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(answers[0].header("connection"), Some("close"));
+
+    // Chunked: the router's path, the same proof shape.
+    let chunked = format!(
+        "POST /digest HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n20\r\n{}\r\n0\r\n\r\n",
+        "z".repeat(32)
+    );
+    let r = common::raw(agg.addr, chunked.as_bytes()).await;
+    let r = r.expect("an answer to a chunked body");
+    // The router requires a Content-Length, as the calendar does.
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "invalid Content-Length")
+    );
+
+    // A head whose body never comes: 408 after the body timeout.
+    let mut s = tokio::net::TcpStream::connect(agg.addr).await.unwrap();
+    s.write_all(b"POST /digest HTTP/1.1\r\nHost: a.test\r\nContent-Length: 32\r\n\r\n")
+        .await
+        .unwrap();
+    let answers = responses_until_eof(&mut s).await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        (answers[0].status, answers[0].text().as_str()),
+        (408, "body read timeout")
+    );
+    agg.stop().await;
+}
+
 /// Flags that cannot work are refused at start-up, saying why.
 #[tokio::test]
 async fn impossible_flags_are_refused() {

@@ -9,7 +9,9 @@
 //! behind it sees one commitment per aggregator per round, however many
 //! clients there are. The HTTP side is the calendar's accept loop and
 //! workers ([`crate::listener::run_router`]) with routes of its own
-//! (`routes`: no `GET /timestamp`, clients upgrade at the calendars).
+//! (`routes`: no `GET /timestamp`, clients upgrade at the calendars);
+//! plain `POST /digest` requests take the listener's fast path
+//! ([`crate::listener::fast`]) to the same rounds.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -162,6 +164,7 @@ pub async fn serve(
         stats.clone(),
         stop_rx.clone(),
     );
+    let digests: Arc<dyn listener::fast::DigestRoute> = Arc::new(handle.clone());
     let router = routes::router(routes::Shared {
         handle,
         upstreams: upstreams.clone(),
@@ -186,6 +189,7 @@ pub async fn serve(
     let served = listener::run_router(
         listener,
         router,
+        Some(digests),
         &settings.limits,
         Some(metrics.open_connections()),
         workers.clone(),

@@ -62,6 +62,15 @@ pub fn router(shared: Shared) -> Router {
         .with_state(Arc::new(shared))
 }
 
+/// The listener's fast path submits to the same rounds as
+/// [`post_digest`], with the same answers.
+impl crate::listener::fast::DigestRoute for Handle {
+    fn submit(&self, digest: Vec<u8>) -> crate::listener::fast::Submitted {
+        let handle = self.clone();
+        Box::pin(async move { handle.submit(digest).await.map_err(|e| e.0.to_string()) })
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }

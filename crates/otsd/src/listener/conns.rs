@@ -12,9 +12,8 @@
 //! The hot path only stores to atomics: the clock is a coarse one the sweep
 //! advances, no timer is armed per request or per write, and hyper's own
 //! header read timer is off. The sweep runs every [`SWEEP_INTERVAL`] (less
-//! with short limits) on a thread of its own. It closes a connection
-//! through a dup'd handle on its socket: `shutdown(2)` on both directions
-//! is flagged, and its task woken: its next read (in [`Watched`]) writes
+//! with short limits) on a thread of its own. It closes a connection by
+//! flagging it and waking its task: its next read (in [`Watched`]) writes
 //! the canned answer due (`408`, `503`), if any, and sees EOF, and a write
 //! pending fails, so hyper ends the connection and its slot is freed. The
 //! answer is the only thing in flight, since the connection is not busy.
@@ -133,7 +132,7 @@ impl Conn {
 
     /// A request head was dispatched; `false` if the sweep closed the
     /// connection meanwhile (it may have written a canned answer).
-    fn begin_request(&self) -> bool {
+    pub(super) fn begin_request(&self) -> bool {
         let mut phase = self.phase.load(Relaxed);
         loop {
             if phase == CLOSED {
@@ -150,7 +149,7 @@ impl Conn {
     }
 
     /// The answer's body is done (or the request was dropped).
-    fn end_request(&self) {
+    pub(super) fn end_request(&self) {
         let now = self.clock.now();
         if self
             .phase
@@ -161,7 +160,7 @@ impl Conn {
         }
     }
 
-    fn past_max_age(&self) -> bool {
+    pub(super) fn past_max_age(&self) -> bool {
         self.clock.now().saturating_sub(self.born) >= self.max_age
     }
 
@@ -239,6 +238,8 @@ pub struct Tracker {
     sweep_interval: Duration,
     /// The open-connections gauge of the metrics, if counted.
     open: Option<Gauge>,
+    /// Set at shutdown ([`Tracker::drain`]).
+    draining: AtomicBool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -273,7 +274,26 @@ impl Tracker {
             reclaim_after: millis(limits.reclaim_after),
             sweep_interval: (shortest / 4).clamp(MIN_SWEEP_INTERVAL, SWEEP_INTERVAL),
             open: None,
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// At shutdown: closes the idle connections, and tells those answering
+    /// on the fast path ([`super::fast`]) to close after their answer;
+    /// hyper's have their graceful shutdown. A connection still reading
+    /// its head is left to finish it (or to the header timeout, within
+    /// the shutdown's grace), as a request may be in it.
+    pub fn drain(&self) {
+        self.draining.store(true, Release);
+        let conns: Vec<Arc<Conn>> = self.lock().conns.values().cloned().collect();
+        for conn in conns {
+            conn.close(Some(IDLE), None);
+        }
+    }
+
+    /// Whether [`Tracker::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Acquire)
     }
 
     /// Keeps `gauge` at the number of registered connections.
@@ -565,7 +585,7 @@ pub struct Closed;
 
 /// Marks a request busy until dropped (with the answer's body, or with
 /// the request if it never got one).
-struct Busy(Arc<Conn>);
+pub(super) struct Busy(pub(super) Arc<Conn>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
