@@ -8,6 +8,8 @@
 #   INTERVAL_MS=1000    the aggregator's round (default 1 s, as a.pool's)
 #   PROFILE=release     or debug (no build: checks the script on a tiny
 #                       load, e.g. PROFILE=debug CONNS=8 aggregate.sh 3 0)
+#   OTSD=path           another otsd binary (no build), e.g. a copy built
+#                       from an earlier commit, for before/after figures
 #   AGG_ARGS=...        more flags for the aggregator
 #   CAL_ARGS=...        more flags for the calendars (default --no-bitcoin:
 #                       they only have to take one commitment per round)
@@ -39,10 +41,10 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((MAX_CONNS + 1000))
   echo "warning: ulimit -n is $(ulimit -n), under $MAX_CONNS connections plus room" >&2
 fi
 
-if [ "$PROFILE" = release ]; then
+if [ -z "${OTSD:-}" ] && [ "$PROFILE" = release ]; then
   cargo build --release -p otsd --bin otsd >/dev/null
 fi
-OTSD=target/$PROFILE/otsd
+OTSD=${OTSD:-target/$PROFILE/otsd}
 [ -x "$OTSD" ] || { echo "$OTSD not built" >&2; exit 1; }
 WORK=$(mktemp -d)
 PIDS=()

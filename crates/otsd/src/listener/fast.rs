@@ -63,24 +63,34 @@ pub enum Outcome {
 }
 
 /// A request the fast path answers, from its head.
-struct Plain {
-    head_len: usize,
-    body_len: usize,
-    close: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plain {
+    /// The head's length in bytes, its blank line included.
+    pub head_len: usize,
+    /// The body's (the digest's), at most [`MAX_DIGEST_LEN`].
+    pub body_len: usize,
+    /// Whether the client asked to close after the answer.
+    pub close: bool,
 }
 
-/// `Some` if the head in `buf` is complete and a plain `POST /digest`;
-/// `Err(())` if hyper must take it; `Ok(None)` if incomplete.
-fn parse(buf: &[u8]) -> Result<Option<Plain>, ()> {
+/// A request head the fast path leaves to hyper and the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a plain POST /digest head")]
+pub struct NotPlain;
+
+/// `Ok(Some)` if the head at the start of `buf` is complete and a plain
+/// `POST /digest`, `Ok(None)` if incomplete so far, `Err` if hyper must
+/// take it.
+pub fn parse(buf: &[u8]) -> Result<Option<Plain>, NotPlain> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(()),
+        Err(_) => return Err(NotPlain),
     };
     if req.method != Some("POST") || req.path != Some("/digest") || req.version != Some(1) {
-        return Err(());
+        return Err(NotPlain);
     }
     let mut body_len = None;
     let mut close = false;
@@ -95,18 +105,18 @@ fn parse(buf: &[u8]) -> Result<Option<Plain>, ()> {
                 || v.len() > 3
                 || !v.iter().all(u8::is_ascii_digit)
             {
-                return Err(());
+                return Err(NotPlain);
             }
             let n: usize = v.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0'));
             if n > MAX_DIGEST_LEN {
-                return Err(());
+                return Err(NotPlain);
             }
             body_len = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("upgrade")
         {
-            return Err(());
+            return Err(NotPlain);
         } else if name.eq_ignore_ascii_case("connection") {
             close |= h
                 .value
@@ -114,7 +124,7 @@ fn parse(buf: &[u8]) -> Result<Option<Plain>, ()> {
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
     }
-    let body_len = body_len.ok_or(())?;
+    let body_len = body_len.ok_or(NotPlain)?;
     Ok(Some(Plain {
         head_len,
         body_len,
@@ -325,7 +335,7 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
 
-    fn head(s: &str) -> Result<Option<(usize, usize, bool)>, ()> {
+    fn head(s: &str) -> Result<Option<(usize, usize, bool)>, NotPlain> {
         parse(s.as_bytes()).map(|p| p.map(|p| (p.head_len, p.body_len, p.close)))
     }
 
@@ -351,13 +361,13 @@ mod tests {
             "POST /digest HTTP/1.1\r\nContent-Length: 1\r\nUpgrade: h2c\r\n\r\n",
             "POST /digest HTTP/1.1\r\nBad Header\r\n\r\n",
         ] {
-            assert_eq!(head(hyper), Err(()), "{hyper:?}");
+            assert_eq!(head(hyper), Err(NotPlain), "{hyper:?}");
         }
         let many: String = (0..MAX_HEADERS + 1)
             .map(|i| format!("x-{i}: y\r\n"))
             .collect();
         let many = format!("POST /digest HTTP/1.1\r\nContent-Length: 1\r\n{many}\r\n");
-        assert_eq!(head(&many), Err(()));
+        assert_eq!(head(&many), Err(NotPlain));
     }
 
     #[test]
