@@ -370,6 +370,32 @@ mod tests {
         assert_eq!(head(&many), Err(NotPlain));
     }
 
+    /// A head read a byte at a time is incomplete until its blank line,
+    /// then taken whole, whatever follows it (the reference client's
+    /// request, as captured on the wire).
+    #[test]
+    fn a_head_arriving_in_pieces_is_taken_once_whole() {
+        let head = "POST /digest HTTP/1.1\r\nAccept-Encoding: identity\r\n\
+                    Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 32\r\n\
+                    Host: 127.0.0.1:46717\r\nAccept: application/vnd.opentimestamps.v1\r\n\
+                    User-Agent: OpenTimestamps-Client/0.7.2\r\nConnection: close\r\n\r\n";
+        let mut bytes = head.as_bytes().to_vec();
+        bytes.extend([7u8; 32]);
+        bytes.extend(b"POST /digest HTTP/1.1\r\n");
+        for cut in 0..bytes.len() {
+            let want = if cut < head.len() {
+                None
+            } else {
+                Some(Plain {
+                    head_len: head.len(),
+                    body_len: 32,
+                    close: true,
+                })
+            };
+            assert_eq!(parse(&bytes[..cut]), Ok(want), "cut at {cut}");
+        }
+    }
+
     #[test]
     fn answers_carry_the_routers_headers() {
         let a = String::from_utf8(response(
