@@ -63,7 +63,7 @@ pub fn router(shared: Shared) -> Router {
 }
 
 /// The listener's fast path submits to the same rounds as
-/// [`post_digest`], with the same answers.
+/// `post_digest`, with the same answers.
 impl crate::listener::fast::DigestRoute for Handle {
     fn submit(&self, digest: Vec<u8>) -> crate::listener::fast::Submitted {
         let handle = self.clone();

@@ -1,7 +1,7 @@
 //! The aggregator's `POST /digest` without hyper: the one request an
 //! aggregator serves by the thousand every round, read with `httparse`
 //! (hyper's own parser) and answered with one write, on the connection's
-//! [`Watched`] socket so the sweep's timeouts and closes hold as on any
+//! `Watched` socket so the sweep's timeouts and closes hold as on any
 //! other. Anything else on the connection, from its first request that is
 //! not a plain `POST /digest` (another route, a body over
 //! [`MAX_DIGEST_LEN`], chunked, `Expect`, HTTP/1.0, a head httparse cannot
