@@ -1068,16 +1068,31 @@ async fn https_upstreams_with_and_without_the_ca_file() {
 /// (with the upstream that did answer) and the process exits cleanly.
 #[tokio::test]
 async fn sigterm_answers_the_round_under_way() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (good, good_hits) = fake(Fake::Good).await;
     let (hang, _) = fake(Fake::Hang).await;
     // The hung upstream holds the round for the grace after the good one.
-    let mut agg = aggregator(&[good, hang], &["--upstream-grace", "3000"]).await;
+    // A long header timeout: a connection that never sends a head must
+    // not hold the shutdown until it.
+    let mut agg = aggregator(
+        &[good, hang],
+        &["--upstream-grace", "3000", "--header-timeout", "60"],
+    )
+    .await;
     let addr = agg.addr;
     let d = random_digest();
     let pending = tokio::spawn({
         let d = d.clone();
         async move { post_digest(addr, &d).await }
     });
+    // A keep-alive client in the same round, and one that sends nothing.
+    let kept = random_digest();
+    let mut keep_alive = tokio::net::TcpStream::connect(addr).await.unwrap();
+    keep_alive
+        .write_all(&digest_request(&kept, ""))
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     // Until the round is under way: the good upstream has been asked
     // (and the hung one holds the round for the grace).
     until("the round to start", || {
@@ -1095,11 +1110,23 @@ async fn sigterm_answers_the_round_under_way() {
     assert_eq!(r.status, 200, "{}", r.text());
     let ts = Timestamp::deserialize(&r.body, &d).unwrap();
     assert_eq!(pendings(&ts).len(), 1);
-    let status = tokio::time::timeout(Duration::from_secs(60), agg.child.wait())
+    // The keep-alive client is told the connection closes, then it does.
+    let answers = responses_until_eof(&mut keep_alive).await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(answers[0].header("connection"), Some("close"));
+    Timestamp::deserialize(&answers[0].body, &kept).unwrap();
+    // The silent one is closed without an answer, and the aggregator
+    // exits at once (well within the 10 s grace; before, it waited for
+    // the silent connection's header timeout, or the grace).
+    let status = tokio::time::timeout(Duration::from_secs(8), agg.child.wait())
         .await
-        .expect("the aggregator exits")
+        .expect("the aggregator exits without waiting for the silent connection")
         .unwrap();
     assert!(status.success(), "{status}");
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     assert!(agg
         .log
         .lock()

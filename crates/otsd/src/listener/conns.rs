@@ -25,6 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    Ordering::SeqCst,
 };
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -88,6 +89,9 @@ pub struct Conn {
     write_since: AtomicU64,
     /// Set by the sweep: the connection's IO ends at its next poll.
     closing: AtomicBool,
+    /// On the fast path ([`super::fast`]) and waiting for a head with
+    /// nothing of it read: closed at once by [`Tracker::drain`].
+    fast_waiting: AtomicBool,
     /// What to write before it ends (a canned `408`/`503`), taken once.
     answer: Mutex<Option<Vec<u8>>>,
     /// The connection's task, as of its last IO poll: woken to close.
@@ -158,6 +162,12 @@ impl Conn {
         {
             self.phase_since.store(now, Relaxed);
         }
+    }
+
+    /// The fast path is (or no longer is) waiting for a head with
+    /// nothing of it read.
+    pub(super) fn set_fast_waiting(&self, waiting: bool) {
+        self.fast_waiting.store(waiting, SeqCst);
     }
 
     pub(super) fn past_max_age(&self) -> bool {
@@ -278,22 +288,26 @@ impl Tracker {
         }
     }
 
-    /// At shutdown: closes the idle connections, and tells those answering
-    /// on the fast path ([`super::fast`]) to close after their answer;
-    /// hyper's have their graceful shutdown. A connection still reading
-    /// its head is left to finish it (or to the header timeout, within
-    /// the shutdown's grace), as a request may be in it.
+    /// At shutdown, for the fast path ([`super::fast`]): closes its
+    /// connections waiting for a head with nothing of it read (idle, or
+    /// new), and tells the others to close after their answer. A
+    /// connection with part of a head is left to finish it, and hyper's
+    /// connections to their graceful shutdown, which does the same.
     pub fn drain(&self) {
-        self.draining.store(true, Release);
+        // SeqCst with the fast path's store then load: either it sees
+        // the flag, or this sees it waiting.
+        self.draining.store(true, SeqCst);
         let conns: Vec<Arc<Conn>> = self.lock().conns.values().cloned().collect();
         for conn in conns {
-            conn.close(Some(IDLE), None);
+            if conn.fast_waiting.load(SeqCst) {
+                conn.close(None, None);
+            }
         }
     }
 
     /// Whether [`Tracker::drain`] was called.
     pub fn draining(&self) -> bool {
-        self.draining.load(Acquire)
+        self.draining.load(SeqCst)
     }
 
     /// Keeps `gauge` at the number of registered connections.
@@ -322,6 +336,7 @@ impl Tracker {
             phase_since: AtomicU64::new(now),
             write_since: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            fast_waiting: AtomicBool::new(false),
             answer: Mutex::new(None),
             waker: AtomicWaker::new(),
         });

@@ -142,17 +142,31 @@ pub async fn serve(fast: &Fast, tracker: &Tracker, mut io: Watched) -> Outcome {
                 match parse(&buf) {
                     Ok(Some(p)) => break p,
                     Ok(None) if buf.len() < fast.max_head => {}
-                    _ => return Outcome::Handoff(Prefixed::new(buf, io)),
+                    _ => return handoff(tracker, buf, io).await,
                 }
             }
-            if !read_more(&mut io, &mut buf).await {
+            // Nothing of a head yet: shutdown may close it at once.
+            let waiting = buf.is_empty();
+            if waiting {
+                io.conn.set_fast_waiting(true);
+                if tracker.draining() {
+                    return Outcome::Done;
+                }
+            }
+            let read = read_more(&mut io, &mut buf).await;
+            if waiting {
+                io.conn.set_fast_waiting(false);
+            }
+            if !read {
                 return Outcome::Done;
             }
         };
         if !io.conn.begin_request() {
             return Outcome::Done;
         }
-        let _busy = super::conns::Busy(io.conn.clone());
+        // Busy until the answer is written: neither the sweep nor the
+        // reclaim takes a connection that is waiting for us.
+        let busy = super::conns::Busy(io.conn.clone());
         // Its body, usually in the same segment.
         let end = plain.head_len + plain.body_len;
         if buf.len() < end {
@@ -164,21 +178,26 @@ pub async fn serve(fast: &Fast, tracker: &Tracker, mut io: Watched) -> Outcome {
                 }
                 true
             };
-            match tokio::time::timeout(fast.body_timeout, body).await {
-                Ok(true) => {}
-                Ok(false) => return Outcome::Done,
-                Err(_) => {
-                    let answer = error(ApiError::BodyTimeout, true);
-                    let _ = io.write_all(&answer).await;
-                    let _ = io.shutdown().await;
-                    return Outcome::Done;
-                }
+            let refused = match tokio::time::timeout(fast.body_timeout, body).await {
+                Ok(true) => None,
+                // The client may still read (a half-close): the router's
+                // 400.
+                Ok(false) => Some(ApiError::BodyIncomplete),
+                Err(_) => Some(ApiError::BodyTimeout),
+            };
+            if let Some(e) = refused {
+                let _ = io.write_all(&error(e, true)).await;
+                let _ = io.shutdown().await;
+                return Outcome::Done;
             }
         }
         let digest = buf[plain.head_len..end].to_vec();
         buf.drain(..end);
+        let reply = fast.route.submit(digest).await;
+        // Decided once the round has answered: the connection may have
+        // aged, or shutdown begun, meanwhile.
         let close = plain.close || io.conn.past_max_age() || tracker.draining();
-        let answer = match fast.route.submit(digest).await {
+        let answer = match reply {
             Ok(proof) => response(
                 StatusCode::OK,
                 "application/octet-stream",
@@ -194,15 +213,29 @@ pub async fn serve(fast: &Fast, tracker: &Tracker, mut io: Watched) -> Outcome {
                 close,
             ),
         };
-        drop(_busy);
-        if io.write_all(&answer).await.is_err() {
+        let written = io.write_all(&answer).await;
+        drop(busy);
+        if written.is_err() {
             return Outcome::Done;
         }
-        if close || tracker.draining() {
+        if close {
             let _ = io.shutdown().await;
             return Outcome::Done;
         }
     }
+}
+
+/// Hands the connection to hyper; once shutdown has begun, hyper's
+/// graceful shutdown would close it without reading what the fast path
+/// read, so the client gets a 503 that says so instead.
+async fn handoff(tracker: &Tracker, buf: Vec<u8>, mut io: Watched) -> Outcome {
+    if tracker.draining() {
+        let answer = super::canned("503 Service Unavailable", "shutting down");
+        let _ = io.write_all(&answer).await;
+        let _ = io.shutdown().await;
+        return Outcome::Done;
+    }
+    Outcome::Handoff(Prefixed::new(buf, io))
 }
 
 /// Reads what the socket has into `buf`; `false` at EOF or on an error.
