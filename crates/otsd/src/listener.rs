@@ -123,27 +123,28 @@ impl Server {
                 Ok(io) => conns::Watched {
                     io,
                     conn: conn.clone(),
+                    prefix: Vec::new(),
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "socket setup failed");
                     return;
                 }
             };
-            let served = match fast {
-                None => {
+            // The watcher is held meanwhile: shutdown waits for it.
+            let io = match fast {
+                None => Some(io),
+                Some(fast) => match fast::serve(&fast, &tracker, io).await {
+                    fast::Outcome::Done => None,
+                    fast::Outcome::Handoff(io) => Some(io),
+                },
+            };
+            let served = match io {
+                None => Ok(()),
+                Some(io) => {
                     watcher
                         .watch(http.serve_connection(TokioIo::new(io), service))
                         .await
                 }
-                // The watcher is held meanwhile: shutdown waits for it.
-                Some(fast) => match fast::serve(&fast, &tracker, io).await {
-                    fast::Outcome::Done => Ok(()),
-                    fast::Outcome::Handoff(io) => {
-                        watcher
-                            .watch(http.serve_connection(TokioIo::new(io), service))
-                            .await
-                    }
-                },
             };
             if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");

@@ -495,6 +495,9 @@ impl Drop for Sweeper {
 pub struct Watched {
     pub io: TcpStream,
     pub conn: Arc<Conn>,
+    /// Bytes already read from the socket, given to the next reads first
+    /// (a connection the fast path hands to hyper, [`super::fast`]).
+    pub prefix: Vec<u8>,
 }
 
 impl Watched {
@@ -540,6 +543,12 @@ impl AsyncRead for Watched {
                 let _ = socket2::SockRef::from(&this.io).send(&bytes);
             }
             // EOF: hyper ends the connection.
+            return Poll::Ready(Ok(()));
+        }
+        if !this.prefix.is_empty() {
+            let n = buf.remaining().min(this.prefix.len());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.drain(..n);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -745,6 +754,7 @@ mod tests {
             let mut w = Watched {
                 io: TcpStream::from_std(server).unwrap(),
                 conn: c,
+                prefix: Vec::new(),
             };
             let mut buf = [0u8; 64];
             while let Ok(n) = tokio::io::AsyncReadExt::read(&mut w, &mut buf).await {

@@ -18,11 +18,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::conns::{Tracker, Watched};
 use crate::aggregator::MAX_DIGEST_LEN;
@@ -58,8 +57,8 @@ pub struct Fast {
 pub enum Outcome {
     /// It is over (closed by either side, or answered with `close`).
     Done,
-    /// For hyper, from the bytes read so far.
-    Handoff(Prefixed),
+    /// For hyper, the bytes read so far first (`Watched::prefix`).
+    Handoff(Watched),
 }
 
 /// A request the fast path answers, from its head.
@@ -235,7 +234,8 @@ async fn handoff(tracker: &Tracker, buf: Vec<u8>, mut io: Watched) -> Outcome {
         let _ = io.shutdown().await;
         return Outcome::Done;
     }
-    Outcome::Handoff(Prefixed::new(buf, io))
+    io.prefix = buf;
+    Outcome::Handoff(io)
 }
 
 /// Reads what the socket has into `buf`; `false` at EOF or on an error.
@@ -298,70 +298,6 @@ fn date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(c.1.as_bytes());
     });
-}
-
-/// A connection's socket for hyper, the bytes the fast path read first.
-pub struct Prefixed {
-    prefix: Vec<u8>,
-    at: usize,
-    io: Watched,
-}
-
-impl Prefixed {
-    fn new(prefix: Vec<u8>, io: Watched) -> Prefixed {
-        Prefixed { prefix, at: 0, io }
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.at < this.prefix.len() {
-            let n = buf.remaining().min(this.prefix.len() - this.at);
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
