@@ -55,13 +55,9 @@ fn collect(ts: &Timestamp, map: &mut BTreeMap<Vec<u8>, Timestamp>) {
     }
 }
 
-/// Chunk `n`: `None` while any of its 1000 commitments is not yet in the
-/// journal or has no completed proof.
-pub fn chunk(
-    store: &Store,
-    journal: &JournalReader,
-    n: u64,
-) -> Result<Option<Vec<u8>>, StoreError> {
+/// The journal commitments of chunk `n`, oldest first: `None` while the
+/// journal holds fewer than all of them.
+pub fn commitments(journal: &JournalReader, n: u64) -> std::io::Result<Option<Vec<Vec<u8>>>> {
     let Some(start) = n.checked_mul(BACKUP_CHUNK_COMMITMENTS) else {
         return Ok(None);
     };
@@ -69,20 +65,73 @@ pub fn chunk(
     if records.len() as u64 != BACKUP_CHUNK_COMMITMENTS {
         return Ok(None);
     }
-    let mut map = BTreeMap::new();
-    // Newest first: an incomplete chunk usually fails on its last records.
-    for record in records.iter().rev() {
-        match store.get(commitment_bytes(record))? {
-            Some(ts) => collect(&ts, &mut map),
-            None => return Ok(None),
+    Ok(Some(
+        records
+            .iter()
+            .map(|r| commitment_bytes(r).to_vec())
+            .collect(),
+    ))
+}
+
+/// A chunk being put together: the nodes of the proofs found so far, and
+/// the commitments whose proofs are not in our own store (a reference
+/// calendar's `db/` served in place, an upstream's proof: the caller asks
+/// whatever serves them, one place deciding what is complete).
+pub struct Chunk {
+    nodes: BTreeMap<Vec<u8>, Timestamp>,
+    missing: Vec<Vec<u8>>,
+}
+
+impl Chunk {
+    /// Every proof of `commitments` that our store holds.
+    pub fn from_store(store: &Store, commitments: &[Vec<u8>]) -> Result<Chunk, StoreError> {
+        let mut chunk = Chunk {
+            nodes: BTreeMap::new(),
+            missing: Vec::new(),
+        };
+        for c in commitments {
+            match store.get(c)? {
+                Some(ts) => collect(&ts, &mut chunk.nodes),
+                None => chunk.missing.push(c.clone()),
+            }
         }
+        Ok(chunk)
     }
-    let mut out = Vec::new();
-    for (msg, node) in &map {
-        write_varbytes(&mut out, msg);
-        write_varbytes(&mut out, &node_record(node));
+
+    /// The commitments without a proof in the store.
+    pub fn missing(&self) -> &[Vec<u8>] {
+        &self.missing
     }
-    Ok(Some(out))
+
+    /// Adds a complete proof found elsewhere for one of [`Chunk::missing`].
+    pub fn add(&mut self, ts: &Timestamp) {
+        collect(ts, &mut self.nodes);
+    }
+
+    /// The chunk's bytes: every node, sorted by message, as varbytes
+    /// (message) + varbytes (node record).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (msg, node) in &self.nodes {
+            write_varbytes(&mut out, msg);
+            write_varbytes(&mut out, &node_record(node));
+        }
+        out
+    }
+}
+
+/// Chunk `n` from our own store alone: `None` while any of its 1000
+/// commitments is not yet in the journal or has no proof in the store.
+pub fn chunk(
+    store: &Store,
+    journal: &JournalReader,
+    n: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(commitments) = commitments(journal, n)? else {
+        return Ok(None);
+    };
+    let chunk = Chunk::from_store(store, &commitments)?;
+    Ok(chunk.missing().is_empty().then(|| chunk.encode()))
 }
 
 #[cfg(test)]

@@ -252,41 +252,10 @@ async fn get_timestamp(
         return Err(ApiError::BadHex);
     };
     let commitment = hex::decode(&hex_str).map_err(|_| ApiError::BadHex)?;
-    // On the worker itself: a lookup is a few B-tree pages from redb's
-    // cache and one journal read from the page cache, microseconds, where
-    // handing it to the blocking pool would cost more than the lookup.
-    // A corrupt batch is a 500 naming the commitment and the batch, never
-    // a proof (the store checks what it serves, see `store`'s Integrity).
-    let found = st.store.get_serialized(&commitment).map_err(|e| {
-        tracing::error!(commitment = %hex::encode(&commitment), batch = e.batch(), error = %e, "proof store lookup failed");
-        ApiError::Internal
-    })?;
-    let found = match (found, &st.refstore) {
-        (None, Some(r)) => reference_proof(r, &commitment).await?,
-        (found, _) => found,
-    };
-    let found = match (found, &st.mirror) {
-        // Without a node the mirror checked no attestation: what another
-        // calendar says of one of our own pending commitments is not
-        // served (it would be taken for complete, and cached for a year).
-        (None, Some(m)) if m.checks_headers() || st.pending.lookup(&commitment).is_none() => {
-            mirrored_proof(&m.store, &commitment)?
-        }
-        (found, _) => found,
-    };
-    // Issue 12: upstream replies (an incomplete proof, short-lived) and
-    // complete upstream proofs (merged with ours when both exist).
-    let (found, cache_control) = match &st.upstream {
-        None => (found, cache::FOREVER),
-        Some(up) => match up.serve(&commitment, found) {
-            Ok(Some((bytes, true))) => (Some(bytes), cache::FOREVER),
-            Ok(Some((bytes, false))) => (Some(bytes), cache::INCOMPLETE),
-            Ok(None) => (None, cache::FOREVER),
-            Err(e) => {
-                tracing::error!(commitment = %hex::encode(&commitment), error = %e, "upstream lookup failed");
-                return Err(ApiError::Internal);
-            }
-        },
+    let (found, cache_control) = match served_proof(&st, &commitment).await? {
+        Some((bytes, true)) => (Some(bytes), cache::FOREVER),
+        Some((bytes, false)) => (Some(bytes), cache::INCOMPLETE),
+        None => (None, cache::FOREVER),
     };
     if let Some(bytes) = found {
         return Ok((
@@ -305,6 +274,48 @@ async fn get_timestamp(
             .into_response());
     }
     Err(ApiError::NoProof(reason(&st, &commitment)))
+}
+
+/// What `GET /timestamp/<commitment>` serves, and whether it is complete
+/// (reaches a Bitcoin attestation; otherwise an upstream's pending reply,
+/// served short-lived). The one place deciding where a proof comes from:
+/// our store, then a reference calendar's `db/` in place, then a mirror,
+/// then the upstreams. Backup chunks take their proofs from here too.
+async fn served_proof(
+    st: &AppState,
+    commitment: &[u8],
+) -> Result<Option<(Vec<u8>, bool)>, ApiError> {
+    // On the worker itself: a lookup is a few B-tree pages from redb's
+    // cache and one journal read from the page cache, microseconds, where
+    // handing it to the blocking pool would cost more than the lookup.
+    // A corrupt batch is a 500 naming the commitment and the batch, never
+    // a proof (the store checks what it serves, see `store`'s Integrity).
+    let found = st.store.get_serialized(commitment).map_err(|e| {
+        tracing::error!(commitment = %hex::encode(commitment), batch = e.batch(), error = %e, "proof store lookup failed");
+        ApiError::Internal
+    })?;
+    let found = match (found, &st.refstore) {
+        (None, Some(r)) => reference_proof(r, commitment).await?,
+        (found, _) => found,
+    };
+    let found = match (found, &st.mirror) {
+        // Without a node the mirror checked no attestation: what another
+        // calendar says of one of our own pending commitments is not
+        // served (it would be taken for complete, and cached for a year).
+        (None, Some(m)) if m.checks_headers() || st.pending.lookup(commitment).is_none() => {
+            mirrored_proof(&m.store, commitment)?
+        }
+        (found, _) => found,
+    };
+    // Issue 12: upstream replies (an incomplete proof, short-lived) and
+    // complete upstream proofs (merged with ours when both exist).
+    match &st.upstream {
+        None => Ok(found.map(|bytes| (bytes, true))),
+        Some(up) => up.serve(commitment, found).map_err(|e| {
+            tracing::error!(commitment = %hex::encode(commitment), error = %e, "upstream lookup failed");
+            ApiError::Internal
+        }),
+    }
 }
 
 /// Issue 13: the proof in the reference's `db/`, only if complete. Bad data
@@ -413,15 +424,53 @@ async fn get_backup(
     Path(chunk): Path<String>,
 ) -> Result<Response, ApiError> {
     let n: u64 = chunk.parse().map_err(|_| ApiError::ChunkNotReady)?;
-    let (store, journal) = (st.store.clone(), st.journal.clone());
-    let bytes = tokio::task::spawn_blocking(move || crate::backup::chunk(&store, &journal, n))
+    let journal = st.journal.clone();
+    let commitments = tokio::task::spawn_blocking(move || crate::backup::commitments(&journal, n))
         .await
         .map_err(|_| ApiError::Internal)?
         .map_err(|e| {
-            tracing::error!(error = %e, chunk = n, "backup chunk failed");
+            tracing::error!(error = %e, chunk = n, "backup chunk: journal read failed");
             ApiError::Internal
         })?
         .ok_or(ApiError::ChunkNotReady)?;
+    // The newest commitment first: a chunk not yet complete usually lacks
+    // its last proofs, and mirrors ask for the next chunk again and again.
+    let newest = commitments.last().ok_or(ApiError::ChunkNotReady)?;
+    if !matches!(served_proof(&st, newest).await?, Some((_, true))) {
+        return Err(ApiError::ChunkNotReady);
+    }
+    let store = st.store.clone();
+    let mut found =
+        tokio::task::spawn_blocking(move || crate::backup::Chunk::from_store(&store, &commitments))
+            .await
+            .map_err(|_| ApiError::Internal)?
+            .map_err(|e| {
+                tracing::error!(error = %e, chunk = n, "backup chunk failed");
+                ApiError::Internal
+            })?;
+    // Proofs served from elsewhere (`db/` in place, upstreams, a mirror)
+    // go in as served, and only complete ones.
+    let mut elsewhere = Vec::with_capacity(found.missing().len());
+    for commitment in found.missing() {
+        match served_proof(&st, commitment).await? {
+            Some((bytes, true)) => elsewhere.push(bytes),
+            _ => return Err(ApiError::ChunkNotReady),
+        }
+    }
+    // Merging a thousand proof trees is milliseconds: off the HTTP worker.
+    let bytes = tokio::task::spawn_blocking(move || {
+        let missing = found.missing().to_vec();
+        for (commitment, bytes) in missing.iter().zip(&elsewhere) {
+            let ts = ots_proof::Timestamp::deserialize(bytes, commitment).map_err(|e| {
+                tracing::error!(commitment = %hex::encode(commitment), error = %e, chunk = n, "backup chunk: a served proof does not parse");
+                ApiError::Internal
+            })?;
+            found.add(&ts);
+        }
+        Ok::<_, ApiError>(found.encode())
+    })
+    .await
+    .map_err(|_| ApiError::Internal)??;
     Ok((
         [
             (

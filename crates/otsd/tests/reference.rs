@@ -358,3 +358,84 @@ async fn journal_known_good_spares_the_lookups_below_it() {
         "{log:?}"
     );
 }
+
+#[path = "refcal_support/mod.rs"]
+mod refcal_support;
+
+/// Every record of a LevelDB `db/`, sorted by key, as a backup chunk
+/// (varbytes key + varbytes value): what the reference serves when `db/`
+/// holds exactly one chunk's proofs.
+fn db_as_chunk(db_dir: &Path) -> Vec<u8> {
+    use rusty_leveldb::LdbIterator;
+    let mut records = Vec::new();
+    {
+        let opt = rusty_leveldb::Options {
+            create_if_missing: false,
+            env: std::rc::Rc::new(Box::new(otsd::refstore::env::OverlayEnv::new())),
+            ..Default::default()
+        };
+        let mut db = rusty_leveldb::DB::open(db_dir, opt).unwrap();
+        let mut it = db.new_iter().unwrap();
+        while let Some((k, v)) = it.next() {
+            records.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    records.sort();
+    let mut chunk = Vec::new();
+    for (k, v) in &records {
+        ots_proof::codec::write_varbytes(&mut chunk, k);
+        ots_proof::codec::write_varbytes(&mut chunk, v);
+    }
+    chunk
+}
+
+/// A taken-over calendar serving `db/` in place serves its backup chunks
+/// from it, so mirrors that follow the calendar keep going after the
+/// switch: chunk 0 of a `db/` holding exactly the proofs of 1000 journal
+/// commitments (4 transactions) is `db/`'s records, byte for byte; the
+/// next chunk, not in the journal, is a 404; and `db/` is not written.
+#[tokio::test]
+async fn backup_chunks_are_served_from_db_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("calendar");
+    refcal_support::generate(&dir, 1000, 250);
+    let expected = db_as_chunk(&dir.join("db"));
+    let before = hashes(&dir);
+    let (mut child, addr, _log) = start(&dir).await;
+    let r = get(addr, "/experimental/backup/0", "").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("cache-control"), Some(FOREVER));
+    assert!(r.body == expected, "chunk 0 is db/'s records");
+    assert_eq!(get(addr, "/experimental/backup/1", "").await.status, 404);
+    child.kill().await.unwrap();
+    assert_eq!(hashes(&dir), before, "db/ untouched");
+}
+
+/// One commitment of the chunk without a proof in `db/` (its leaf record
+/// removed, as if it had never been stamped): the chunk is a 404, not a
+/// chunk without that proof.
+#[tokio::test]
+async fn a_backup_chunk_with_a_commitment_missing_from_db_is_not_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("calendar");
+    refcal_support::generate(&dir, 1000, 250);
+    let journal = std::fs::read(dir.join(otsd::calendar::JOURNAL_FILE)).unwrap();
+    let victim = otsd::store::commitment_bytes(journal[500 * 44..501 * 44].try_into().unwrap());
+    {
+        let mut db =
+            rusty_leveldb::DB::open(dir.join("db"), rusty_leveldb::Options::default()).unwrap();
+        db.delete(victim).unwrap();
+        db.flush().unwrap();
+    }
+    let (mut child, addr, _log) = start(&dir).await;
+    assert_eq!(timestamp(addr, victim).await.status, 404);
+    let first = otsd::store::commitment_bytes(journal[..44].try_into().unwrap());
+    assert_eq!(
+        timestamp(addr, first).await.status,
+        200,
+        "the others are served"
+    );
+    let r = get(addr, "/experimental/backup/0", "").await;
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    child.kill().await.unwrap();
+}

@@ -1071,3 +1071,70 @@ async fn an_upstream_completed_commitment_is_not_stamped_again_after_a_restart()
     private.stop().await;
     drop(up1);
 }
+
+mod mirror_support;
+
+/// A private calendar's backup chunks carry the proofs its upstream
+/// completed (no wallet): 1000 commitments, each answered pending by a fake
+/// upstream, are served 200 with a short max-age, and chunk 0 is a 404
+/// (an incomplete proof never goes into a chunk, which is immutable). Once
+/// the upstream completes them, chunk 0 is the chunk of the 1000 complete
+/// proofs the calendar serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
+    let uri = "https://up.test";
+    let (fake, url) = Fake::start(Mode::Pending(uri.into())).await;
+    let server = TestServer::start(Settings {
+        aggregation_interval: Duration::from_millis(1),
+        upstream: UpstreamConfig {
+            urls: vec![url],
+            timeout: Duration::from_millis(500),
+            poll: Duration::from_millis(100),
+            ..UpstreamConfig::default()
+        },
+        ..Settings::default()
+    })
+    .await;
+    // One digest at a time: a round, and a journal commitment, each.
+    let mut commitments = Vec::new();
+    for _ in 0..1000 {
+        let digest = random_digest();
+        commitments.push(check_proof(
+            &digest,
+            &post_digest(server.addr, &digest).await.body,
+        ));
+    }
+    let distinct: std::collections::BTreeSet<_> = commitments.iter().collect();
+    assert_eq!(distinct.len(), 1000);
+    let served = |want: &'static str| {
+        let commitments = commitments.clone();
+        let addr = server.addr;
+        async move {
+            let mut proofs = Vec::new();
+            for c in &commitments {
+                let r = timestamp(addr, c).await;
+                if r.status != 200 || r.header("cache-control") != Some(want) {
+                    return None;
+                }
+                proofs.push(Timestamp::deserialize(&r.body, c).unwrap());
+            }
+            Some(proofs)
+        }
+    };
+    until("every upstream reply, pending", || served(INCOMPLETE)).await;
+    let r = get(server.addr, "/experimental/backup/0", "").await;
+    assert_eq!(r.status, 404, "no chunk of pending proofs");
+    *fake.mode.lock().unwrap() = Mode::PendingThenComplete(uri.into(), 800_000);
+    let proofs = until("every proof, complete", || served(FOREVER)).await;
+    let r = get(server.addr, "/experimental/backup/0", "").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.body == mirror_support::chunk_of(&proofs),
+        "chunk 0 is the chunk of the served proofs"
+    );
+    assert_eq!(
+        get(server.addr, "/experimental/backup/1", "").await.status,
+        404
+    );
+    server.stop().await.unwrap();
+}
