@@ -12,7 +12,9 @@ use rustls::pki_types::CertificateDer;
 
 use crate::config::{ClientConfig, Redirects, MAX_REDIRECTS};
 use crate::error::{error_chain, transport, CalendarError};
-use crate::protocol::{sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN};
+use crate::protocol::{
+    sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN, MAX_REPLY_MESSAGE_BYTES,
+};
 
 /// Talks to calendars: the HTTP connection pool, the trusted roots (the
 /// system's, or webpki's when the system has none, plus the extra CA
@@ -182,11 +184,15 @@ impl Calendar {
     }
 
     /// The reply is decoded with `msg` as its root, so whatever decodes is
-    /// a timestamp of what we asked about; anything else is malformed.
+    /// a timestamp of what we asked about; anything else is malformed, and
+    /// so is a reply whose messages would hold more than
+    /// [`MAX_REPLY_MESSAGE_BYTES`] (refused while decoding, never held).
     fn decode(&self, body: &[u8], msg: &[u8]) -> Result<Timestamp, CalendarError> {
-        Timestamp::deserialize(body, msg).map_err(|source| CalendarError::Malformed {
-            url: self.url.to_string(),
-            source,
+        Timestamp::deserialize_bounded(body, msg, MAX_REPLY_MESSAGE_BYTES).map_err(|source| {
+            CalendarError::Malformed {
+                url: self.url.to_string(),
+                source,
+            }
         })
     }
 
@@ -247,6 +253,41 @@ mod tests {
 
     fn client() -> Client {
         Client::new(&ClientConfig::default()).unwrap()
+    }
+
+    /// A reply of under 10,000 bytes whose messages would hold megabytes
+    /// (a 4,000-byte message, then 2,000 `reverse`s on it over 16
+    /// branches) is malformed, refused by the decoder itself; a reply just
+    /// under the bound decodes.
+    #[test]
+    fn a_reply_whose_messages_would_hold_megabytes_is_refused_while_decoding() {
+        let c = client().calendar("https://a.test").unwrap();
+        let msg = [1u8; 32];
+        let reply = |branches: u8, reverses: usize| {
+            let mut t = Timestamp::new(msg.to_vec()).unwrap();
+            let big = t.add_op(ots_proof::Op::Append(vec![0xbb; 4000])).unwrap();
+            for b in 0..branches {
+                big.add_op(ots_proof::Op::Append(vec![b]))
+                    .unwrap()
+                    .add_path(std::iter::repeat_n(ots_proof::Op::Reverse, reverses))
+                    .unwrap()
+                    .add_attestation(ots_proof::Attestation::pending("https://b.test").unwrap());
+            }
+            t.serialize().unwrap()
+        };
+        let bomb = reply(16, 125);
+        assert!(bomb.len() <= MAX_REPLY_LEN, "{}", bomb.len());
+        match c.decode(&bomb, &msg) {
+            Err(CalendarError::Malformed { source, .. }) => assert_eq!(
+                source.kind,
+                ots_proof::DecodeErrorKind::TooManyMessageBytes {
+                    max: MAX_REPLY_MESSAGE_BYTES
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // 2 branches of 30 reverses: about 250 KB, under the bound.
+        assert!(c.decode(&reply(2, 30), &msg).is_ok());
     }
 
     #[test]

@@ -36,4 +36,6 @@ pub use config::{
     MAX_REDIRECTS,
 };
 pub use error::{error_chain, CalendarError};
-pub use protocol::{sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN};
+pub use protocol::{
+    sanitise_reason, ACCEPT, MAX_REASON_LEN, MAX_REPLY_LEN, MAX_REPLY_MESSAGE_BYTES,
+};

@@ -144,6 +144,15 @@ pub enum DecodeErrorKind {
     /// [`MAX_DEPTH`](crate::timestamp::MAX_DEPTH) levels.
     #[error("timestamp nests deeper than {0} levels")]
     TooDeep(usize),
+    /// The messages of the tree's nodes would hold more than the bound
+    /// given to [`Timestamp::deserialize_bounded`](crate::Timestamp::deserialize_bounded)
+    /// once decoded (an encoding does not carry its messages: a byte of
+    /// `reverse` on a 4,000-byte message is 4,000 bytes in memory).
+    #[error("its messages hold over {max} bytes once decoded")]
+    TooManyMessageBytes {
+        /// The bound.
+        max: usize,
+    },
     /// A pending attestation's URI is malformed.
     #[error("invalid pending attestation: {0}")]
     Uri(#[from] UriError),

@@ -245,27 +245,55 @@ impl Timestamp {
     /// Decodes a bare timestamp of `msg` (a calendar reply, for instance)
     /// that must fill `bytes` exactly.
     pub fn deserialize(bytes: &[u8], msg: &[u8]) -> Result<Timestamp, DecodeError> {
+        Timestamp::deserialize_bounded(bytes, msg, usize::MAX)
+    }
+
+    /// [`Timestamp::deserialize`], refusing as soon as the messages of the
+    /// nodes decoded so far hold more than `max_message_bytes` together
+    /// (the root's included), so that a short hostile input never costs
+    /// more memory than that.
+    pub fn deserialize_bounded(
+        bytes: &[u8],
+        msg: &[u8],
+        max_message_bytes: usize,
+    ) -> Result<Timestamp, DecodeError> {
         let mut reader = Reader::new(bytes);
-        let timestamp = Timestamp::decode(&mut reader, msg)?;
+        let timestamp = Timestamp::decode_bounded(&mut reader, msg, max_message_bytes)?;
         reader.expect_end()?;
         Ok(timestamp)
     }
 
     /// Decodes a timestamp of `msg` from `reader`, leaving it just after.
     pub fn decode(reader: &mut Reader<'_>, msg: &[u8]) -> Result<Timestamp, DecodeError> {
+        Timestamp::decode_bounded(reader, msg, usize::MAX)
+    }
+
+    /// [`Timestamp::decode`] within a bound on the bytes of all messages
+    /// (see [`Timestamp::deserialize_bounded`]).
+    pub fn decode_bounded(
+        reader: &mut Reader<'_>,
+        msg: &[u8],
+        max_message_bytes: usize,
+    ) -> Result<Timestamp, DecodeError> {
         if msg.len() > MAX_MSG_LENGTH {
             return Err(reader.error(DecodeErrorKind::MessageTooLong {
                 len: msg.len(),
                 max: MAX_MSG_LENGTH,
             }));
         }
-        Timestamp::decode_node(reader, msg.to_vec(), 1)
+        let mut budget = Budget {
+            left: max_message_bytes,
+            max: max_message_bytes,
+        };
+        budget.take(reader, msg.len())?;
+        Timestamp::decode_node(reader, msg.to_vec(), 1, &mut budget)
     }
 
     fn decode_node(
         reader: &mut Reader<'_>,
         msg: Vec<u8>,
         depth: usize,
+        budget: &mut Budget,
     ) -> Result<Timestamp, DecodeError> {
         if depth > MAX_DEPTH {
             return Err(reader.error(DecodeErrorKind::TooDeep(MAX_DEPTH)));
@@ -285,7 +313,8 @@ impl Timestamp {
                 let result = op
                     .apply(&node.msg)
                     .map_err(|e| reader.error_at(item_offset, e.into()))?;
-                let child = Timestamp::decode_node(reader, result, depth + 1)?;
+                budget.take(reader, result.len())?;
+                let child = Timestamp::decode_node(reader, result, depth + 1, budget)?;
                 // The reference replaces a repeated operation's branch; we
                 // merge it, so that no attestation in the input is dropped.
                 match node.ops.get_mut(&op) {
@@ -302,12 +331,65 @@ impl Timestamp {
     }
 }
 
+/// What is left of a decode's bound on message bytes.
+struct Budget {
+    left: usize,
+    max: usize,
+}
+
+impl Budget {
+    fn take(&mut self, reader: &Reader<'_>, n: usize) -> Result<(), DecodeError> {
+        match self.left.checked_sub(n) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(reader.error(DecodeErrorKind::TooManyMessageBytes { max: self.max })),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pending(uri: &str) -> Attestation {
         Attestation::pending(uri).unwrap()
+    }
+
+    /// The bytes of every node's message, the root's included.
+    fn message_bytes(t: &Timestamp) -> usize {
+        t.ops()
+            .fold(t.msg().len(), |sum, (_, child)| sum + message_bytes(child))
+    }
+
+    #[test]
+    fn a_bound_on_message_bytes_holds_exactly() {
+        // Two branches, one through a 4,000-byte message kept whole by
+        // reverses: 33 bytes of root, then 4,033 per node on that path.
+        let mut t = Timestamp::new(vec![7; 33]).unwrap();
+        t.add_path(
+            std::iter::once(Op::Append(vec![0xbb; 4000]))
+                .chain(std::iter::repeat_n(Op::Reverse, 20)),
+        )
+        .unwrap()
+        .add_attestation(pending("https://a.test"));
+        t.add_op(Op::Sha256)
+            .unwrap()
+            .add_attestation(Attestation::Bitcoin { height: 9 });
+        let bytes = t.serialize().unwrap();
+        let held = message_bytes(&t);
+        assert_eq!(held, 33 + 21 * 4033 + 32);
+        assert_eq!(
+            Timestamp::deserialize_bounded(&bytes, &[7; 33], held).unwrap(),
+            t
+        );
+        let e = Timestamp::deserialize_bounded(&bytes, &[7; 33], held - 1).unwrap_err();
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::TooManyMessageBytes { max: held - 1 }
+        );
+        assert_eq!(Timestamp::deserialize(&bytes, &[7; 33]).unwrap(), t);
     }
 
     #[test]
