@@ -67,6 +67,9 @@ pub struct AppState {
     /// Other calendars' proofs, mirrored with `--mirror` (issue 14), asked
     /// after `store` and `refstore`.
     pub mirror: Option<crate::mirror::sync::Mirror>,
+    /// Turns to build a backup chunk
+    /// ([`crate::backup::CONCURRENT_BUILDS`] at once).
+    pub backup_builds: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every error a client can see.
@@ -439,15 +442,24 @@ async fn get_backup(
     if !matches!(served_proof(&st, newest).await?, Some((_, true))) {
         return Err(ApiError::ChunkNotReady);
     }
+    // The turn goes with the work: a client that hangs up does not end a
+    // build already on the blocking pool, so neither may it free the turn.
+    let turn = st
+        .backup_builds
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Internal)?;
     let store = st.store.clone();
-    let mut found =
-        tokio::task::spawn_blocking(move || crate::backup::Chunk::from_store(&store, &commitments))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(|e| {
-                tracing::error!(error = %e, chunk = n, "backup chunk failed");
-                ApiError::Internal
-            })?;
+    let (found, turn) = tokio::task::spawn_blocking(move || {
+        (crate::backup::Chunk::from_store(&store, &commitments), turn)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    let mut found = found.map_err(|e| {
+        tracing::error!(error = %e, chunk = n, "backup chunk failed");
+        ApiError::Internal
+    })?;
     // Proofs served from elsewhere (`db/` in place, upstreams, a mirror)
     // go in as served, and only complete ones.
     let mut elsewhere = Vec::with_capacity(found.missing().len());
@@ -459,6 +471,7 @@ async fn get_backup(
     }
     // Merging a thousand proof trees is milliseconds: off the HTTP worker.
     let bytes = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let missing = found.missing().to_vec();
         for (commitment, bytes) in missing.iter().zip(&elsewhere) {
             let ts = ots_proof::Timestamp::deserialize(bytes, commitment).map_err(|e| {

@@ -406,6 +406,16 @@ async fn backup_chunks_are_served_from_db_in_place() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("cache-control"), Some(FOREVER));
     assert!(r.body == expected, "chunk 0 is db/'s records");
+    // Chunks are built one at a time; clients asking at once wait their
+    // turn and each gets the whole chunk.
+    let many: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(async move { get(addr, "/experimental/backup/0", "").await }))
+        .collect();
+    for r in many {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body == expected, "the same chunk");
+    }
     assert_eq!(get(addr, "/experimental/backup/1", "").await.status, 404);
     child.kill().await.unwrap();
     assert_eq!(hashes(&dir), before, "db/ untouched");
