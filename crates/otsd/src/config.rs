@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod duration;
+
+use duration::{positive_millis, Millis, Secs};
+
 use crate::aggregate::{
     AggregateSettings, DEFAULT_INTERVAL as DEFAULT_AGGREGATE_INTERVAL, DEFAULT_UPSTREAM_GRACE,
     DEFAULT_UPSTREAM_MIN as DEFAULT_AGGREGATE_UPSTREAM_MIN,
@@ -455,16 +459,17 @@ pub struct AggregateArgs {
     /// proof (at most the number of upstreams); fewer: 503.
     #[arg(long = "upstream-min", value_name = "N", default_value_t = DEFAULT_AGGREGATE_UPSTREAM_MIN as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_min: u64,
-    /// Bound on an upstream's answer to a round, milliseconds.
-    #[arg(long = "upstream-timeout", value_name = "MS", default_value_t = DEFAULT_AGGREGATE_UPSTREAM_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub upstream_timeout_ms: u64,
+    /// Bound on an upstream's answer to a round: milliseconds when bare,
+    /// or with a unit (`250ms`, `2s`).
+    #[arg(long = "upstream-timeout", value_name = "DURATION", default_value_t = Millis(DEFAULT_AGGREGATE_UPSTREAM_TIMEOUT), value_parser = positive_millis)]
+    pub upstream_timeout: Millis,
     /// Once `--upstream-min` upstreams have answered, how much longer the
-    /// others get, milliseconds.
-    #[arg(long = "upstream-grace", value_name = "MS", default_value_t = DEFAULT_UPSTREAM_GRACE.as_millis() as u64)]
-    pub upstream_grace_ms: u64,
-    /// Round interval, milliseconds.
-    #[arg(long = "interval", value_name = "MS", default_value_t = DEFAULT_AGGREGATE_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub interval_ms: u64,
+    /// others get: milliseconds when bare, or with a unit.
+    #[arg(long = "upstream-grace", value_name = "DURATION", default_value_t = Millis(DEFAULT_UPSTREAM_GRACE))]
+    pub upstream_grace: Millis,
+    /// Round interval: milliseconds when bare, or with a unit (`1s`).
+    #[arg(long = "interval", value_name = "DURATION", default_value_t = Millis(DEFAULT_AGGREGATE_INTERVAL), value_parser = positive_millis)]
+    pub interval: Millis,
     /// A PEM file of CA certificates trusted for https upstreams beside
     /// the system's roots.
     #[arg(long = "ca-file", value_name = "PEM")]
@@ -493,9 +498,9 @@ impl AggregateArgs {
         AggregateSettings {
             upstreams: self.upstreams.clone(),
             upstream_min: usize::try_from(self.upstream_min).unwrap_or(usize::MAX),
-            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
-            upstream_grace: Duration::from_millis(self.upstream_grace_ms),
-            interval: Duration::from_millis(self.interval_ms),
+            upstream_timeout: self.upstream_timeout.0,
+            upstream_grace: self.upstream_grace.0,
+            interval: self.interval.0,
             limits: self.limits.limits(),
             http_threads: self
                 .http_threads
@@ -638,17 +643,19 @@ pub struct UpstreamArgs {
     /// a Bitcoin backend) stops counting on itself for it.
     #[arg(long = "upstream-min", default_value_t = DEFAULT_UPSTREAM_MIN, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub upstream_min: usize,
-    /// Seconds after which a commitment not complete upstream is stamped
-    /// by our own wallet (with a Bitcoin backend) [default: a day].
-    #[arg(long = "upstream-fallback-after", value_name = "SECS", default_value_t = DEFAULT_UPSTREAM_FALLBACK_AFTER.as_secs())]
-    pub upstream_fallback_after_secs: u64,
-    /// Seconds each request to an upstream may take (fractions allowed).
-    #[arg(long = "upstream-timeout", value_name = "SECS", default_value_t = DEFAULT_UPSTREAM_TIMEOUT.as_secs_f64())]
-    pub upstream_timeout: f64,
-    /// Seconds between polls of an upstream for completed proofs
-    /// (fractions allowed; each pending proof backs off from there).
-    #[arg(long = "upstream-poll-interval", value_name = "SECS", default_value_t = DEFAULT_UPSTREAM_POLL.as_secs_f64())]
-    pub upstream_poll_interval: f64,
+    /// After how long a commitment not complete upstream is stamped by our
+    /// own wallet (with a Bitcoin backend): seconds when bare, or with a
+    /// unit (`24h`).
+    #[arg(long = "upstream-fallback-after", value_name = "DURATION", default_value_t = Secs(DEFAULT_UPSTREAM_FALLBACK_AFTER))]
+    pub upstream_fallback_after: Secs,
+    /// How long each request to an upstream may take: seconds when bare
+    /// (fractions allowed), or with a unit (`500ms`, `10s`).
+    #[arg(long = "upstream-timeout", value_name = "DURATION", default_value_t = Secs(DEFAULT_UPSTREAM_TIMEOUT))]
+    pub upstream_timeout: Secs,
+    /// Between polls of an upstream for completed proofs (each pending
+    /// proof backs off from there): seconds when bare, or with a unit.
+    #[arg(long = "upstream-poll-interval", value_name = "DURATION", default_value_t = Secs(DEFAULT_UPSTREAM_POLL))]
+    pub upstream_poll_interval: Secs,
 }
 
 /// Shortest upstream timeout and poll interval accepted, seconds.
@@ -658,19 +665,18 @@ impl UpstreamArgs {
     /// As [`UpstreamConfig`]; `--upstream-min` is at most the number of
     /// upstreams.
     pub fn config(&self) -> UpstreamConfig {
-        let secs = |v: f64, default: Duration| {
-            if v.is_finite() {
-                Duration::from_secs_f64(v.clamp(MIN_UPSTREAM_SECS, 86_400.0))
-            } else {
-                default
-            }
+        let secs = |v: Secs| {
+            v.0.clamp(
+                Duration::from_secs_f64(MIN_UPSTREAM_SECS),
+                Duration::from_secs(86_400),
+            )
         };
         UpstreamConfig {
             urls: self.upstream.clone(),
             min: self.upstream_min.clamp(1, self.upstream.len().max(1)),
-            fallback_after: Duration::from_secs(self.upstream_fallback_after_secs),
-            timeout: secs(self.upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT),
-            poll: secs(self.upstream_poll_interval, DEFAULT_UPSTREAM_POLL),
+            fallback_after: self.upstream_fallback_after.0,
+            timeout: secs(self.upstream_timeout),
+            poll: secs(self.upstream_poll_interval),
         }
     }
 }
@@ -920,6 +926,74 @@ mod tests {
         assert_eq!(up.poll, Duration::from_millis(500));
         assert_eq!(up.timeout, DEFAULT_UPSTREAM_TIMEOUT);
         assert!(Cli::try_parse_from(["otsd", "--upstream-min", "0"]).is_err());
+    }
+
+    /// `--upstream-timeout` is milliseconds bare under `otsd aggregate` and
+    /// seconds bare under a calendar; with a unit it means the same under
+    /// both.
+    #[test]
+    fn durations_with_a_unit_mean_the_same_under_both_commands() {
+        let calendar = |v: &str| {
+            Cli::try_parse_from(["otsd", "--upstream", "http://a/", "--upstream-timeout", v])
+                .map(|c| c.server.settings(None).upstream.timeout)
+        };
+        let aggregate = |v: &str| -> Result<Duration, clap::Error> {
+            let cli = Cli::try_parse_from([
+                "otsd",
+                "aggregate",
+                "--upstream",
+                "http://a/",
+                "--upstream-timeout",
+                v,
+            ])?;
+            match cli.command {
+                Some(Command::Aggregate(a)) => Ok(a.settings().upstream_timeout),
+                _ => panic!("the aggregate subcommand"),
+            }
+        };
+        for (v, want) in [
+            ("2s", 2000),
+            ("1500ms", 1500),
+            ("0.5s", 500),
+            ("1m", 60_000),
+        ] {
+            let want = Duration::from_millis(want);
+            assert_eq!(calendar(v).unwrap(), want, "{v}");
+            assert_eq!(aggregate(v).unwrap(), want, "{v}");
+        }
+        assert_eq!(calendar("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(aggregate("2").unwrap(), Duration::from_millis(2));
+        for bad in ["2x", "-1s", "0ms"] {
+            assert!(aggregate(bad).is_err(), "{bad}");
+        }
+        assert!(calendar("2x").is_err());
+        let agg = Cli::try_parse_from([
+            "otsd",
+            "aggregate",
+            "--upstream",
+            "http://a/",
+            "--interval",
+            "1s",
+            "--upstream-grace",
+            "250ms",
+        ])
+        .unwrap();
+        let Some(Command::Aggregate(a)) = agg.command else {
+            panic!("the aggregate subcommand");
+        };
+        assert_eq!(a.settings().interval, Duration::from_secs(1));
+        assert_eq!(a.settings().upstream_grace, Duration::from_millis(250));
+        let cal = Cli::try_parse_from([
+            "otsd",
+            "--upstream-fallback-after",
+            "6h",
+            "--upstream-poll-interval",
+            "250ms",
+        ])
+        .unwrap();
+        let up = cal.server.settings(None).upstream;
+        assert_eq!(up.fallback_after, Duration::from_secs(6 * 3600));
+        assert_eq!(up.poll, Duration::from_millis(250));
     }
 
     #[test]
