@@ -358,6 +358,9 @@ enum Mode {
     Trickle,
     /// Passes everything on to a real calendar.
     Forward(ots_calendar::Calendar),
+    /// As `PendingThenComplete`, except that the upstream commitments
+    /// listed stay pending.
+    CompleteExcept(String, u64, Vec<Vec<u8>>),
 }
 
 /// A fake upstream: what it was sent, and how it answers.
@@ -485,7 +488,8 @@ async fn fake_post(State(fake): State<Fake>, body: Bytes) -> Response {
         Mode::Oversized => (StatusCode::OK, vec![0u8; 10_001]).into_response(),
         Mode::PendingThenWrongBitcoin(uri)
         | Mode::Pending(uri)
-        | Mode::PendingThenComplete(uri, _) => {
+        | Mode::PendingThenComplete(uri, _)
+        | Mode::CompleteExcept(uri, _, _) => {
             (StatusCode::OK, pending_reply(&body, &uri)).into_response()
         }
         Mode::Hang => std::future::pending().await,
@@ -519,6 +523,13 @@ async fn fake_get(State(fake): State<Fake>, UrlPath(hex_str): UrlPath<String>) -
         return StatusCode::BAD_REQUEST.into_response();
     };
     match fake.mode() {
+        Mode::CompleteExcept(_, height, ref except) if !except.contains(&commitment) => {
+            let mut ts = Timestamp::new(commitment).unwrap();
+            ts.add_op(Op::Sha256)
+                .unwrap()
+                .add_attestation(Attestation::Bitcoin { height });
+            (StatusCode::OK, ts.serialize().unwrap()).into_response()
+        }
         Mode::PendingThenComplete(_, height) => {
             let mut ts = Timestamp::new(commitment).unwrap();
             ts.add_op(Op::Sha256)
@@ -1136,5 +1147,58 @@ async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
         get(server.addr, "/experimental/backup/1", "").await.status,
         404
     );
+    server.stop().await.unwrap();
+}
+
+/// Review: the newest commitment of chunk 0 complete, one in its middle
+/// still pending at the upstream (upstreams complete out of order): the
+/// chunk is a 404, never a chunk carrying a pending proof (the check on the
+/// newest commitment alone does not decide it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_backup_chunk_with_a_pending_proof_in_its_middle_is_not_served() {
+    let uri = "https://up.test";
+    let (fake, url) = Fake::start(Mode::Pending(uri.into())).await;
+    let server = TestServer::start(Settings {
+        aggregation_interval: Duration::from_millis(1),
+        upstream: UpstreamConfig {
+            urls: vec![url],
+            timeout: Duration::from_millis(500),
+            poll: Duration::from_millis(100),
+            ..UpstreamConfig::default()
+        },
+        ..Settings::default()
+    })
+    .await;
+    let mut commitments = Vec::new();
+    for _ in 0..1000 {
+        let digest = random_digest();
+        commitments.push(check_proof(
+            &digest,
+            &post_digest(server.addr, &digest).await.body,
+        ));
+    }
+    // What the fake upstream was asked of commitment 500: its leaf, then
+    // the fake's nonce and sha256.
+    let leaf = ots_proof::op::sha256(&commitments[500]);
+    let upstream_commitment = ots_proof::op::sha256(&[&leaf[..], b"fake upstream"].concat());
+    let served = |middle: &'static str| {
+        let commitments = commitments.clone();
+        let addr = server.addr;
+        async move {
+            for (i, c) in commitments.iter().enumerate() {
+                let want = if i == 500 { middle } else { FOREVER };
+                let r = timestamp(addr, c).await;
+                if r.status != 200 || r.header("cache-control") != Some(want) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    *fake.mode.lock().unwrap() =
+        Mode::CompleteExcept(uri.into(), 800_000, vec![upstream_commitment.to_vec()]);
+    until("every proof complete but commitment 500's", || served(INCOMPLETE)).await;
+    let r = get(server.addr, "/experimental/backup/0", "").await;
+    assert_eq!(r.status, 404, "a chunk with a pending proof in it was served");
     server.stop().await.unwrap();
 }
