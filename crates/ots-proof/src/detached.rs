@@ -25,6 +25,17 @@ pub const MAGIC: &[u8; 31] = b"\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\x
 /// The only major version of the format.
 pub const MAJOR_VERSION: u8 = 1;
 
+/// Most bytes of messages a proof file may decode to, per byte of file.
+/// An encoding does not carry its messages: a byte of `reverse` on a
+/// 4,000-byte message is 4,000 bytes in memory, so a hostile file of a
+/// megabyte could take gigabytes. Real proofs hold under 3 bytes per byte
+/// (the test vectors: 2.9 at most); a chain of nothing but `sha256`, 32.
+pub const MESSAGE_BYTES_PER_BYTE: usize = 64;
+
+/// The bound for small files, where a single 4 KB transaction message
+/// is already many bytes per byte.
+pub const MIN_MESSAGE_BYTES_BOUND: usize = 64 << 10;
+
 /// A detached proof: the hash that digested the file and the timestamp of
 /// that digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +103,10 @@ impl DetachedTimestampFile {
         Ok(out)
     }
 
-    /// Reads a whole detached proof; trailing bytes are an error.
+    /// Reads a whole detached proof; trailing bytes are an error, and so
+    /// is a proof whose messages would hold more than
+    /// [`MESSAGE_BYTES_PER_BYTE`] bytes per byte of file (at least
+    /// [`MIN_MESSAGE_BYTES_BOUND`]): refused as it decodes, never held.
     pub fn deserialize(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader::new(bytes);
         let magic = reader.read_bytes(MAGIC.len().min(bytes.len()))?;
@@ -111,7 +125,11 @@ impl DetachedTimestampFile {
         let hash_op = HashOp::from_tag(tag)
             .ok_or_else(|| reader.error_at(op_at, DecodeErrorKind::NotAHashOp(tag)))?;
         let digest = reader.read_bytes(hash_op.digest_len())?;
-        let timestamp = Timestamp::decode(&mut reader, digest)?;
+        let bound = bytes
+            .len()
+            .saturating_mul(MESSAGE_BYTES_PER_BYTE)
+            .max(MIN_MESSAGE_BYTES_BOUND);
+        let timestamp = Timestamp::decode_bounded(&mut reader, digest, bound)?;
         reader.expect_end()?;
         Ok(DetachedTimestampFile { hash_op, timestamp })
     }
@@ -121,6 +139,39 @@ impl DetachedTimestampFile {
 mod tests {
     use super::*;
     use crate::attestation::Attestation;
+
+    /// A file of a few kilobytes of `reverse`s on a 4,000-byte message
+    /// (hundreds of megabytes once decoded) is refused while decoding; the
+    /// same shape at a size a proof could have decodes.
+    #[test]
+    fn a_file_decoding_to_far_more_than_its_size_is_refused() {
+        let file = |branches: u8, reverses: usize| {
+            let mut t = Timestamp::new(vec![5; 32]).unwrap();
+            let big = t.add_op(crate::Op::Append(vec![0xbb; 4000])).unwrap();
+            for b in 0..branches {
+                big.add_op(crate::Op::Append(vec![b]))
+                    .unwrap()
+                    .add_path(std::iter::repeat_n(crate::Op::Reverse, reverses))
+                    .unwrap()
+                    .add_attestation(Attestation::Bitcoin { height: 1 });
+            }
+            DetachedTimestampFile::new(HashOp::Sha256, t)
+                .unwrap()
+                .serialize()
+                .unwrap()
+        };
+        let bomb = file(64, 250);
+        assert!(bomb.len() < 30_000, "{}", bomb.len());
+        let e = DetachedTimestampFile::deserialize(&bomb).unwrap_err();
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::TooManyMessageBytes {
+                max: bomb.len() * MESSAGE_BYTES_PER_BYTE
+            }
+        );
+        // 10 reverses: 48 KB of messages in a 4 KB file, under the floor.
+        assert!(DetachedTimestampFile::deserialize(&file(1, 10)).is_ok());
+    }
 
     #[test]
     fn magic_is_as_specified() {

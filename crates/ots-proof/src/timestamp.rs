@@ -250,8 +250,11 @@ impl Timestamp {
 
     /// [`Timestamp::deserialize`], refusing as soon as the messages of the
     /// nodes decoded so far hold more than `max_message_bytes` together
-    /// (the root's included), so that a short hostile input never costs
-    /// more memory than that.
+    /// (the root's included), so that a short hostile input cannot make the
+    /// decoder hold much more than that: the bound, plus the one result
+    /// being checked and each node's fixed overhead. A repeated operation's
+    /// branch counts before it is merged, so the count may exceed what the
+    /// merged tree holds.
     pub fn deserialize_bounded(
         bytes: &[u8],
         msg: &[u8],

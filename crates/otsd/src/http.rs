@@ -67,9 +67,9 @@ pub struct AppState {
     /// Other calendars' proofs, mirrored with `--mirror` (issue 14), asked
     /// after `store` and `refstore`.
     pub mirror: Option<crate::mirror::sync::Mirror>,
-    /// Turns to build a backup chunk
-    /// ([`crate::backup::CONCURRENT_BUILDS`] at once).
-    pub backup_builds: Arc<tokio::sync::Semaphore>,
+    /// Backup chunk builds, bounded and shared
+    /// ([`crate::backup::Builds`]).
+    pub backup_builds: Arc<crate::backup::Builds>,
 }
 
 /// Every error a client can see.
@@ -93,6 +93,9 @@ pub enum ApiError {
     NotFound,
     /// The calendar cannot accept digests right now.
     Unavailable,
+    /// Too many backup chunk requests in progress
+    /// ([`crate::backup::MAX_CHUNK_REQUESTS`]).
+    BackupBusy,
     /// An internal fault, already logged.
     Internal,
 }
@@ -133,6 +136,11 @@ impl ApiError {
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "calendar unavailable".into(),
+                None,
+            ),
+            BackupBusy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many backup chunks asked for at once; try again shortly".into(),
                 None,
             ),
             Internal => (
@@ -442,14 +450,39 @@ async fn get_backup(
     if !matches!(served_proof(&st, newest).await?, Some((_, true))) {
         return Err(ApiError::ChunkNotReady);
     }
-    // The turn goes with the work: a client that hangs up does not end a
-    // build already on the blocking pool, so neither may it free the turn.
-    let turn = st
+    let bytes = st
         .backup_builds
-        .clone()
-        .acquire_owned()
+        .run(n, |turn| build_chunk(&st, n, commitments, turn))
         .await
-        .map_err(|_| ApiError::Internal)?;
+        .map_err(|e| match e {
+            crate::backup::RunError::Busy => ApiError::BackupBusy,
+            crate::backup::RunError::Build(e) => e,
+        })?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache::FOREVER),
+            ),
+        ],
+        bytes.as_ref().clone(),
+    )
+        .into_response())
+}
+
+/// Builds chunk `n` of `commitments` (its newest proof already found
+/// complete), holding `turn` until the work is done, blocking-pool work
+/// included (see [`crate::backup::Builds::run`]).
+async fn build_chunk(
+    st: &AppState,
+    n: u64,
+    commitments: Vec<Vec<u8>>,
+    turn: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Vec<u8>, ApiError> {
     let store = st.store.clone();
     let (found, turn) = tokio::task::spawn_blocking(move || {
         (crate::backup::Chunk::from_store(&store, &commitments), turn)
@@ -464,38 +497,23 @@ async fn get_backup(
     // go in as served, and only complete ones.
     let mut elsewhere = Vec::with_capacity(found.missing().len());
     for commitment in found.missing() {
-        match served_proof(&st, commitment).await? {
-            Some((bytes, true)) => elsewhere.push(bytes),
+        match served_proof(st, commitment).await? {
+            Some((bytes, true)) => elsewhere.push((commitment.clone(), bytes)),
             _ => return Err(ApiError::ChunkNotReady),
         }
     }
     // Merging a thousand proof trees is milliseconds: off the HTTP worker.
-    let bytes = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _turn = turn;
-        let missing = found.missing().to_vec();
-        for (commitment, bytes) in missing.iter().zip(&elsewhere) {
+        for (commitment, bytes) in &elsewhere {
             let ts = ots_proof::Timestamp::deserialize(bytes, commitment).map_err(|e| {
                 tracing::error!(commitment = %hex::encode(commitment), error = %e, chunk = n, "backup chunk: a served proof does not parse");
                 ApiError::Internal
             })?;
             found.add(&ts);
         }
-        Ok::<_, ApiError>(found.encode())
+        Ok(found.encode())
     })
     .await
-    .map_err(|_| ApiError::Internal)??;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(cache::FOREVER),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    .map_err(|_| ApiError::Internal)?
 }

@@ -235,9 +235,7 @@ pub async fn serve(
             lightning_invoice_file: settings.lightning_invoice_file.clone(),
         }),
         info_cache: Arc::new(InfoCache::new(INFO_TTL)),
-        backup_builds: Arc::new(tokio::sync::Semaphore::new(
-            crate::backup::CONCURRENT_BUILDS,
-        )),
+        backup_builds: Arc::new(crate::backup::Builds::default()),
         limits: settings.limits.clone(),
         metrics,
         upstream,

@@ -1155,7 +1155,7 @@ async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
 /// chunk is a 404, never a chunk carrying a pending proof (the check on the
 /// newest commitment alone does not decide it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_backup_chunk_with_a_pending_proof_in_its_middle_is_not_served() {
+async fn a_backup_chunk_with_a_pending_proof_in_its_middle_is_not_served() {
     let uri = "https://up.test";
     let (fake, url) = Fake::start(Mode::Pending(uri.into())).await;
     let server = TestServer::start(Settings {
@@ -1197,8 +1197,14 @@ async fn review_backup_chunk_with_a_pending_proof_in_its_middle_is_not_served() 
     };
     *fake.mode.lock().unwrap() =
         Mode::CompleteExcept(uri.into(), 800_000, vec![upstream_commitment.to_vec()]);
-    until("every proof complete but commitment 500's", || served(INCOMPLETE)).await;
+    until("every proof complete but commitment 500's", || {
+        served(INCOMPLETE)
+    })
+    .await;
     let r = get(server.addr, "/experimental/backup/0", "").await;
-    assert_eq!(r.status, 404, "a chunk with a pending proof in it was served");
+    assert_eq!(
+        r.status, 404,
+        "a chunk with a pending proof in it was served"
+    );
     server.stop().await.unwrap();
 }

@@ -87,6 +87,10 @@ pub enum Refused {
 /// megabytes, and every `GET` of the commitment would decode them again.
 /// An honest proof holds a few kilobytes (a transaction or two of at most
 /// 4,096 bytes, and hashes), 30 KB through a calendar merging several.
+/// Tighter than the calendar client's decoding bound
+/// ([`ots_calendar::MAX_REPLY_MESSAGE_BYTES`], which only keeps a hostile
+/// reply from being held at all): what is kept here is decoded again at
+/// every `GET`.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
 /// The most commitments of pending attestations a kept reply may have:
