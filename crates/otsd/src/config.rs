@@ -126,15 +126,15 @@ pub fn default_http_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-/// `otsd aggregate`'s HTTP threads: one per CPU. It has no journal and no
-/// stamper; its round loop only builds a tree per round, and its load is a
-/// burst of every client's reply right after each round's upstream answer,
-/// which must be out (and the clients' next digests in) before the next
-/// round: on the 2-core bench machine at 16,384 connections two threads
-/// reached 92.8 % of the bound against 86.3 % for one, at 22.1 against
-/// 25.4 µs of CPU per digest (`crates/otsd/bench/RESULTS.md`, 2026-12-02).
+/// `otsd aggregate`'s HTTP threads: as a calendar's, one per CPU but one.
+/// Since plain `POST /digest` skips hyper (`listener/fast.rs`), one
+/// thread on the 2-core bench machine gets a round's replies out in time
+/// and costs less CPU than two: over 5 minutes, at 16,384 connections
+/// 99.1 % of the bound at 14.5 µs per digest against 98.5 % at 17.3 µs,
+/// and at 4,096 12.7 against 14.1–16.5 µs, in one sitting
+/// (`crates/otsd/bench/RESULTS.md`, 2026-12-02 18:12–18:42).
 pub fn default_aggregate_http_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().max(1))
+    default_http_threads()
 }
 
 /// `--dev`'s stamping, fixed so that stamp → upgrade → verify takes well
@@ -480,7 +480,7 @@ pub struct AggregateArgs {
     /// Port to listen on (0: any free port, printed at start-up).
     #[arg(long = "rpc-port", default_value_t = DEFAULT_RPC_PORT)]
     pub rpc_port: u16,
-    /// Threads serving HTTP connections [default: one per CPU].
+    /// Threads serving HTTP connections [default: one per CPU but one, at least one].
     #[arg(long = "http-threads", value_parser = clap::value_parser!(u16).range(1..))]
     pub http_threads: Option<u16>,
     /// Hostile-client limits.
