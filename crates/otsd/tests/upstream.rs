@@ -1085,15 +1085,10 @@ async fn an_upstream_completed_commitment_is_not_stamped_again_after_a_restart()
 
 mod mirror_support;
 
-/// A private calendar's backup chunks carry the proofs its upstream
-/// completed (no wallet): 1000 commitments, each answered pending by a fake
-/// upstream, are served 200 with a short max-age, and chunk 0 is a 404
-/// (an incomplete proof never goes into a chunk, which is immutable). Once
-/// the upstream completes them, chunk 0 is the chunk of the 1000 complete
-/// proofs the calendar serves.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
-    let uri = "https://up.test";
+/// A private calendar without a wallet on one fake upstream answering
+/// `uri`'s pending attestation, and the 1000 commitments of its chunk 0:
+/// one digest at a time, so a round, and a journal commitment, each.
+async fn private_with_a_chunk_pending(uri: &str) -> (Fake, TestServer, Vec<Vec<u8>>) {
     let (fake, url) = Fake::start(Mode::Pending(uri.into())).await;
     let server = TestServer::start(Settings {
         aggregation_interval: Duration::from_millis(1),
@@ -1106,7 +1101,6 @@ async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
         ..Settings::default()
     })
     .await;
-    // One digest at a time: a round, and a journal commitment, each.
     let mut commitments = Vec::new();
     for _ in 0..1000 {
         let digest = random_digest();
@@ -1117,6 +1111,19 @@ async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
     }
     let distinct: std::collections::BTreeSet<_> = commitments.iter().collect();
     assert_eq!(distinct.len(), 1000);
+    (fake, server, commitments)
+}
+
+/// A private calendar's backup chunks carry the proofs its upstream
+/// completed (no wallet): 1000 commitments, each answered pending by a fake
+/// upstream, are served 200 with a short max-age, and chunk 0 is a 404
+/// (an incomplete proof never goes into a chunk, which is immutable). Once
+/// the upstream completes them, chunk 0 is the chunk of the 1000 complete
+/// proofs the calendar serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
+    let uri = "https://up.test";
+    let (fake, server, commitments) = private_with_a_chunk_pending(uri).await;
     let served = |want: &'static str| {
         let commitments = commitments.clone();
         let addr = server.addr;
@@ -1157,26 +1164,7 @@ async fn backup_chunks_carry_the_proofs_the_upstream_completed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_chunk_with_a_pending_proof_in_its_middle_is_not_served() {
     let uri = "https://up.test";
-    let (fake, url) = Fake::start(Mode::Pending(uri.into())).await;
-    let server = TestServer::start(Settings {
-        aggregation_interval: Duration::from_millis(1),
-        upstream: UpstreamConfig {
-            urls: vec![url],
-            timeout: Duration::from_millis(500),
-            poll: Duration::from_millis(100),
-            ..UpstreamConfig::default()
-        },
-        ..Settings::default()
-    })
-    .await;
-    let mut commitments = Vec::new();
-    for _ in 0..1000 {
-        let digest = random_digest();
-        commitments.push(check_proof(
-            &digest,
-            &post_digest(server.addr, &digest).await.body,
-        ));
-    }
+    let (fake, server, commitments) = private_with_a_chunk_pending(uri).await;
     // What the fake upstream was asked of commitment 500: its leaf, then
     // the fake's nonce and sha256.
     let leaf = ots_proof::op::sha256(&commitments[500]);
